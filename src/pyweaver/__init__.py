@@ -1,0 +1,1 @@
+"""pyweaver: Service Weaver for Python."""
