@@ -43,7 +43,7 @@ from typing import Any
 import attrs
 import cbor2
 
-from ._errors import RemoteProtocolError
+from pyweaver._errors import RemoteProtocolError
 
 __all__ = [
     "GRID_BITS",

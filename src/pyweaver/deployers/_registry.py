@@ -1,0 +1,247 @@
+"""The per-user registry of live deployments, and where deployers keep their data.
+
+``pyweaver multi status|dashboard|logs|metrics|purge`` find deployments here. Layout
+under the data dir (``$PYWEAVER_DATA_DIR``, else ``$XDG_DATA_HOME/pyweaver``, else
+``~/.local/share/pyweaver``; created with mode 0700)::
+
+    <data dir>/
+        registry/<deployment id>.json    one Deployment, JSON, written atomically
+        logs/<deployment id>/...         that deployment's log files (see _logstore)
+
+A registration names the deployer's process id; an entry whose process is gone is a
+deployment that ended without unregistering (killed, crashed, machine rebooted), so
+:meth:`Registry.list` drops it. Its logs stay until :meth:`Registry.purge`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from pyweaver._errors import PyWeaverError
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "Deployment",
+    "DeploymentNotFoundError",
+    "PurgeResult",
+    "Registry",
+    "data_dir",
+    "pid_alive",
+    "write_atomically",
+]
+
+DATA_DIR_ENV = "PYWEAVER_DATA_DIR"
+_SUFFIX = ".json"
+
+
+def data_dir() -> Path:
+    """The per-user pyweaver data directory (not created here)."""
+    override = os.environ.get(DATA_DIR_ENV)
+    if override:
+        return Path(override)
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / "pyweaver"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (zombies count as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, it is just not ours
+    return True
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never
+    a torn one: write a temporary file in the same directory, fsync, rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class DeploymentNotFoundError(PyWeaverError, LookupError):
+    """No live deployment matches the given id or prefix, or more than one does."""
+
+
+@attrs.frozen(kw_only=True)
+class Deployment:
+    """One registered deployment.
+
+    Attributes:
+        id: the deployment id (a UUID string).
+        app: the application name.
+        deployer: ``"single"``, ``"multi"``, ...
+        pid: the deployer's process id; the deployment is live while it runs.
+        started: when it started, seconds since the epoch.
+        status_address: ``host:port`` of its status server, ``""`` if none.
+        config_path: the weaver.toml it was deployed from, ``""`` if none.
+    """
+
+    id: str
+    app: str
+    deployer: str
+    pid: int
+    started: float
+    status_address: str = ""
+    config_path: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Deployment:
+        names = {field.name for field in attrs.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
+@attrs.frozen(kw_only=True)
+class PurgeResult:
+    """What :meth:`Registry.purge` did: the ids whose data it removed, and the live
+    deployments it left alone."""
+
+    removed: tuple[str, ...]
+    running: tuple[Deployment, ...]
+
+
+def _valid_id(deployment_id: str) -> bool:
+    # Ids become file names: refuse anything that could leave the directory.
+    return bool(deployment_id) and all(c.isalnum() or c in "-_." for c in deployment_id) and (
+        not deployment_id.startswith(".")
+    )
+
+
+class Registry:
+    """The deployments registered under one data directory (default :func:`data_dir`)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root if root is not None else data_dir()
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.root / "registry"
+
+    @property
+    def logs_root(self) -> Path:
+        return self.root / "logs"
+
+    def logs_dir(self, deployment_id: str) -> Path:
+        """Where ``deployment_id``'s logs live (not created here)."""
+        self._check_id(deployment_id)
+        return self.logs_root / deployment_id
+
+    def _check_id(self, deployment_id: str) -> None:
+        if not _valid_id(deployment_id):
+            raise ValueError(f"invalid deployment id {deployment_id!r}")
+
+    def _ensure_dirs(self) -> None:
+        for directory in (self.root, self.registry_dir, self.logs_root):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def register(self, deployment: Deployment) -> None:
+        """Record ``deployment`` (replacing an entry with the same id)."""
+        self._check_id(deployment.id)
+        self._ensure_dirs()
+        data = json.dumps(deployment.to_json(), indent=2, sort_keys=True).encode()
+        write_atomically(self.registry_dir / f"{deployment.id}{_SUFFIX}", data)
+
+    def unregister(self, deployment_id: str) -> None:
+        """Forget ``deployment_id`` (its logs stay). Unknown ids are ignored."""
+        self._check_id(deployment_id)
+        try:
+            (self.registry_dir / f"{deployment_id}{_SUFFIX}").unlink()
+        except FileNotFoundError:
+            pass
+
+    def _read_all(self) -> list[Deployment]:
+        deployments = []
+        try:
+            paths = sorted(self.registry_dir.glob(f"*{_SUFFIX}"))
+        except FileNotFoundError:
+            return []
+        for path in paths:
+            try:
+                deployments.append(Deployment.from_json(json.loads(path.read_bytes())))
+            except FileNotFoundError:
+                continue  # unregistered while we looked
+            except (ValueError, TypeError):
+                # A file we cannot read is not a deployment we can show; leave it for
+                # purge rather than guessing.
+                continue
+        return deployments
+
+    def list(self, deployer: str | None = None) -> list[Deployment]:
+        """Live deployments, oldest first; entries whose process is gone are removed."""
+        live = []
+        for deployment in self._read_all():
+            if not pid_alive(deployment.pid):
+                self.unregister(deployment.id)
+            elif deployer is None or deployment.deployer == deployer:
+                live.append(deployment)
+        live.sort(key=lambda d: (d.started, d.id))
+        return live
+
+    def get(self, id_or_prefix: str, deployer: str | None = None) -> Deployment:
+        """The live deployment whose id is, or starts with, ``id_or_prefix``."""
+        deployments = self.list(deployer)
+        exact = [d for d in deployments if d.id == id_or_prefix]
+        if exact:
+            return exact[0]
+        matches = [d for d in deployments if id_or_prefix and d.id.startswith(id_or_prefix)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise DeploymentNotFoundError(f"no live deployment with id {id_or_prefix!r}")
+        ids = ", ".join(d.id for d in matches)
+        raise DeploymentNotFoundError(
+            f"deployment id prefix {id_or_prefix!r} is ambiguous: {ids}"
+        )
+
+    def purge(self) -> PurgeResult:
+        """Remove the registry entries and logs of every deployment that is not running.
+
+        Live deployments are left untouched and returned in ``running``: stop them
+        first (Ctrl-C their ``deploy``) to purge their data.
+        """
+        running = self.list()
+        keep = {d.id for d in running}
+        removed: set[str] = set()
+        if self.registry_dir.is_dir():
+            for path in self.registry_dir.iterdir():
+                deployment_id = path.name.removesuffix(_SUFFIX)
+                if path.name.endswith(_SUFFIX) and deployment_id not in keep:
+                    path.unlink(missing_ok=True)
+                    removed.add(deployment_id)
+                elif path.name.startswith(".") and path.name.endswith(".tmp"):
+                    path.unlink(missing_ok=True)  # left by a writer that died mid-write
+        if self.logs_root.is_dir():
+            for path in self.logs_root.iterdir():
+                if path.name not in keep:
+                    if path.is_dir():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
+                    removed.add(path.name)
+        return PurgeResult(removed=tuple(sorted(removed)), running=tuple(running))
