@@ -1,0 +1,105 @@
+"""``pyweaver check``: validate an app without running it and describe its graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._config import AppConfig, check_sections, load_config
+from ._errors import ConfigError, PyWeaverError
+from ._registry import Registry
+
+__all__ = ["CheckReport", "check_app"]
+
+
+class CheckReport:
+    """The outcome of checking one app: its registry and every error found."""
+
+    def __init__(self, registry: Registry, config: AppConfig | None, errors: list[str]) -> None:
+        self.registry = registry
+        self.config = config
+        self.errors = errors
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def text(self) -> str:
+        lines: list[str] = []
+        for name, spec in sorted(self.registry.specs.items()):
+            lines.append(f"component {name}  (implemented by {spec.impl.__module__}.{spec.impl.__qualname__})")
+            for method in spec.methods.values():
+                params = ", ".join(f"{p}: {_type_name(t)}" for p, t in method.params)
+                flags = [] if method.retriable else ["not retriable"]
+                if method.router is not None:
+                    flags.append("routed")
+                suffix = f"  [{', '.join(flags)}]" if flags else ""
+                lines.append(f"  {method.name}({params}) -> {_type_name(method.result)}{suffix}")
+            for attr, target in sorted(spec.refs.items()):
+                lines.append(f"  ref {attr} -> {target}")
+            for listener in spec.listeners:
+                lines.append(f"  listener {listener}")
+            if spec.config_type is not None:
+                lines.append(f"  config {spec.config_type.__qualname__}")
+        for cycle in self.registry.cycles():
+            lines.append("cycle: " + " -> ".join([*cycle, cycle[0]]))
+        if self.errors:
+            lines.append(f"{len(self.errors)} error(s):")
+            lines.extend(f"  error: {error}" for error in self.errors)
+        else:
+            lines.append(f"ok: {len(self.registry.specs)} component(s), no errors")
+        return "\n".join(lines)
+
+    def mermaid(self) -> str:
+        ids = {name: f"c{i}" for i, name in enumerate(sorted(self.registry.specs))}
+        lines = ["graph TD"]
+        for name, node in ids.items():
+            lines.append(f'    {node}["{name}"]')
+        for caller, callee in self.registry.edges():
+            if caller in ids and callee in ids:
+                lines.append(f"    {ids[caller]} --> {ids[callee]}")
+        return "\n".join(lines)
+
+
+def _type_name(tp: object) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return repr(tp).replace("typing.", "")
+
+
+def check_app(target: str) -> CheckReport:
+    """Import ``target`` (a script, a module, or a weaver.toml naming one) and validate
+    every component, method, type, router, Ref, listener and config section."""
+    from ._appload import load_app
+
+    config: AppConfig | None = None
+    errors: list[str] = []
+    if target.endswith(".toml"):
+        config = load_config(target)
+        if config.binary:
+            base = Path(config.path).parent if config.path else Path(".")
+            target = str(base / config.binary)
+        elif config.module:
+            target = config.module
+        else:
+            raise ConfigError(f"{config.path}: [serviceweaver] names neither binary nor module")
+    load_app(target)
+    registry = Registry()
+    errors.extend(registry.errors)
+    if config is not None:
+        try:
+            check_sections(
+                config, {name: spec.config_type for name, spec in registry.specs.items()}
+            )
+        except PyWeaverError as exc:
+            errors.append(str(exc))
+        known = {name for group in config.colocate for name in group}
+        for name in sorted(known - set(registry.specs) - {"main"}):
+            errors.append(f"{config.path}: [serviceweaver] colocate names unknown component {name}")
+        for section in (config.single.listeners, config.multi.listeners):
+            for listener in sorted(section):
+                if registry.listeners and listener not in registry.listeners:
+                    errors.append(
+                        f"{config.path}: listener {listener!r} is configured but no component "
+                        f"declares it (declared: {', '.join(sorted(registry.listeners))})"
+                    )
+    return CheckReport(registry, config, errors)

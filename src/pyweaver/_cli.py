@@ -1,0 +1,96 @@
+"""The ``pyweaver`` command line.
+
+``pyweaver check APP`` validates an app; ``pyweaver single ...`` runs it in one
+process; ``pyweaver multi ...`` as many processes on this machine; ``pyweaver version``.
+Each deployer contributes its own command group.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ._errors import PyWeaverError
+from ._version import __version__
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """pyweaver: write a modular monolith of components, deploy it as one process or many."""
+
+
+@cli.command()
+def version() -> None:
+    """Print pyweaver's version."""
+    click.echo(f"pyweaver {__version__} (python {sys.version.split()[0]})")
+
+
+@cli.command()
+@click.argument("app")
+@click.option("--mermaid", is_flag=True, help="Print the component graph as a mermaid chart.")
+def check(app: str, mermaid: bool) -> None:
+    """Validate APP (a script, a module or a weaver.toml) without running it.
+
+    Checks every component, method signature, type, router, Ref, listener and config
+    section; prints the component graph; exits 1 if anything is wrong.
+    """
+    from ._check import check_app
+
+    try:
+        report = check_app(app)
+    except PyWeaverError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(report.mermaid() if mermaid and report.ok else report.text())
+    if not report.ok:
+        if mermaid:
+            click.echo(report.text(), err=True)
+        sys.exit(1)
+
+
+@cli.group()
+def single() -> None:
+    """Run the app in one process."""
+
+
+@single.command("deploy")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+def single_deploy(config: str) -> None:
+    """Run the app named by CONFIG's [serviceweaver] binary/module in this process."""
+    from ._config import load_config
+
+    try:
+        app_config = load_config(config)
+    except PyWeaverError as exc:
+        raise click.ClickException(str(exc)) from exc
+    base = Path(config).resolve().parent
+    env = dict(os.environ)
+    for item in app_config.env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    env["PYWEAVER_CONFIG"] = str(Path(config).resolve())
+    if app_config.binary:
+        argv = [sys.executable, str(base / app_config.binary), *app_config.args]
+    elif app_config.module:
+        argv = [sys.executable, "-m", app_config.module, *app_config.args]
+    else:
+        raise click.ClickException(f"{config}: [serviceweaver] names neither binary nor module")
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, env)
+
+
+def _add_deployer_groups() -> None:
+    try:
+        from .deployers.multi._cli import multi
+    except ImportError:  # the multi deployer is optional while it is being built
+        return
+    cli.add_command(multi)
+
+
+def main() -> None:
+    _add_deployer_groups()
+    cli()

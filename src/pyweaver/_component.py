@@ -1,0 +1,179 @@
+"""The app author's building blocks: ``Implements``, ``Ref``, ``WithConfig``,
+``WithRouter``, ``not_retriable`` and ``Instance``.
+
+Subclassing ``Implements[Iface]`` registers the class as *the* implementation of the
+component interface ``Iface``. Registration only records the class; every check that
+can be made without running the app (signatures, types, routers, Refs, listeners) is
+made by :mod:`pyweaver._registry` when the app starts or when ``pyweaver check`` runs,
+so one error report can name every fault at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
+
+from ._errors import RegistrationError
+
+if TYPE_CHECKING:
+    from ._listener import Listener, ListenerOptions
+    from ._logging import Logger
+    from ._runtime import Weavelet
+
+__all__ = [
+    "Implements",
+    "Instance",
+    "Ref",
+    "WeaverInfo",
+    "WithConfig",
+    "WithRouter",
+    "implementations",
+    "not_retriable",
+]
+
+T = TypeVar("T")
+C = TypeVar("C")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+NOT_RETRIABLE_ATTR = "__pyweaver_not_retriable__"
+
+
+def not_retriable(method: F) -> F:
+    """Mark an interface method as never retried automatically.
+
+    Use it on methods that must not run twice (charging a card, appending to a log):
+    a call that fails with a system error then raises ``RemoteCallError`` instead of
+    being re-issued.
+    """
+    setattr(method, NOT_RETRIABLE_ATTR, True)
+    return method
+
+
+class WeaverInfo:
+    """Where this component instance runs."""
+
+    __slots__ = ("deployment_id", "group", "replica_id")
+
+    def __init__(self, deployment_id: str, replica_id: str, group: str = "") -> None:
+        self.deployment_id = deployment_id
+        self.replica_id = replica_id
+        self.group = group
+
+    def __repr__(self) -> str:
+        return (
+            f"WeaverInfo(deployment_id={self.deployment_id!r}, "
+            f"replica_id={self.replica_id!r}, group={self.group!r})"
+        )
+
+
+class Instance:
+    """What ``weaver.init()`` returns and what every implementation is.
+
+    The runtime fills the private slots before the component's ``init`` hook runs.
+    """
+
+    _pyweaver_weavelet: Weavelet
+    _pyweaver_name: str
+    logger: Logger
+    weaver_info: WeaverInfo
+
+    async def get(self, iface: type[T]) -> T:
+        """The component ``iface``, called from this component (records the edge)."""
+        return await self._pyweaver_weavelet.get(iface, requester=self._pyweaver_name)
+
+    async def listener(self, name: str, options: ListenerOptions | None = None) -> Listener:
+        """The network listener ``name``, bound as the deployer decides (see
+        ``ListenerOptions`` and the ``listeners`` tables of weaver.toml)."""
+        return await self._pyweaver_weavelet.listener(self._pyweaver_name, name, options)
+
+
+class Ref(Generic[T]):
+    """``x: weaver.Ref[Iface]`` on an implementation: ``self.x.get()`` is the stub.
+
+    Refs are filled before ``init`` with stubs that do not build the target, so Ref
+    cycles (A refers to B, B refers to A) are fine.
+    """
+
+    __slots__ = ("_stub",)
+
+    def __init__(self, stub: T) -> None:
+        self._stub = stub
+
+    def get(self) -> T:
+        return self._stub
+
+    def __repr__(self) -> str:
+        return f"Ref({self._stub!r})"
+
+
+class WithConfig(Generic[C]):
+    """Mixin: ``self.config`` is a ``C`` (an attrs class) built from the component's
+    section of weaver.toml (section key = the component's full name)."""
+
+    config: C
+
+
+class WithRouter(Generic[R]):
+    """Mixin: calls are routed by the key that ``R``'s same-named method returns;
+    calls with the same key go to the same replica (best effort)."""
+
+
+# Interface full name -> implementation class. Filled by Implements.__init_subclass__.
+_implementations: dict[str, type[Any]] = {}
+
+
+def implementations() -> dict[str, type[Any]]:
+    """Every registered implementation, by interface full name (a copy)."""
+    return dict(_implementations)
+
+
+def generic_argument(cls: type[Any], base: Any) -> Any | None:
+    """The type argument ``X`` of ``base[X]`` among ``cls``'s direct generic bases."""
+    for orig in getattr(cls, "__orig_bases__", ()):
+        if get_origin(orig) is base:
+            args = get_args(orig)
+            return args[0] if args else None
+    return None
+
+
+def full_name(obj: Any) -> str:
+    """``module.QualName``, with ``__main__`` replaced by the script's file stem, so
+    ``app.py``'s ``Reverser`` is ``app.Reverser`` whether run as a script or imported."""
+    module = getattr(obj, "__module__", "") or ""
+    if module == "__main__":
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None) or "__main__"
+        module = main_file.rsplit("/", 1)[-1].removesuffix(".py")
+    return f"{module}.{obj.__qualname__}"
+
+
+class Implements(Instance, Generic[T]):
+    """Base class of the one implementation of the component interface ``T``.
+
+    ``class ReverserImpl(weaver.Implements[Reverser]): ...`` registers ``ReverserImpl``.
+    A second implementation of the same interface is a ``RegistrationError``.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        iface = generic_argument(cls, Implements)
+        if iface is None:
+            # An intermediate base class (class Base(Implements[T]) with T unbound) or
+            # a subclass of an implementation: not a registration.
+            return
+        if not isinstance(iface, type):
+            raise RegistrationError(
+                f"{full_name(cls)}: Implements[...] needs a component interface class, "
+                f"got {iface!r}"
+            )
+        name = full_name(iface)
+        previous = _implementations.get(name)
+        # The same class defined again (a module run as __main__ and imported as well)
+        # replaces the earlier one; a different class is a second implementation.
+        if previous is not None and full_name(previous) != full_name(cls):
+            raise RegistrationError(
+                f"component {name} has two implementations: {full_name(previous)} and "
+                f"{full_name(cls)}; a component interface has exactly one"
+            )
+        _implementations[name] = cls

@@ -1,0 +1,176 @@
+"""``weavertest.Runner``: one test's deployment of the app, in one of three modes.
+
+Each mode is a :class:`Placement` for the test's :class:`Weavelet`:
+
+* ``local`` uses the single-process placement;
+* ``rpc`` serves every component from a call-protocol server on a loopback TCP port
+  and reaches each one through a call client (codec + framing + retries, with one
+  injected retry per retriable call);
+* ``multi`` starts each colocation group in child processes through the multi
+  deployer's envelopes (see ``pyweaver.deployers.multi``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Generic, TypeVar
+
+import anyio
+import attrs
+
+from .._component import Instance, full_name
+from .._config import AppConfig, parse_config
+from .._errors import PyWeaverError
+from .._listener import Listener, ListenerOptions, bind_listener
+from .._registry import Registry
+from .._runtime import CallClient, Weavelet
+
+__all__ = ["MODES", "Fake", "Runner", "fake"]
+
+MODES: tuple[str, ...] = ("local", "rpc", "multi")
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Fake(Generic[T]):
+    """A stand-in for the component ``iface`` (see :func:`fake`)."""
+
+    iface: type[T]
+    impl: T
+
+
+def fake(iface: type[T], impl: T) -> Fake[T]:
+    """Use ``impl`` instead of building the component ``iface``. Calls to a fake are
+    always local (it lives in the test process), in every mode."""
+    return Fake(iface, impl)
+
+
+class _RpcPlacement:
+    """rpc mode: every component is reached through the call protocol on loopback."""
+
+    def __init__(self, config: AppConfig, clients: dict[str, CallClient]) -> None:
+        self.config = config
+        self.clients = clients
+
+    def is_local(self, component: str) -> bool:
+        return False
+
+    async def activate(self, component: str) -> None:
+        return None
+
+    async def client(self, component: str) -> CallClient:
+        return self.clients["*"]
+
+    async def listener(self, name: str, options: ListenerOptions | None) -> Listener:
+        configured = self.config.single.listeners.get(name)
+        address = (
+            configured if configured is not None else (options or ListenerOptions()).local_address
+        )
+        return bind_listener(name, address)
+
+
+class Runner:
+    """An async context manager running the app's components for one test.
+
+    Args:
+        mode: ``"local"``, ``"rpc"`` or ``"multi"`` (see :data:`MODES`).
+        config: weaver.toml text (component sections, ``[serviceweaver]`` colocation
+            for multi mode).
+        fakes: components to replace, made with :func:`fake`.
+        app: for ``multi`` mode, the path of the script or the module that defines the
+            components (child processes import it); default: the module of the first
+            registered component the test asks for.
+    """
+
+    def __init__(
+        self,
+        mode: str = "local",
+        *,
+        config: str = "",
+        fakes: Sequence[Fake[Any]] = (),
+        app: str | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise PyWeaverError(f"unknown weavertest mode {mode!r}; choose one of {MODES}")
+        self.mode = mode
+        self.config = parse_config(config, path="<weavertest config>")
+        self.fakes = {full_name(f.iface): f.impl for f in fakes}
+        self.app = app
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._weavelet: Weavelet | None = None
+
+    async def __aenter__(self) -> Instance:
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            weavelet = await stack.enter_async_context(self._deploy())
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        self._stack = stack
+        self._weavelet = weavelet
+        return weavelet.main_instance()
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        assert self._stack is not None
+        stack, self._stack = self._stack, None
+        return await stack.__aexit__(*exc_info)
+
+    @contextlib.asynccontextmanager
+    async def _deploy(self) -> AsyncIterator[Weavelet]:
+        if self.mode == "local":
+            async with self._local() as weavelet:
+                yield weavelet
+        elif self.mode == "rpc":
+            async with self._rpc() as weavelet:
+                yield weavelet
+        else:
+            from ..deployers.multi import weavertest_deployment
+
+            async with weavertest_deployment(self.config, self.fakes, self.app) as weavelet:
+                yield weavelet
+
+    @contextlib.asynccontextmanager
+    async def _local(self) -> AsyncIterator[Weavelet]:
+        from .._runtime import SinglePlacement
+
+        weavelet = Weavelet(
+            Registry(), self.config, SinglePlacement(self.config), fakes=self.fakes
+        )
+        try:
+            yield weavelet
+        finally:
+            await weavelet.shutdown()
+
+    @contextlib.asynccontextmanager
+    async def _rpc(self) -> AsyncIterator[Weavelet]:
+        from .. import call
+
+        registry = Registry()
+        clients: dict[str, CallClient] = {}
+        weavelet = Weavelet(
+            registry, self.config, _RpcPlacement(self.config, clients), fakes=self.fakes
+        )
+        fingerprint = registry.fingerprint()
+        try:
+            async with (
+                call.serve(
+                    "tcp://127.0.0.1:0",
+                    weavelet.handlers(),
+                    deployment_id=weavelet.deployment_id,
+                    fingerprint=fingerprint,
+                ) as server,
+                call.Client(
+                    [server.address],
+                    deployment_id=weavelet.deployment_id,
+                    fingerprint=fingerprint,
+                    inject_retries=1,
+                ) as client,
+            ):
+                clients["*"] = client
+                yield weavelet
+        finally:
+            with anyio.CancelScope(shield=True):
+                await weavelet.shutdown()
