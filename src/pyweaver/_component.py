@@ -11,7 +11,8 @@ so one error report can name every fault at once.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
 
 from ._errors import RegistrationError
@@ -29,6 +30,7 @@ __all__ = [
     "WithConfig",
     "WithRouter",
     "implementations",
+    "isolated_registrations",
     "not_retriable",
 ]
 
@@ -122,6 +124,18 @@ class WithRouter(Generic[R]):
 
 # Interface full name -> implementation class. Filled by Implements.__init_subclass__.
 _implementations: dict[str, type[Any]] = {}
+
+
+@contextmanager
+def isolated_registrations() -> Iterator[dict[str, type[Any]]]:
+    """Register implementations into a fresh, temporary table (for tests and
+    ``pyweaver check`` of several apps in one process); the old table comes back after."""
+    global _implementations
+    saved, _implementations = _implementations, {}
+    try:
+        yield _implementations
+    finally:
+        _implementations = saved
 
 
 def implementations() -> dict[str, type[Any]]:

@@ -1,0 +1,5 @@
+"""``python -m pyweaver``: the same as the ``pyweaver`` command."""
+
+from ._cli import main
+
+main()
