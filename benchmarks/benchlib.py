@@ -231,8 +231,8 @@ class AsyncioTaskGroup:
         await self._group.__aenter__()
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        return await self._group.__aexit__(*exc_info)
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self._group.__aexit__(*exc_info)
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         self._group.create_task(fn(*args))  # type: ignore[arg-type]

@@ -45,7 +45,7 @@ dumps, loads = cbor2.dumps, cbor2.loads
 
 
 def frame(obj: object) -> bytes:
-    body = dumps(obj)
+    body: bytes = dumps(obj)
     return len(body).to_bytes(4, "big") + body
 
 

@@ -1,0 +1,121 @@
+"""In-process: a colocated pyweaver component call next to a plain ``await obj.method(x)``.
+
+Both loops are the same code, ``for i in range(n): await target.echo(i)``; only
+the target differs:
+    plain-await    an ordinary object with ``async def echo(self, x: int) -> int``
+    pyweaver-call  the stub ``await weaver.get(Echo, root)`` returns in a
+                   single-process app (``root = await weaver.init()``), with the
+                   runtime's defaults: metrics recorded, tracing off.
+Batches of the two alternate in one process (3 each after calibration), so they
+see the same CPU state; each row reports the median batch (ns per call,
+including the loop) and the batch min..max.
+
+usage: local_calls.py --backend asyncio|asyncio+uvloop|trio [--seconds S]
+prints {"rows": {"plain-await": {...}, "pyweaver-call": {...} or {"missing": why}}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+BATCHES = 3
+
+
+class Echo(Protocol):
+    async def echo(self, x: int) -> int: ...
+
+
+class Plain:
+    async def echo(self, x: int) -> int:
+        return x
+
+
+PYWEAVER_MISSING = ""
+try:
+    import pyweaver as weaver
+
+    class EchoImpl(weaver.Implements[Echo]):  # type: ignore[misc,name-defined]
+        async def echo(self, x: int) -> int:
+            return x
+
+except Exception as exc:  # the runtime is absent or incomplete: report it, measure the rest
+    PYWEAVER_MISSING = f"pyweaver component API unavailable: {exc!r}"
+
+
+async def loop(target: Any, n: int) -> float:
+    """ns per call of n sequential awaits of target.echo(i)."""
+    start = time.perf_counter_ns()
+    for i in range(n):
+        await target.echo(i)
+    return (time.perf_counter_ns() - start) / n
+
+
+async def calibrate(target: Any, batch_s: float) -> int:
+    n = 1000
+    while True:
+        per_call = await loop(target, n)
+        if per_call * n > 20e6 or n >= 50_000_000:  # 20 ms is enough to size a batch
+            return max(1000, int(batch_s * 1e9 / per_call))
+        n *= 4
+
+
+def row(samples: list[float]) -> dict[str, float]:
+    return {"ns_per_call": statistics.median(samples), "batch_min_ns": min(samples),
+            "batch_max_ns": max(samples)}
+
+
+async def measure(seconds: float) -> dict[str, Any]:
+    targets: dict[str, Any] = {"plain-await": Plain()}
+    rows: dict[str, Any] = {}
+    if PYWEAVER_MISSING:
+        rows["pyweaver-call"] = {"missing": PYWEAVER_MISSING}
+    else:
+        try:
+            root = await weaver.init()
+            stub = await weaver.get(Echo, root)
+            if await stub.echo(7) != 7:
+                raise RuntimeError("the component stub returned a wrong value")
+            targets["pyweaver-call"] = stub
+        except Exception as exc:
+            rows["pyweaver-call"] = {"failed": f"weaver.init()/get() failed: {exc!r}"}
+    batch_s = seconds / (2 * BATCHES + 2)
+    sizes = {name: await calibrate(target, batch_s) for name, target in targets.items()}
+    samples: dict[str, list[float]] = {name: [] for name in targets}
+    for _ in range(BATCHES):
+        for name, target in targets.items():
+            samples[name].append(await loop(target, sizes[name]))
+    rows.update({name: row(values) for name, values in samples.items()})
+    empty_start = time.perf_counter_ns()
+    for _ in range(1_000_000):
+        pass
+    rows["plain-await"]["empty_loop_ns"] = (time.perf_counter_ns() - empty_start) / 1_000_000
+    return {"rows": rows}
+
+
+def run(backend: str, fn: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    import anyio
+
+    if backend == "trio":
+        return anyio.run(fn, backend="trio")
+    return anyio.run(fn, backend="asyncio", backend_options={"use_uvloop": backend == "asyncio+uvloop"})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--backend", choices=["asyncio", "asyncio+uvloop", "trio"], default="asyncio")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    result = run(args.backend, lambda: measure(args.seconds))
+    result["backend"] = args.backend
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
