@@ -1,0 +1,15 @@
+"""A bad app for `pyweaver check`: a method takes a callable."""
+
+from collections.abc import Callable
+from typing import Protocol
+
+import pyweaver as weaver
+
+
+class Scheduler(Protocol):
+    async def schedule(self, job: Callable[[], None], delay: float) -> None: ...
+
+
+class SchedulerImpl(weaver.Implements[Scheduler]):
+    async def schedule(self, job: Callable[[], None], delay: float) -> None:
+        pass

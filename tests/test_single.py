@@ -1,0 +1,129 @@
+"""The single-process runtime as users run it: `python app.py` and
+`pyweaver single deploy`, shutdown hooks on exit and on SIGTERM, listeners, and the
+hello example over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+APPS = Path(__file__).parent / "apps"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def run_app(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_python_app_runs_main_and_shutdown_hooks() -> None:
+    result = run_app(str(APPS / "good_app.py"), env={"PYWEAVER_CONFIG": str(APPS / "good.toml")})
+    assert result.returncode == 0, result.stderr
+    assert "lookup a=1" in result.stdout
+    assert "local stub of good_app.Store" in result.stdout
+    assert "store shutdown" in result.stdout
+
+
+def test_single_deploy_runs_the_binary_with_its_config() -> None:
+    result = run_app("-m", "pyweaver", "single", "deploy", str(APPS / "good.toml"))
+    assert result.returncode == 0, result.stderr
+    assert "lookup a=1" in result.stdout and "store shutdown" in result.stdout
+
+
+def test_a_bad_config_is_a_clear_error_naming_the_file() -> None:
+    result = run_app(
+        str(APPS / "good_app.py"), env={"PYWEAVER_CONFIG": str(APPS / "bad_config.toml")}
+    )
+    assert result.returncode != 0
+    assert "bad_config.toml" in result.stderr and "color" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signals_run_shutdown_hooks(backend: str, sig: signal.Signals) -> None:
+    env = {
+        **os.environ,
+        "PYWEAVER_CONFIG": str(APPS / "good.toml"),
+        "GOOD_APP_WAIT": "1",
+        "GOOD_APP_BACKEND": backend,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(APPS / "good_app.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for _ in range(20):
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "waiting for a signal" in line or not line:
+                break
+        assert "waiting for a signal" in lines[-1], lines
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "store shutdown" in out, err
+
+
+def test_hello_example_serves_http_in_one_process(tmp_path: Path) -> None:
+    config = tmp_path / "weaver.toml"
+    config.write_text(
+        f'[serviceweaver]\nbinary = "{EXAMPLES / "hello" / "app.py"}"\n'
+        '[single]\nlisteners.hello = {address = "127.0.0.1:0"}\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "hello" / "app.py")],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYWEAVER_CONFIG": str(config)},
+    )
+    try:
+        assert proc.stderr is not None
+        address = None
+        for _ in range(50):
+            line = proc.stderr.readline()
+            match = re.search(r"address=(127\.0\.0\.1:\d+)", line)
+            if match:
+                address = match.group(1)
+                break
+            if not line:
+                break
+        assert address, "hello did not log its listener address"
+        body = ""
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen(f"http://{address}/hello?name=World", timeout=5) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert body == "Hello, dlroW!\n"
+        with urllib.request.urlopen(f"http://{address}/healthz", timeout=5) as r:
+            assert r.read() == b"ok\n"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
