@@ -293,7 +293,8 @@ class Weavelet:
         component = spec.name
         get_impl = self.get_impl
         span_name = f"{component}.{name}"
-        tracer = _tracing
+        tracing = _tracing.TRACING
+        start_span = _tracing.start_span
         bound: Callable[..., Awaitable[Any]] | None = None
 
         async def call(*args: Any, **kwargs: Any) -> Any:
@@ -302,8 +303,8 @@ class Weavelet:
                 bound = getattr(await get_impl(component), name)
             start = clock()
             try:
-                if tracer.enabled:
-                    with tracer.start_span(span_name, remote=False):
+                if tracing.on:
+                    with start_span(span_name):
                         result = await bound(*args, **kwargs)
                 else:
                     result = await bound(*args, **kwargs)
@@ -333,6 +334,10 @@ class Weavelet:
         signature = method.signature
         placement = self.placement
         component = spec.name
+        span_name = f"{component}.{method.name}"
+        tracing = _tracing.TRACING
+        start_span = _tracing.start_span
+        client_kind = _tracing.SpanKind.CLIENT
         client: CallClient | None = None
 
         async def call(*args: Any, **kwargs: Any) -> Any:
@@ -345,7 +350,13 @@ class Weavelet:
             payload = encode_args(args)
             start = clock()
             try:
-                reply = await client.call(key, payload, retriable=retriable, shard_key=routing)
+                if tracing.on:
+                    with start_span(span_name, client_kind):
+                        reply = await client.call(
+                            key, payload, retriable=retriable, shard_key=routing
+                        )
+                else:
+                    reply = await client.call(key, payload, retriable=retriable, shard_key=routing)
                 result = decode_result(reply)
             except Exception:
                 record(clock() - start, True)
