@@ -1,0 +1,399 @@
+"""Logging: the component logger (``self.logger``), the process-wide handler that
+turns every stdlib log record into a :class:`~pyweaver._logentry.LogEntry`, and the
+pretty and JSON-lines formats.
+
+Theory of operation
+-------------------
+:class:`Logger` is a thin, structured front on a stdlib logger
+(``pyweaver.app.<component>``): it checks ``isEnabledFor`` first (a disabled debug
+call builds nothing), then logs a record carrying a :class:`_RecordContext` (the
+component's identity and the entry's attributes) with ``stacklevel`` pointing at the
+caller, so file:line is the app's.
+
+:func:`configure_logging` installs one handler on the root logger, so records of
+*every* stdlib logger (pyweaver's and libraries') become LogEntries: app records
+take their component and attributes from their context; other records get the
+logger's name as the ``logger`` attribute, plus any ``extra=`` fields. Records
+under ``pyweaver.`` but not ``pyweaver.app.`` are pyweaver's own ("system") logs.
+The trace and span ids of the current OpenTelemetry span, when valid, are added at
+that point (handlers run synchronously in the logging call's context). Each entry
+goes to the stream (pretty or JSON lines) and/or a sink; the multi-process weavelet
+uses a sink to ship entries to the envelope in batches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Final, Literal, TextIO
+
+from opentelemetry import trace
+
+from ._logentry import LogEntry
+
+__all__ = [
+    "Logger",
+    "LogSink",
+    "configure_logging",
+    "entry_from_record",
+    "format_json",
+    "format_pretty",
+    "make_logger",
+    "unconfigure_logging",
+]
+
+LogSink = Callable[[LogEntry], None]
+Level = Literal["debug", "info", "warning", "error"]
+
+APP_LOGGER_PREFIX: Final = "pyweaver.app."
+_CONTEXT_ATTR: Final = "pyweaver_context"
+
+_LEVELS: Final[dict[str, int]] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class _Identity:
+    """Who is logging: the component, and the replica, group, app and deployment
+    it runs in ("" = fill in from the process identity given to configure_logging)."""
+
+    __slots__ = ("app", "component", "deployment", "group", "replica")
+
+    def __init__(self, component: str, replica: str, group: str, app: str, deployment: str) -> None:
+        self.component = component
+        self.replica = replica
+        self.group = group
+        self.app = app
+        self.deployment = deployment
+
+
+class _RecordContext:
+    """What a :class:`Logger` attaches to each stdlib record it makes."""
+
+    __slots__ = ("attrs", "identity")
+
+    def __init__(self, identity: _Identity, attrs: dict[str, str]) -> None:
+        self.identity = identity
+        self.attrs = attrs
+
+
+def _text(value: object) -> str:
+    return value if type(value) is str else str(value)
+
+
+class Logger:
+    """A component's structured logger: ``logger.info("ready", port=8000)``.
+
+    Attribute values are turned into strings when the entry is made.
+    """
+
+    __slots__ = ("_bound", "_identity", "_std")
+
+    def __init__(
+        self, std: logging.Logger, identity: _Identity, bound: dict[str, str] | None = None
+    ) -> None:
+        self._std = std
+        self._identity = identity
+        self._bound: dict[str, str] = bound or {}
+
+    @property
+    def component(self) -> str:
+        return self._identity.component
+
+    @property
+    def stdlib_logger(self) -> logging.Logger:
+        """The underlying stdlib logger (e.g. to change its level)."""
+        return self._std
+
+    def bind(self, **attrs: object) -> Logger:
+        """A logger adding ``attrs`` to every entry (on top of this one's)."""
+        bound = dict(self._bound)
+        bound.update({key: _text(value) for key, value in attrs.items()})
+        return Logger(self._std, self._identity, bound)
+
+    def debug(self, msg: str, /, **attrs: object) -> None:
+        if self._std.isEnabledFor(logging.DEBUG):
+            self._log(logging.DEBUG, msg, attrs, None)
+
+    def info(self, msg: str, /, **attrs: object) -> None:
+        if self._std.isEnabledFor(logging.INFO):
+            self._log(logging.INFO, msg, attrs, None)
+
+    def warning(self, msg: str, /, **attrs: object) -> None:
+        if self._std.isEnabledFor(logging.WARNING):
+            self._log(logging.WARNING, msg, attrs, None)
+
+    def error(self, msg: str, /, err: BaseException | None = None, **attrs: object) -> None:
+        """Log an error; ``err`` adds an ``err`` attribute and its traceback."""
+        if self._std.isEnabledFor(logging.ERROR):
+            self._log(logging.ERROR, msg, attrs, err)
+
+    def _log(
+        self, level: int, msg: str, attrs: dict[str, object], err: BaseException | None
+    ) -> None:
+        if attrs:
+            merged = dict(self._bound)
+            merged.update({key: _text(value) for key, value in attrs.items()})
+        else:
+            merged = self._bound
+        self._std.log(
+            level,
+            msg,
+            exc_info=(type(err), err, err.__traceback__) if err is not None else None,
+            extra={_CONTEXT_ATTR: _RecordContext(self._identity, merged)},
+            # 1 = this method, 2 = info() & co., 3 = the app code that called them.
+            stacklevel=3,
+        )
+
+    def __repr__(self) -> str:
+        return f"<pyweaver Logger {self._identity.component!r}>"
+
+
+def make_logger(
+    component: str,
+    *,
+    replica: str = "",
+    group: str = "",
+    app: str = "",
+    deployment: str = "",
+) -> Logger:
+    """The logger of ``component`` (its full name), on the stdlib logger
+    ``pyweaver.app.<component>``. Empty identity fields are filled in from the
+    process identity given to :func:`configure_logging`."""
+    return Logger(
+        logging.getLogger(APP_LOGGER_PREFIX + component),
+        _Identity(component, replica, group, app, deployment),
+    )
+
+
+# -- records to entries ---------------------------------------------------------------
+
+# The attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD_RECORD_ATTRS: Final = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    _CONTEXT_ATTR,
+}
+_NO_IDENTITY: Final = _Identity("", "", "", "", "")
+
+
+def _level_name(levelno: int) -> str:
+    if levelno >= logging.ERROR:
+        return "error"
+    if levelno >= logging.WARNING:
+        return "warning"
+    if levelno >= logging.INFO:
+        return "info"
+    return "debug"
+
+
+def entry_from_record(record: logging.LogRecord, process: _Identity | None = None) -> LogEntry:
+    """The LogEntry for a stdlib record, in the current (OpenTelemetry) context."""
+    process = process or _NO_IDENTITY
+    context = getattr(record, _CONTEXT_ATTR, None)
+    if isinstance(context, _RecordContext):
+        identity = context.identity
+        attrs = dict(context.attrs)
+    else:
+        identity = _NO_IDENTITY
+        attrs = {"logger": record.name}
+        for key, value in vars(record).items():
+            if key not in _STANDARD_RECORD_ATTRS:
+                attrs[key] = _text(value)
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        attrs["err"] = f"{type(exc).__qualname__}: {exc}"
+        attrs["traceback"] = "".join(traceback.format_exception(exc)).rstrip()
+    span_context = trace.get_current_span().get_span_context()
+    return LogEntry(
+        time_ns=int(record.created * 1e9),
+        level=_level_name(record.levelno),
+        message=record.getMessage(),
+        component=identity.component,
+        replica=identity.replica or process.replica,
+        group=identity.group or process.group,
+        app=identity.app or process.app,
+        deployment=identity.deployment or process.deployment,
+        file=record.pathname,
+        line=record.lineno,
+        attrs=attrs,
+        trace_id=format(span_context.trace_id, "032x") if span_context.is_valid else "",
+        span_id=format(span_context.span_id, "016x") if span_context.is_valid else "",
+    )
+
+
+# -- formats --------------------------------------------------------------------------
+
+_RESET: Final = "\x1b[0m"
+_DIM: Final = "\x1b[2m"
+_CYAN: Final = "\x1b[36m"
+_LEVEL_COLORS: Final = {
+    "debug": "\x1b[2m",
+    "info": "",
+    "warning": "\x1b[33m",
+    "error": "\x1b[31m",
+}
+_COMPONENT_WIDTH: Final = 17
+
+
+def _short_component(name: str) -> str:
+    # "shop.services.cart.Cart" -> "cart.Cart": the interface and its module.
+    parts = name.rsplit(".", 2)
+    return ".".join(parts[-2:])
+
+
+def _quote(value: str) -> str:
+    if value and not any(c.isspace() or c in '"=\\' for c in value):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def format_pretty(entry: LogEntry, *, color: bool = False) -> str:
+    """One human line (plus an indented traceback, if any)::
+
+        I1125 03:21:07.123 app.Reverser      app.py:14] ready pid=1234
+
+    Level initial and MMDD, local time to the millisecond, the short component
+    (or logger name, or stdout/stderr), the replica's first 8 characters when
+    known, file:line, message, then ``key=value`` attributes.
+    """
+    seconds, nanos = divmod(entry.time_ns, 1_000_000_000)
+    stamp = time.strftime("%m%d %H:%M:%S", time.localtime(seconds))
+    prefix = f"{entry.level[:1].upper() or '?'}{stamp}.{nanos // 1_000_000:03d}"
+    attrs = dict(entry.attrs)
+    traceback_text = attrs.pop("traceback", "")
+    if entry.component:
+        who = _short_component(entry.component)
+    elif entry.source != "logger":
+        who = entry.source
+    else:
+        who = attrs.pop("logger", "")
+    where = f"{os.path.basename(entry.file)}:{entry.line}" if entry.file else ""
+    replica = f" {entry.replica[:8]}" if entry.replica else ""
+    pairs = " ".join(f"{key}={_quote(value)}" for key, value in attrs.items())
+    if color:
+        level_color = _LEVEL_COLORS.get(entry.level, "")
+        line = (
+            f"{level_color}{prefix}{_RESET} {_CYAN}{who:<{_COMPONENT_WIDTH}}{_RESET}"
+            f"{_DIM}{replica} {where}]{_RESET} {level_color}{entry.message}{_RESET}"
+        )
+        if pairs:
+            line += f" {_DIM}{pairs}{_RESET}"
+    else:
+        line = f"{prefix} {who:<{_COMPONENT_WIDTH}}{replica} {where}] {entry.message}"
+        if pairs:
+            line += f" {pairs}"
+    if traceback_text:
+        indented = "\n".join("    " + text for text in traceback_text.splitlines())
+        line += "\n" + (f"{_DIM}{indented}{_RESET}" if color else indented)
+    return line
+
+
+def format_json(entry: LogEntry) -> str:
+    """One JSON object per line: the entry's wire form
+    (``LogEntry.from_wire(json.loads(line))`` gives the entry back)."""
+    return json.dumps(entry.to_wire(), ensure_ascii=False, separators=(",", ":"))
+
+
+# -- the process-wide handler ---------------------------------------------------------
+
+
+class _Handler(logging.Handler):
+    """Turns records into LogEntries for a stream and/or a sink."""
+
+    def __init__(
+        self,
+        fmt: Literal["pretty", "json"] | None,
+        stream: TextIO | None,
+        color: bool | None,
+        sink: LogSink | None,
+        process: _Identity,
+    ) -> None:
+        super().__init__()
+        self._format = fmt
+        self._stream = stream
+        self._color = color
+        self._sink = sink
+        self._process = process
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            entry = entry_from_record(record, self._process)
+            if self._format is not None:
+                # Resolved per record so a replaced sys.stderr (pytest's capture,
+                # a daemon's redirect) is honoured.
+                stream = self._stream or sys.stderr
+                if self._format == "json":
+                    text = format_json(entry)
+                else:
+                    color = self._color
+                    if color is None:
+                        color = _is_tty(stream)
+                    text = format_pretty(entry, color=color)
+                stream.write(text + "\n")
+                stream.flush()
+            if self._sink is not None:
+                self._sink(entry)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def configure_logging(
+    *,
+    level: Level = "info",
+    fmt: Literal["pretty", "json"] | None = "pretty",
+    stream: TextIO | None = None,
+    color: bool | None = None,
+    sink: LogSink | None = None,
+    replica: str = "",
+    group: str = "",
+    app: str = "",
+    deployment: str = "",
+) -> None:
+    """Route every stdlib log record of this process through pyweaver.
+
+    Installs one handler on the root logger (replacing any earlier pyweaver handler,
+    so calling it again reconfigures) and sets the root level. Each record becomes
+    a LogEntry, written to ``stream`` (default: the current ``sys.stderr``) in
+    ``fmt`` (``None``: no stream output), with colour when ``color`` is true
+    (default: when the stream is a TTY), and handed to ``sink`` when given.
+    ``replica``/``group``/``app``/``deployment`` fill in entries whose logger
+    does not say (library logs, loggers made without them).
+    """
+    if level not in _LEVELS:
+        raise ValueError(f"unknown log level {level!r}: use one of {sorted(_LEVELS)}")
+    if fmt not in ("pretty", "json", None):
+        raise ValueError(f"unknown log format {fmt!r}: use 'pretty', 'json' or None")
+    unconfigure_logging()
+    root = logging.getLogger()
+    root.addHandler(
+        _Handler(fmt, stream, color, sink, _Identity("", replica, group, app, deployment))
+    )
+    root.setLevel(_LEVELS[level])
+
+
+def unconfigure_logging() -> None:
+    """Remove the handler :func:`configure_logging` installed, if any."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _Handler):
+            root.removeHandler(handler)
+            handler.close()
