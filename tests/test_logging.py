@@ -180,6 +180,26 @@ def test_configure_logging_is_idempotent_and_sink_only_works() -> None:
     assert not [h for h in root.handlers if type(h).__module__ == "pyweaver._logging"]
 
 
+def test_a_sink_that_logs_does_not_recurse() -> None:
+    root = logging.getLogger()
+    level = root.level
+    stream = io.StringIO()
+    shipped: list[str] = []
+
+    def sink(entry: LogEntry) -> None:
+        shipped.append(entry.message)
+        logging.getLogger("shipper").warning("shipping failed")
+
+    try:
+        configure_logging(fmt=None, stream=stream, sink=sink)
+        make_logger("shop.Cart").info("real entry")
+    finally:
+        unconfigure_logging()
+        root.setLevel(level)
+    assert shipped == ["real entry"]
+    assert "shipping failed" in stream.getvalue()
+
+
 def test_json_lines_output() -> None:
     root = logging.getLogger()
     level = root.level

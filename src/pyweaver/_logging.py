@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -37,8 +38,8 @@ from opentelemetry import trace
 from ._logentry import LogEntry
 
 __all__ = [
-    "Logger",
     "LogSink",
+    "Logger",
     "configure_logging",
     "entry_from_record",
     "format_json",
@@ -319,6 +320,7 @@ class _Handler(logging.Handler):
         process: _Identity,
     ) -> None:
         super().__init__()
+        self._local = threading.local()
         self._format = fmt
         self._stream = stream
         self._color = color
@@ -326,9 +328,14 @@ class _Handler(logging.Handler):
         self._process = process
 
     def emit(self, record: logging.LogRecord) -> None:
+        # A sink that logs (say, a failing shipper reporting its failure) would
+        # re-enter this handler forever; nested records go to the stream (stderr by
+        # default) and never to the sink.
+        nested = getattr(self._local, "emitting", False)
+        self._local.emitting = True
         try:
             entry = entry_from_record(record, self._process)
-            if self._format is not None:
+            if self._format is not None or nested:
                 # Resolved per record so a replaced sys.stderr (pytest's capture,
                 # a daemon's redirect) is honoured.
                 stream = self._stream or sys.stderr
@@ -341,12 +348,14 @@ class _Handler(logging.Handler):
                     text = format_pretty(entry, color=color)
                 stream.write(text + "\n")
                 stream.flush()
-            if self._sink is not None:
+            if self._sink is not None and not nested:
                 self._sink(entry)
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+        finally:
+            self._local.emitting = nested
 
 
 def _is_tty(stream: TextIO) -> bool:
