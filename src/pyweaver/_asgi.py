@@ -224,7 +224,7 @@ def _span_for(
         "url.path": scope.get("path", ""),
         "url.scheme": scope.get("scheme", "http"),
         "server.address": host,
-        "http.route": label,
+        "pyweaver.http.label": label,
     }
     return _tracing.start_span_from_headers(label, headers, SpanKind.SERVER, attributes)
 
