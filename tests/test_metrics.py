@@ -201,6 +201,27 @@ def test_method_metrics_local_call() -> None:
     ]
 
 
+def test_untimed_calls_are_counted_but_not_timed() -> None:
+    mm = method_metrics("test.Caller", "test.SampledCallee", "run", False)
+    mm.record(8_000, False)
+    mm.untimed_calls += 1  # the stub's inline fast path
+    mm.record_untimed(True)
+    labels = {
+        "caller": "test.Caller",
+        "component": "test.SampledCallee",
+        "method": "run",
+        "remote": "false",
+    }
+    assert find("serviceweaver_method_count", **labels)["value"] == 3
+    assert find("serviceweaver_method_error_count", **labels)["value"] == 1
+    latency = find("serviceweaver_method_latency_micros", **labels)
+    assert latency["count"] == 1 and latency["sum"] == 8.0
+    summaries = [s for s in method_summaries(snapshot()) if s.component == "test.SampledCallee"]
+    assert [(s.calls, s.errors, s.latency_count, s.mean_latency_micros) for s in summaries] == [
+        (3, 1, 1, 8.0)
+    ]
+
+
 def test_method_metrics_remote_call_bytes() -> None:
     mm = method_metrics("test.Caller", "test.RemoteCallee", "run", True)
     mm.record(10_000, False)
@@ -379,6 +400,7 @@ def test_method_summaries() -> None:
     (summary,) = method_summaries(samples)
     assert (summary.component, summary.method) == ("app.Cache", "get")
     assert (summary.calls, summary.errors) == (4, 1)
+    assert summary.latency_count == 4
     assert summary.mean_latency_micros == 10.0
     assert (summary.request_bytes, summary.reply_bytes) == (100, 900)
 
@@ -392,9 +414,10 @@ def test_reset_for_tests_zeroes_in_place() -> None:
     mm = method_metrics("test.Caller", "test.ResetCallee", "run", True)
     mm.record(100, True)
     mm.record_bytes(1, 2)
+    mm.record_untimed(False)
     _metrics.reset_for_tests()
     assert child.value == 0
     assert find(histogram.name)["counts"] == [0, 0]
-    assert mm.calls == 0 and mm.errors == 0 and mm.request_sum == 0
+    assert mm.calls == 0 and mm.errors == 0 and mm.request_sum == 0 and mm.untimed_calls == 0
     child.inc()  # objects held before the reset keep working
     assert find(counter.name, a="x")["value"] == 1
