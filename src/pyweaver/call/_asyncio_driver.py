@@ -1,0 +1,251 @@
+"""The fast I/O driver for asyncio (and uvloop): ``asyncio.Protocol`` callbacks.
+
+There is no reader task and no stream layer: the loop calls ``data_received`` with
+whatever one ``recv`` returned, and the session turns all the frames in it into events
+at once. Writes are coalesced: everything written while a batch is corked, or during
+one loop iteration, goes out in a single ``transport.write`` (one ``send`` syscall).
+Flow control follows the transport's high/low-water marks: a server stops reading from
+a client that does not read its answers, and a client's calls wait while its requests
+cannot drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from . import _backend
+from ._session import ClientSession, ServerSession
+from ._transport import Address, socket_address
+
+__all__ = ["AsyncioDriver", "TaskSet", "connect", "listen"]
+
+
+class TaskSet:
+    """The tasks of one server (its request dispatchers), cancelled and awaited when
+    it stops: a task group for code that starts tasks from protocol callbacks."""
+
+    __slots__ = ("_loop", "_tasks")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._loop.call_exception_handler(
+                {"message": "pyweaver.call task failed", "exception": task.exception()}
+            )
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def cancel_and_wait(self) -> None:
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class AsyncioDriver(asyncio.Protocol):
+    """Pumps one connection's bytes between an asyncio transport and its session."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, tasks: TaskSet | None = None) -> None:
+        self._loop = loop
+        self._tasks = tasks
+        self._transport: asyncio.Transport | None = None
+        self._buffer: list[bytes] = []
+        self._scheduled = False
+        self._corked = False
+        self._paused = False
+        self._resumed: list[asyncio.Future[None]] = []
+        self._closed = False
+        self.receive: Callable[[bytes], None] = _drop
+        self.on_lost: Callable[[BaseException | None], None] = _ignore
+        self.peer_name = ""
+
+    # -------------------------------------------------------------- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer_name = str(peer) if peer else "local"
+
+    def data_received(self, data: bytes) -> None:
+        self.receive(data)
+
+    def eof_received(self) -> bool:
+        self.receive(b"")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._buffer.clear()
+        self._wake_writers()
+        self.on_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        # A server stops taking requests from a client that does not read its answers.
+        if self._tasks is not None and self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._tasks is not None and self._transport is not None:
+            self._transport.resume_reading()
+        self._wake_writers()
+
+    def _wake_writers(self) -> None:
+        waiters, self._resumed = self._resumed, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -------------------------------------------------------------- Driver
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self._buffer.append(data)
+        if not self._scheduled and not self._corked:
+            self._scheduled = True
+            self._loop.call_soon(self._flush_scheduled)
+
+    def cork(self) -> None:
+        self._corked = True
+
+    def uncork(self) -> None:
+        self._corked = False
+        self._flush()
+
+    def _flush_scheduled(self) -> None:
+        self._scheduled = False
+        if not self._corked:
+            self._flush()
+
+    def _flush(self) -> None:
+        buffer = self._buffer
+        if buffer and self._transport is not None and not self._closed:
+            data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+            buffer.clear()
+            self._transport.write(data)
+
+    def spawn(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        assert self._tasks is not None, "only server connections spawn tasks"
+        self._tasks.spawn(function())
+
+    def close(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._corked = False
+            self._flush()
+            self._closed = True
+            self._transport.close()
+
+    @property
+    def congested(self) -> bool:
+        return self._paused
+
+    async def drained(self) -> None:
+        while self._paused and not self._closed:
+            waiter = self._loop.create_future()
+            self._resumed.append(waiter)
+            await waiter
+
+
+def _drop(data: bytes) -> None:
+    pass
+
+
+def _ignore(exc: BaseException | None) -> None:
+    pass
+
+
+# ------------------------------------------------------------------ client
+
+
+async def connect(
+    address: Address,
+    endpoint: str,
+    *,
+    deployment_id: str,
+    fingerprint: bytes,
+    max_frame: int,
+) -> ClientSession:
+    """Connect and handshake; the session is open when this returns."""
+    loop = asyncio.get_running_loop()
+    session = ClientSession(
+        endpoint,
+        deployment_id=deployment_id,
+        fingerprint=fingerprint,
+        max_frame=max_frame,
+        backend=_backend.current_backend(),
+    )
+    driver = AsyncioDriver(loop)
+    driver.receive = session.receive
+    driver.on_lost = session.connection_lost
+    if address.scheme == "tcp":
+        await loop.create_connection(lambda: driver, address.host, address.port)
+    elif address.scheme == "unix":
+        await loop.create_unix_connection(lambda: driver, address.path)
+    else:
+        raise ValueError(f"the asyncio driver has no {address.scheme}:// transport")
+    session.attach(driver)
+    try:
+        await session.wait_handshake()
+    except BaseException:
+        session.close()
+        raise
+    return session
+
+
+# ------------------------------------------------------------------ server
+
+
+async def listen(
+    address: Address | socket.socket,
+    make_session: Callable[[AsyncioDriver], ServerSession],
+    tasks: TaskSet,
+) -> tuple[asyncio.Server, Address]:
+    """Start accepting; every connection gets a driver and a session."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> AsyncioDriver:
+        driver = AsyncioDriver(loop, tasks)
+        session = make_session(driver)  # also sets driver.on_lost
+        driver.receive = session.receive
+        session.start()
+        return driver
+
+    if isinstance(address, socket.socket):
+        if address.family == socket.AF_UNIX:
+            server = await loop.create_unix_server(factory, sock=address)
+        else:
+            server = await loop.create_server(factory, sock=address)
+        return server, socket_address(address)
+    if address.scheme == "tcp":
+        server = await loop.create_server(factory, address.host, address.port)
+        return server, socket_address(server.sockets[0])
+    if address.scheme == "unix":
+        server = await loop.create_unix_server(factory, address.path)
+        return server, address
+    raise ValueError(f"the asyncio driver has no {address.scheme}:// transport")
+
+
+def unlink_socket(address: Address) -> None:
+    if address.scheme == "unix":
+        try:
+            os.unlink(address.path)
+        except OSError:
+            pass

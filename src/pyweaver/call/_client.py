@@ -1,0 +1,389 @@
+"""The call client: one multiplexed connection per server endpoint, a balancer over the
+live ones, reconnects, deadlines, cancellation and bounded retries.
+
+::
+
+    async with call.Client(["tcp://127.0.0.1:9000"], deployment_id=..., fingerprint=...) as client:
+        payload = await client.call(key, payload, retriable=True, shard_key=0)
+
+Theory of operation
+===================
+
+Every endpoint has a *manager* task (in the client's task group) that connects,
+handshakes, keeps the connection while it lives and reconnects with exponential backoff
+and jitter when it breaks. An endpoint is *live* while its connection is open; the
+balancer picks among the live ones, in the order they were given.
+
+A call is one or more *attempts*. Each attempt sends the caller's remaining deadline
+(``anyio.current_effective_deadline()``), the current ``weaver.metadata`` and, when
+tracing is on, the current span context. What happens when an attempt fails:
+
+=====================================  ==========================================
+failure                                then
+=====================================  ==========================================
+no live endpoint                       wait for one (at most ``replica_wait`` seconds
+                                       per call, and never past the deadline), then
+                                       ``RetriableError``
+not written (connection was closing)   retry: the method did not run
+server answered ``unavailable``        retry: the method did not run
+connection broke after sending         retry if ``retriable`` (at-least-once),
+                                       else ``RemoteCallError``
+any other server error                 ``RemoteCallError`` (never retried)
+=====================================  ==========================================
+
+Retries back off (:func:`._retry.backoff_delay`), are bounded by ``max_attempts``, by
+the client's retry budget and by the caller's deadline; when they run out the last
+failure is raised as ``RetriableError`` (the method did not run) or ``RemoteCallError``.
+Removing an endpoint (:meth:`Client.update_endpoints`) takes it out of the balancer at
+once; the calls already in flight on it complete, then its connection closes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from pyweaver import _metadata
+from pyweaver._errors import RemoteCallError, RetriableError
+
+from . import _anyio_driver, _asyncio_driver, _kinds, _tracing
+from ._backend import current_backend
+from ._balancer import Balancer, RoundRobin
+from ._retry import RetryBudget, RetryPolicy, backoff_delay
+from ._server import DriverName
+from ._session import ClientSession, ConnectionLost, NotSent, ServerError
+from ._transport import Address, parse_address
+from ._wire import DEFAULT_MAX_FRAME
+
+__all__ = ["Client"]
+
+_current_effective_deadline = anyio.current_effective_deadline
+_current_time = anyio.current_time
+_INF = math.inf
+
+
+class _Endpoint:
+    """One server endpoint the client wants (or is draining)."""
+
+    __slots__ = ("address", "endpoint", "last_error", "scope", "session", "wanted")
+
+    def __init__(self, endpoint: str, address: Address) -> None:
+        self.endpoint = endpoint
+        self.address = address
+        self.wanted = True
+        self.session: ClientSession | None = None
+        self.last_error: BaseException | None = None
+        self.scope = anyio.CancelScope()
+
+
+class Client:
+    """Calls to a set of server endpoints (see the module docstring).
+
+    Args:
+        endpoints: endpoint strings (``tcp://``, ``unix://``, ``mem://``).
+        deployment_id, fingerprint: must match the servers' (checked at handshake).
+        balancer: picks an endpoint per call (default :class:`RoundRobin`).
+        max_frame: the largest frame accepted from a server.
+        retry: backoff, attempt and budget bounds for retries and reconnects.
+        replica_wait: how long a call waits, at most, for some endpoint to be live.
+        connect_timeout: bound on one connect + handshake.
+        inject_retries: run every retriable call this many extra times (tests flush out
+            methods that should not be retriable this way).
+        driver: "auto" (asyncio Protocol on asyncio for tcp/unix, anyio streams
+            otherwise), or force "protocol" / "streams".
+    """
+
+    def __init__(
+        self,
+        endpoints: Iterable[str] = (),
+        *,
+        deployment_id: str,
+        fingerprint: bytes,
+        balancer: Balancer | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        retry: RetryPolicy | None = None,
+        replica_wait: float = 5.0,
+        connect_timeout: float = 5.0,
+        inject_retries: int = 0,
+        driver: DriverName = "auto",
+    ) -> None:
+        self.deployment_id = deployment_id
+        self.fingerprint = bytes(fingerprint)
+        self.max_frame = max_frame
+        self._balancer: Balancer = balancer if balancer is not None else RoundRobin()
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._budget = RetryBudget(self._retry)
+        self._replica_wait = replica_wait
+        self._connect_timeout = connect_timeout
+        self._inject_retries = inject_retries
+        self._driver = driver
+        self._use_protocol = False
+        self._initial = list(dict.fromkeys(endpoints))
+        for endpoint in self._initial:
+            parse_address(endpoint)  # fail early on a malformed endpoint
+        self._order: tuple[str, ...] = ()
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._draining: dict[str, _Endpoint] = {}
+        self._live: dict[str, ClientSession] = {}
+        self._ready: tuple[str, ...] = ()
+        self._changed = anyio.Event()
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._closed = False
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> Self:
+        backend = current_backend()
+        self._use_protocol = backend.name == "asyncio" and self._driver != "streams"
+        if self._driver == "protocol" and backend.name != "asyncio":
+            raise ValueError("the protocol driver needs asyncio")
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        self.update_endpoints(self._initial)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        self._closed = True
+        for endpoint in [*self._endpoints.values(), *self._draining.values()]:
+            endpoint.wanted = False
+            endpoint.scope.cancel()
+            if endpoint.session is not None:
+                endpoint.session.close()
+        self._live.clear()
+        self._ready = ()
+        self._changed.set()
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+        return await self._task_group.__aexit__(exc_type, exc, traceback)
+
+    # -------------------------------------------------------------- endpoints
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The endpoints the client is to use (not counting ones draining)."""
+        return self._order
+
+    @property
+    def ready(self) -> tuple[str, ...]:
+        """The endpoints with a live connection, in order."""
+        return self._ready
+
+    def update_endpoints(self, endpoints: Iterable[str]) -> None:
+        """Use exactly ``endpoints`` from now on. New ones are connected; removed ones
+        get no new calls and close once their calls in flight are done."""
+        if self._task_group is None:
+            self._initial = list(dict.fromkeys(endpoints))
+            return
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        wanted = list(dict.fromkeys(endpoints))
+        addresses = {endpoint: parse_address(endpoint) for endpoint in wanted}
+        self._order = tuple(wanted)
+        for endpoint in [e for e in self._endpoints if e not in addresses]:
+            state = self._endpoints.pop(endpoint)
+            state.wanted = False
+            session = state.session
+            if session is not None and session.in_flight:
+                self._draining[endpoint] = state
+                session.drain()
+            else:
+                state.scope.cancel()
+                if session is not None:
+                    session.close()
+        for endpoint, address in addresses.items():
+            if endpoint in self._endpoints:
+                continue
+            state_or_none = self._draining.pop(endpoint, None)
+            if state_or_none is not None and state_or_none.session is not None:
+                session = state_or_none.session
+                if session.open and session.draining:
+                    # Back before it finished draining: keep its connection.
+                    session.draining = False
+                    state_or_none.wanted = True
+                    self._endpoints[endpoint] = state_or_none
+                    continue
+            state = _Endpoint(endpoint, address)
+            self._endpoints[endpoint] = state
+            self._task_group.start_soon(self._manage, state)
+        self._recompute_live()
+
+    def _recompute_live(self) -> None:
+        live = {}
+        for endpoint in self._order:
+            state = self._endpoints.get(endpoint)
+            if state is not None and state.session is not None and state.session.open:
+                live[endpoint] = state.session
+        self._live = live
+        self._ready = tuple(live)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_ready(self, count: int = 1) -> None:
+        """Return once at least ``count`` endpoints are live (use a timeout around it)."""
+        while len(self._ready) < count:
+            await self._changed.wait()
+
+    async def _connect(self, state: _Endpoint) -> tuple[ClientSession, Callable[[], Any]]:
+        options: dict[str, Any] = {
+            "deployment_id": self.deployment_id,
+            "fingerprint": self.fingerprint,
+            "max_frame": self.max_frame,
+        }
+        if self._use_protocol and state.address.scheme != "mem":
+            session = await _asyncio_driver.connect(state.address, state.endpoint, **options)
+            return session, session.closed.wait
+        session, driver = await _anyio_driver.connect(state.address, state.endpoint, **options)
+        return session, driver.run
+
+    async def _manage(self, state: _Endpoint) -> None:
+        """Keep ``state``'s connection up while it is wanted."""
+        failures = 0
+        try:
+            with state.scope:
+                while state.wanted:
+                    try:
+                        with anyio.fail_after(self._connect_timeout):
+                            session, pump = await self._connect(state)
+                    except Exception as exc:
+                        state.last_error = exc
+                        failures += 1
+                        await anyio.sleep(backoff_delay(self._retry, failures))
+                        continue
+                    failures = 0
+                    state.session = session
+                    state.last_error = None
+                    self._recompute_live()
+                    try:
+                        await pump()
+                    finally:
+                        state.session = None
+                        session.close()
+                        if isinstance(session.failure, ConnectionLost):
+                            state.last_error = session.failure
+                        self._recompute_live()
+                    if state.wanted:
+                        failures += 1
+                        await anyio.sleep(backoff_delay(self._retry, failures))
+        finally:
+            if self._draining.get(state.endpoint) is state:
+                del self._draining[state.endpoint]
+
+    # -------------------------------------------------------------- calls
+
+    async def call(
+        self,
+        method_key: bytes,
+        payload: bytes,
+        *,
+        retriable: bool = True,
+        shard_key: int = 0,
+    ) -> bytes:
+        """Call the method named by ``method_key`` (see :func:`method_key`) with
+        ``payload``; returns the response payload.
+
+        Raises:
+            RetriableError: the method did not run (no live replica within the bounded
+                wait, or every attempt failed before it could run).
+            RemoteCallError: a system failure after which the method may have run.
+        """
+        if retriable and self._inject_retries:
+            for _ in range(self._inject_retries):
+                await self._call(method_key, payload, retriable, shard_key)
+        return await self._call(method_key, payload, retriable, shard_key)
+
+    async def _call(self, key: bytes, payload: bytes, retriable: bool, shard_key: int) -> bytes:
+        if self._closed or self._task_group is None:
+            raise RemoteCallError("the call client is not open")
+        self._budget.record_call()
+        metadata = _metadata.current() or None
+        trace = _tracing.current() if _tracing.state.enabled else None
+        attempt = 1
+        replica_wait_until = -_INF
+        while True:
+            deadline = _current_effective_deadline()
+            if deadline == _INF:
+                deadline_us = 0
+            else:
+                remaining = deadline - _current_time()
+                if remaining <= 0:
+                    await anyio.lowlevel.checkpoint()  # the caller's scope cancels here
+                    raise RetriableError(
+                        f"deadline expired before calling method {key.hex()}; not sent"
+                    )
+                deadline_us = math.ceil(remaining * 1e6)
+            ready = self._ready
+            endpoint = self._balancer.pick(ready, shard_key) if ready else None
+            session = self._live.get(endpoint) if endpoint is not None else None
+            if session is None:
+                if replica_wait_until == -_INF:
+                    replica_wait_until = _current_time() + self._replica_wait
+                await self._wait_for_replica(key, replica_wait_until)
+                continue
+            try:
+                return await session.call(key, deadline_us, payload, trace, metadata)
+            except NotSent as exc:
+                failure: Exception = exc
+            except ConnectionLost as exc:
+                if not retriable:
+                    raise RemoteCallError(
+                        f"call of method {key.hex()} on {exc.endpoint} failed: {exc.message} "
+                        "(the method may have run; it is not retriable)"
+                    ) from exc
+                failure = exc
+            except ServerError as exc:
+                if exc.kind not in _kinds.RETRIABLE_KINDS:
+                    if exc.kind == _kinds.DEADLINE and deadline != _INF:
+                        # The server gave up at the same deadline we have: let the
+                        # caller's own scope cancel it, as a local call would be.
+                        await anyio.sleep_until(deadline)
+                    raise RemoteCallError(
+                        f"call of method {key.hex()} on {exc.endpoint} failed: {exc.message}"
+                    ) from exc
+                failure = exc
+            if attempt >= self._retry.max_attempts or not self._budget.try_withdraw():
+                raise RetriableError(
+                    f"call of method {key.hex()} failed after {attempt} attempt(s); last: {failure}"
+                ) from failure
+            await anyio.sleep(backoff_delay(self._retry, attempt))
+            attempt += 1
+
+    async def _wait_for_replica(self, key: bytes, until: float) -> None:
+        remaining = until - _current_time()
+        if remaining > 0:
+            with anyio.move_on_after(remaining):
+                await self._changed.wait()
+            return
+        raise RetriableError(
+            f"no reachable replica for method {key.hex()} after {self._replica_wait:g} s: "
+            + self._describe_endpoints()
+        )
+
+    def _describe_endpoints(self) -> str:
+        if not self._endpoints:
+            return "the client has no endpoints"
+        parts = []
+        for endpoint, state in list(self._endpoints.items())[:8]:
+            if state.session is not None and state.session.open:
+                status = "live"
+            elif state.last_error is not None:
+                status = str(state.last_error) or type(state.last_error).__name__
+            else:
+                status = "connecting"
+            parts.append(f"{endpoint} ({status})")
+        more = len(self._endpoints) - len(parts)
+        return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+    def __repr__(self) -> str:
+        return f"<pyweaver.call.Client live={list(self._ready)} endpoints={list(self._order)}>"

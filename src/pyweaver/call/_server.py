@@ -1,0 +1,214 @@
+"""The call server: accept connections, answer requests with handlers.
+
+::
+
+    async with call.serve("tcp://127.0.0.1:0", handlers, deployment_id=d, fingerprint=f) as server:
+        print(server.address)          # "tcp://127.0.0.1:54321"
+        handlers[key] = another_handler  # handlers may be added while serving
+
+On asyncio (and uvloop) connections are driven by ``asyncio.Protocol`` callbacks; on
+trio, and for ``mem://`` endpoints, by anyio streams. Leaving the ``async with`` block
+stops accepting, answers new requests ``unavailable`` (clients retry elsewhere), gives
+running handlers up to ``shutdown_grace`` seconds, then cancels what is left and closes
+every connection with a ``shutdown`` goodbye. When the block is left by an exception
+(or cancellation) the grace period is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Literal
+
+import anyio
+import anyio.abc
+
+from . import _anyio_driver, _asyncio_driver, _kinds
+from ._backend import current_backend
+from ._session import Driver, Handler, ServerSession
+from ._transport import Address, listen_stream, parse_address
+from ._wire import DEFAULT_MAX_FRAME
+
+__all__ = ["DriverName", "Server", "serve"]
+
+DriverName = Literal["auto", "protocol", "streams"]
+
+
+class Server:
+    """A running call server (what :func:`serve` yields)."""
+
+    def __init__(
+        self,
+        handlers: MutableMapping[bytes, Handler],
+        *,
+        deployment_id: str,
+        fingerprint: bytes,
+        max_frame: int,
+    ) -> None:
+        self.handlers = handlers
+        self.deployment_id = deployment_id
+        self.fingerprint = fingerprint
+        self.max_frame = max_frame
+        self.address = ""  # set once bound: the endpoint string clients dial
+        self.driver: DriverName = "auto"  # which driver serves: "protocol" or "streams"
+        self._sessions: set[ServerSession] = set()
+
+    @property
+    def connections(self) -> int:
+        """Connections currently open."""
+        return len(self._sessions)
+
+    def _make_session(self, driver: Driver, peer_name: str = "") -> ServerSession:
+        return ServerSession(
+            handlers=self.handlers,
+            deployment_id=self.deployment_id,
+            fingerprint=self.fingerprint,
+            max_frame=self.max_frame,
+            driver=driver,
+            backend=current_backend(),
+            peer_name=peer_name,
+        )
+
+    def _register(self, session: ServerSession) -> Callable[[], None]:
+        self._sessions.add(session)
+        return lambda: self._sessions.discard(session)
+
+    async def _drain(self, grace: float) -> None:
+        """Answer new requests "unavailable"; wait (bounded) for running ones."""
+        for session in self._sessions:
+            session.draining = True
+        if grace > 0:
+            with anyio.move_on_after(grace):
+                while any(session.busy for session in self._sessions):
+                    await anyio.sleep(0.005)
+        for session in list(self._sessions):
+            session.say_goodbye(_kinds.SHUTDOWN, "the server is shutting down")
+
+    def __repr__(self) -> str:
+        return f"<pyweaver.call.Server {self.address} connections={self.connections}>"
+
+
+@asynccontextmanager
+async def serve(
+    address: str | socket.socket,
+    handlers: MutableMapping[bytes, Handler] | None = None,
+    *,
+    deployment_id: str,
+    fingerprint: bytes,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    shutdown_grace: float = 5.0,
+    driver: DriverName = "auto",
+) -> AsyncIterator[Server]:
+    """Serve calls on ``address`` (an endpoint string, or an already bound listening
+    socket) with ``handlers`` (method key -> handler; looked up per request, so it may
+    change while serving). Yields the :class:`Server`; see the module docstring."""
+    server = Server(
+        handlers if handlers is not None else {},
+        deployment_id=deployment_id,
+        fingerprint=bytes(fingerprint),
+        max_frame=max_frame,
+    )
+    target: Address | socket.socket = (
+        address if isinstance(address, socket.socket) else parse_address(address)
+    )
+    backend = current_backend()
+    use_protocol = (
+        driver != "streams"
+        and backend.name == "asyncio"
+        and (isinstance(target, socket.socket) or target.scheme != "mem")
+    )
+    if driver == "protocol" and not use_protocol:
+        raise ValueError(f"the protocol driver needs asyncio and tcp/unix, not {address!r}")
+    if use_protocol:
+        server.driver = "protocol"
+        async with _serve_protocol(server, target, shutdown_grace) as running:
+            yield running
+    else:
+        server.driver = "streams"
+        async with _serve_streams(server, target, shutdown_grace) as running:
+            yield running
+
+
+@asynccontextmanager
+async def _serve_protocol(
+    server: Server, target: Address | socket.socket, grace: float
+) -> AsyncIterator[Server]:
+    import asyncio
+
+    tasks = _asyncio_driver.TaskSet(asyncio.get_running_loop())
+
+    def make_session(driver: _asyncio_driver.AsyncioDriver) -> ServerSession:
+        session = server._make_session(driver)
+        unregister = server._register(session)
+
+        def lost(exc: BaseException | None) -> None:
+            session.close()
+            unregister()
+
+        driver.on_lost = lost
+        return session
+
+    listener, bound = await _asyncio_driver.listen(target, make_session, tasks)
+    server.address = str(bound)
+    try:
+        yield server
+    except BaseException:
+        grace = 0.0
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            listener.close()
+            await server._drain(grace)
+            await tasks.cancel_and_wait()
+            with anyio.move_on_after(1.0):
+                await listener.wait_closed()
+            if not isinstance(target, socket.socket):
+                _asyncio_driver.unlink_socket(bound)
+
+
+@asynccontextmanager
+async def _serve_streams(
+    server: Server, target: Address | socket.socket, grace: float
+) -> AsyncIterator[Server]:
+    listener, bound = await listen_stream(target)
+    server.address = str(bound)
+
+    def make_session(driver: _anyio_driver.StreamDriver) -> ServerSession:
+        return server._make_session(driver)
+
+    async def accept_loop(task_group: anyio.abc.TaskGroup) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except (anyio.ClosedResourceError, anyio.EndOfStream):
+                return
+            except OSError:
+                # e.g. EMFILE: back off a little rather than spin
+                await anyio.sleep(0.05)
+                continue
+            task_group.start_soon(
+                _anyio_driver.serve_stream, stream, make_session, server._register
+            )
+
+    async with anyio.create_task_group() as connections:
+        async with anyio.create_task_group() as acceptor:
+            acceptor.start_soon(accept_loop, connections)
+            try:
+                yield server
+            except BaseException:
+                grace = 0.0
+                raise
+            finally:
+                with anyio.CancelScope(shield=True):
+                    acceptor.cancel_scope.cancel()
+                    await listener.aclose()
+                    await server._drain(grace)
+                    # Connections end once their goodbyes are flushed; bounded anyway.
+                    with anyio.move_on_after(max(1.0, grace if math.isfinite(grace) else 1.0)):
+                        while server._sessions:
+                            await anyio.sleep(0.005)
+                    connections.cancel_scope.cancel()
+        if not isinstance(target, socket.socket) and bound.scheme == "unix":
+            _asyncio_driver.unlink_socket(bound)

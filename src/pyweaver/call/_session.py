@@ -1,0 +1,567 @@
+"""What happens on one connection, whichever I/O driver pumps its bytes.
+
+A *driver* (:mod:`._asyncio_driver` or :mod:`._anyio_driver`) moves bytes between a
+transport and a session, and offers the session a few operations (:class:`Driver`).
+The session holds the sans-IO :class:`~._protocol.Connection` and does the rest:
+
+- :class:`ClientSession`: the request ids and futures of the calls in flight on one
+  connection to one server, cancellation, and failing every call when it breaks.
+- :class:`ServerSession`: dispatching requests to handlers, each under its own cancel
+  scope with the caller's deadline, metadata and trace context.
+
+Server dispatch (Service Weaver's "run inline until it blocks", with tasks): one
+*dispatcher* task per connection runs queued requests one after another, inside
+itself. Most handlers finish without ever suspending, and then a request costs no
+task at all, and the answers of a whole batch of requests go out in one write. When a
+handler does suspend, the dispatcher hands the rest of the queue to a fresh dispatcher
+task and stays with that handler until it finishes, so a slow handler never holds up
+the others. Each handler runs in its own copy of the connection's
+``contextvars.Context`` (driven step by step with ``Context.run``), so the metadata and
+trace context it gets, and anything it sets, never leak into other requests.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+import types
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from typing import Any, Protocol
+
+import anyio
+
+from pyweaver import _metadata
+from pyweaver._errors import LocalProtocolError, RemoteProtocolError
+
+from . import _kinds, _tracing
+from ._backend import Backend, FutureLike, Scope
+from ._kinds import Unavailable
+from ._protocol import (
+    Cancel,
+    Connection,
+    Error,
+    Goodbye,
+    Handshake,
+    HandshakeError,
+    Request,
+    Response,
+    Role,
+)
+from ._wire import TraceContext
+
+__all__ = [
+    "CallFailure",
+    "ClientSession",
+    "ConnectionLost",
+    "Driver",
+    "Handler",
+    "NotSent",
+    "ServerError",
+    "ServerSession",
+]
+
+_log = logging.getLogger("pyweaver.call")
+
+Handler = Callable[[bytes], Awaitable[bytes]]
+
+
+class Driver(Protocol):
+    """What a session asks of the driver that pumps its bytes."""
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the peer (the driver coalesces what is queued together)."""
+
+    def cork(self) -> None:
+        """Hold writes until :meth:`uncork` (a batch of answers goes out at once)."""
+
+    def uncork(self) -> None: ...
+
+    def spawn(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``function()`` in a task owned by the connection's server."""
+
+    def close(self) -> None:
+        """Send what is queued, then close the transport (idempotent)."""
+
+    @property
+    def congested(self) -> bool:
+        """True while the peer is not reading fast enough; see :meth:`drained`."""
+
+    async def drained(self) -> None:
+        """Return once the write buffer is below its high-water mark again."""
+
+
+# ------------------------------------------------------------------ call failures
+
+
+class CallFailure(Exception):
+    """Why one attempt of a call failed (translated by the client into the public
+    RemoteCallError / RetriableError)."""
+
+    def __init__(self, endpoint: str, message: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.message = message
+
+
+class NotSent(CallFailure):
+    """The request was never written: the method did not run."""
+
+
+class ConnectionLost(CallFailure):
+    """The connection broke after the request was written: the method may have run."""
+
+
+class ServerError(CallFailure):
+    """The server answered with an ERROR frame."""
+
+    def __init__(self, endpoint: str, kind: str, message: str) -> None:
+        super().__init__(endpoint, f"{kind}: {message}")
+        self.kind = kind
+        self.detail = message
+
+
+# ------------------------------------------------------------------ client
+
+
+class ClientSession:
+    """The client end of one connection (see the module docstring)."""
+
+    __slots__ = (
+        "_core",
+        "_driver",
+        "_handshake",
+        "_new_future",
+        "_next_id",
+        "_pending",
+        "_write",
+        "closed",
+        "draining",
+        "endpoint",
+        "failure",
+        "open",
+    )
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        deployment_id: str,
+        fingerprint: bytes,
+        max_frame: int,
+        backend: Backend,
+    ) -> None:
+        self.endpoint = endpoint
+        self._core = Connection(
+            Role.CLIENT, deployment_id=deployment_id, fingerprint=fingerprint, max_frame=max_frame
+        )
+        self._pending: dict[int, FutureLike[bytes]] = {}
+        self._next_id = 1
+        self._new_future = backend.new_future
+        self._handshake: FutureLike[None] = backend.new_future()
+        self._driver: Driver | None = None
+        self._write: Callable[[bytes], None] = _unattached
+        self.open = False  # handshake done and not closed
+        self.draining = False  # no new calls; close when the last one ends
+        self.failure: BaseException | None = None  # why it closed
+        self.closed = anyio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def attach(self, driver: Driver) -> None:
+        """Called by the driver once the transport is up: sends our handshake."""
+        self._driver = driver
+        self._write = driver.write
+        driver.write(self._core.hello())
+
+    async def wait_handshake(self) -> None:
+        await self._handshake
+
+    def receive(self, data: bytes) -> None:
+        """Bytes from the server (``b""``: it closed the stream)."""
+        try:
+            events = self._core.receive_data(data)
+        except HandshakeError as exc:
+            self._goodbye(_kinds.HANDSHAKE_REFUSED, f"refused by the client: {exc}")
+            self.fail(HandshakeError(f"{self.endpoint}: {exc}"))
+            return
+        except RemoteProtocolError as exc:
+            self._goodbye(_kinds.PROTOCOL, str(exc))
+            self.fail(ConnectionLost(self.endpoint, f"protocol error from {self.endpoint}: {exc}"))
+            return
+        pending = self._pending
+        for event in events:
+            kind = type(event)
+            if kind is Response:
+                waiter = pending.pop(event.request_id, None)  # type: ignore[union-attr]
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(event.payload)  # type: ignore[union-attr]
+            elif kind is Error:
+                assert isinstance(event, Error)
+                error_waiter = pending.pop(event.request_id, None)
+                if error_waiter is not None and not error_waiter.done():
+                    error_waiter.set_exception(
+                        ServerError(self.endpoint, event.kind, event.message)
+                    )
+            elif kind is Handshake:
+                self.open = True
+                if not self._handshake.done():
+                    self._handshake.set_result(None)
+            elif kind is Goodbye:
+                assert isinstance(event, Goodbye)
+                if event.kind == _kinds.HANDSHAKE_REFUSED:
+                    self.fail(HandshakeError(f"{self.endpoint}: {event.message}"))
+                else:
+                    self.fail(
+                        ConnectionLost(
+                            self.endpoint,
+                            f"{self.endpoint} closed the connection: {event.kind}: {event.message}",
+                        )
+                    )
+                return
+            else:  # ConnectionClosed
+                self.fail(ConnectionLost(self.endpoint, f"{self.endpoint} closed the connection"))
+                return
+        self._close_if_drained()
+
+    def _close_if_drained(self) -> None:
+        if self.draining and not self._pending:
+            self.close()
+
+    def _is_open(self) -> bool:
+        return self.open
+
+    def _goodbye(self, kind: str, message: str) -> None:
+        try:
+            data = self._core.goodbye(kind, message)
+        except LocalProtocolError:
+            return
+        self._write(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """The transport is gone."""
+        reason = f": {exc}" if exc else ""
+        self.fail(ConnectionLost(self.endpoint, f"connection to {self.endpoint} lost{reason}"))
+
+    def fail(self, exc: BaseException) -> None:
+        """Close, failing every call in flight with ``exc``'s story."""
+        if self.failure is None:
+            self.failure = exc
+        self.open = False
+        pending, self._pending = self._pending, {}
+        if pending:
+            lost = (
+                exc
+                if isinstance(exc, ConnectionLost)
+                else ConnectionLost(self.endpoint, f"connection to {self.endpoint} failed: {exc}")
+            )
+            for waiter in pending.values():
+                if not waiter.done():
+                    waiter.set_exception(lost)
+        if not self._handshake.done():
+            self._handshake.set_exception(exc)
+        if self._driver is not None:
+            self._driver.close()
+        self.closed.set()
+
+    def close(self) -> None:
+        self.fail(NotSent(self.endpoint, f"connection to {self.endpoint} was closed"))
+
+    def drain(self) -> None:
+        """Take no new calls; close once the calls in flight are done."""
+        self.draining = True
+        if not self._pending:
+            self.close()
+
+    async def call(
+        self,
+        key: bytes,
+        deadline_us: int,
+        payload: bytes,
+        trace: TraceContext | None,
+        metadata: Mapping[str, str] | None,
+    ) -> bytes:
+        """One attempt: send the request, wait for its answer.
+
+        Raises NotSent, ConnectionLost or ServerError; on cancellation tells the server.
+        """
+        if not self.open or self.draining:
+            raise NotSent(self.endpoint, f"connection to {self.endpoint} is not open")
+        driver = self._driver
+        if driver is not None and driver.congested:
+            await driver.drained()
+            if not self.open:
+                raise NotSent(self.endpoint, f"connection to {self.endpoint} is not open")
+        request_id = self._next_id
+        self._next_id = request_id + 1
+        try:
+            frame = self._core.send_request(
+                request_id, key, deadline_us, payload, trace=trace, metadata=metadata
+            )
+        except LocalProtocolError as exc:
+            raise NotSent(self.endpoint, f"cannot send to {self.endpoint}: {exc}") from exc
+        waiter: FutureLike[bytes] = self._new_future()
+        pending = self._pending
+        pending[request_id] = waiter
+        self._write(frame)
+        try:
+            return await waiter
+        except BaseException:
+            if pending.pop(request_id, None) is not None and self._is_open():
+                # Cancelled while waiting: tell the server. Its answer is still coming
+                # (every request gets one) and is ignored.
+                self._write(self._core.send_cancel(request_id))
+                self._close_if_drained()
+            raise
+
+
+def _unattached(data: bytes) -> None:
+    raise LocalProtocolError("session has no driver", code="no-driver")
+
+
+# ------------------------------------------------------------------ server
+
+
+@types.coroutine
+def _drive(
+    coroutine: Coroutine[Any, Any, None], yielded: Any, context: contextvars.Context
+) -> Generator[Any, Any, None]:
+    """Go on running ``coroutine`` (whose first step already ran and yielded
+    ``yielded``) inside the current task, each step in ``context``. Equivalent to
+    ``await coroutine`` had we not started it by hand."""
+    send = coroutine.send
+    throw = coroutine.throw
+    run = context.run
+    while True:
+        try:
+            value = yield yielded
+        except GeneratorExit:
+            coroutine.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = run(throw, exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = run(send, value)
+            except StopIteration:
+                return
+
+
+class ServerSession:
+    """The server end of one connection (see the module docstring)."""
+
+    __slots__ = (
+        "_backend",
+        "_cancelled",
+        "_context",
+        "_core",
+        "_driver",
+        "_handlers",
+        "_queue",
+        "_scopes",
+        "_wakeup",
+        "draining",
+        "open",
+        "peer_name",
+    )
+
+    def __init__(
+        self,
+        *,
+        handlers: Mapping[bytes, Handler],
+        deployment_id: str,
+        fingerprint: bytes,
+        max_frame: int,
+        driver: Driver,
+        backend: Backend,
+        peer_name: str = "",
+    ) -> None:
+        self._core = Connection(
+            Role.SERVER, deployment_id=deployment_id, fingerprint=fingerprint, max_frame=max_frame
+        )
+        self._handlers = handlers
+        self._driver = driver
+        self._backend = backend
+        self._queue: deque[Request] = deque()
+        self._scopes: dict[int, Scope] = {}  # requests whose handler is running
+        self._cancelled: set[int] = set()  # requests cancelled while still queued
+        self._wakeup: FutureLike[None] | None = None  # the parked dispatcher's
+        # Handlers run in copies of this context: the one the server was started in.
+        self._context = contextvars.copy_context()
+        self.open = True
+        self.draining = False  # answer new requests "unavailable"
+        self.peer_name = peer_name
+
+    @property
+    def busy(self) -> bool:
+        """Requests queued or running."""
+        return bool(self._queue or self._scopes)
+
+    def start(self) -> None:
+        self._driver.spawn(self._dispatch)
+
+    def receive(self, data: bytes) -> None:
+        """Bytes from the client (``b""``: it closed the stream)."""
+        if not self.open:
+            return
+        try:
+            events = self._core.receive_data(data)
+        except HandshakeError as exc:
+            self.say_goodbye(_kinds.HANDSHAKE_REFUSED, f"refused by the server: {exc}")
+            return
+        except RemoteProtocolError as exc:
+            _log.warning("closing call connection from %s: %s", self.peer_name or "?", exc)
+            self.say_goodbye(_kinds.PROTOCOL, str(exc))
+            return
+        queue = self._queue
+        for event in events:
+            kind = type(event)
+            if kind is Request:
+                if self.draining:
+                    self._driver.write(
+                        self._core.send_error(
+                            event.request_id,  # type: ignore[union-attr]
+                            _kinds.UNAVAILABLE,
+                            "the server is shutting down",
+                        )
+                    )
+                else:
+                    queue.append(event)  # type: ignore[arg-type]
+            elif kind is Cancel:
+                request_id = event.request_id  # type: ignore[union-attr]
+                scope = self._scopes.get(request_id)
+                if scope is not None:
+                    scope.cancel()
+                else:
+                    self._cancelled.add(request_id)
+            elif kind is Handshake:
+                self._driver.write(self._core.hello())
+            else:  # Goodbye, ConnectionClosed
+                self.close()
+                return
+        if queue:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._wakeup
+        if waiter is not None:
+            self._wakeup = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def say_goodbye(self, kind: str, message: str) -> None:
+        """Tell the client why, then close."""
+        if self.open:
+            try:
+                self._driver.write(self._core.goodbye(kind, message))
+            except LocalProtocolError:
+                pass
+        self.close()
+
+    def close(self) -> None:
+        """Cancel every handler, drop queued requests, close the transport."""
+        if not self.open:
+            return
+        self.open = False
+        self._queue.clear()
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+        self._wake()
+        self._driver.close()
+
+    async def _dispatch(self) -> None:
+        queue = self._queue
+        driver = self._driver
+        new_future = self._backend.new_future
+        base_context = self._context
+        while self.open:
+            if not queue:
+                waiter: FutureLike[None] = new_future()
+                self._wakeup = waiter
+                await waiter
+                continue
+            driver.cork()
+            while queue:
+                runner = self._run(queue.popleft())
+                context = base_context.copy()
+                try:
+                    yielded = context.run(runner.send, None)
+                except StopIteration:
+                    continue
+                except BaseException:
+                    driver.uncork()
+                    self.close()
+                    raise
+                # The handler suspended. This task now belongs to it; a fresh
+                # dispatcher takes over the queue.
+                driver.uncork()
+                driver.spawn(self._dispatch)
+                await _drive(runner, yielded, context)
+                return
+            driver.uncork()
+
+    async def _run(self, request: Request) -> None:
+        request_id = request.request_id
+        if self._cancelled and request_id in self._cancelled:
+            self._cancelled.discard(request_id)
+            self._answer(request_id, None, (_kinds.CANCELLED, "cancelled before it started"))
+            return
+        handler = self._handlers.get(request.method_key)
+        if handler is None:
+            self._answer(
+                request_id,
+                None,
+                (_kinds.UNKNOWN_METHOD, f"no handler for method key {request.method_key.hex()}"),
+            )
+            return
+        if request.metadata:
+            _metadata.install(request.metadata)  # our private context: no reset needed
+        if request.trace is not None and _tracing.state.enabled:
+            _tracing.attach(request.trace)
+        deadline_us = request.deadline_us
+        backend = self._backend
+        deadline = backend.clock() + deadline_us / 1e6 if deadline_us else math.inf
+        scope = backend.new_scope(deadline)
+        scopes = self._scopes
+        failure: tuple[str, str] | None = None
+        result: bytes = b""
+        with scope:
+            scopes[request_id] = scope
+            try:
+                result = await handler(request.payload)
+            except Unavailable as exc:
+                failure = (_kinds.UNAVAILABLE, str(exc) or "the replica is not ready")
+            except Exception as exc:
+                _log.debug("handler for %s failed", request.method_key.hex(), exc_info=True)
+                failure = (_kinds.INTERNAL, f"{type(exc).__qualname__}: {exc}")
+            finally:
+                del scopes[request_id]
+        if scope.cancelled_caught:
+            if deadline_us and backend.clock() >= deadline:
+                failure = (_kinds.DEADLINE, f"deadline of {deadline_us} µs exceeded")
+            else:
+                failure = (_kinds.CANCELLED, "cancelled by the client")
+        self._answer(request_id, result, failure)
+
+    def _answer(self, request_id: int, result: object, failure: tuple[str, str] | None) -> None:
+        if not self.open:
+            return
+        if failure is None and type(result) is not bytes:
+            if isinstance(result, bytearray | memoryview):
+                result = bytes(result)
+            else:
+                failure = (
+                    _kinds.INTERNAL,
+                    f"handler returned {type(result).__qualname__}, not bytes",
+                )
+        if failure is None:
+            data = self._core.send_response(request_id, result)  # type: ignore[arg-type]
+        else:
+            data = self._core.send_error(request_id, failure[0], failure[1])
+        self._driver.write(data)
