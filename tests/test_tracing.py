@@ -4,6 +4,8 @@ processors and exporters, on both anyio backends."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import anyio
@@ -202,3 +204,21 @@ def test_enabling_again_replaces_the_provider() -> None:
     assert first.spans == []
     assert [span["name"] for span in second.spans] == ["after"]
     assert _tracing._state.provider is None
+
+
+def test_the_global_provider_is_set_once_for_user_code() -> None:
+    # In a fresh interpreter: OpenTelemetry's global provider can be set only once.
+    script = """
+from opentelemetry import trace
+from pyweaver._tracing import InMemorySpanCollector, enable_tracing, start_span
+spans = InMemorySpanCollector()
+enable_tracing(spans)
+with start_span("pyweaver-root", require_parent=False):
+    with trace.get_tracer("user").start_as_current_span("user-span"):
+        pass
+print(",".join(span["name"] for span in spans.spans))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "user-span,pyweaver-root"
