@@ -15,7 +15,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from . import _backend
 from ._session import ClientSession, ServerSession
@@ -77,8 +77,8 @@ class AsyncioDriver(asyncio.Protocol):
     # -------------------------------------------------------------- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio.Transport but have its methods.
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer_name = str(peer) if peer else "local"
 
