@@ -1,0 +1,582 @@
+"""The weavelet's side of the envelope: what runs inside a deployed app process.
+
+``weaver.init()`` calls :func:`run_weavelet` when ``PYWEAVER_BOOTSTRAP`` is set. The
+process then
+
+* builds a :class:`~pyweaver._runtime.Weavelet` whose placement is
+  :class:`MultiPlacement`: the components of its own colocation group are local, every
+  other component is reached through a call client per group whose endpoints are that
+  group's replicas (Unix sockets) and whose balancer follows the routing assignment
+  pushed by the envelope;
+* serves its group's component methods (the data plane) and **WeaveletControl** (the
+  envelope's calls) on the Unix sockets the bootstrap names;
+* registers with the envelope (**DeployerControl**), and ships its log entries there in
+  batches.
+
+All of that lives in :func:`serve_weavelet`, an async context manager. In a process
+that does not run ``main``, :func:`run_weavelet` serves until the envelope asks it to
+stop or SIGTERM/SIGINT arrives, runs the components' ``shutdown`` hooks, and exits the
+process with status 0: it never returns. In the process that runs ``main`` it returns
+the main ``Instance`` and the services keep running in one background task owned by the
+event loop (``init`` must return while they serve); shutdown hooks run when the event
+loop finishes, as in a single-process app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import sniffio
+
+from pyweaver import _metrics, call
+from pyweaver._component import Instance
+from pyweaver._config import AppConfig, parse_config
+from pyweaver._errors import PyWeaverError
+from pyweaver._listener import Listener, ListenerOptions, bind_listener
+from pyweaver._logentry import LogEntry
+from pyweaver._logging import configure_logging, format_pretty
+from pyweaver._registry import Registry
+from pyweaver._routing import Assignment
+from pyweaver._runtime import CallClient, Weavelet
+from pyweaver._version import __version__
+
+from . import _messages as m
+from ._bootstrap import Bootstrap
+
+__all__ = [
+    "MultiPlacement",
+    "SlotBalancer",
+    "WeaveletAgent",
+    "app_fingerprint",
+    "run_weavelet",
+    "serve_weavelet",
+]
+
+_LOG_BATCH: Final = 256  # entries: ship at once when this many are waiting
+_LOG_INTERVAL: Final = 0.1  # seconds between shipments otherwise
+
+
+def app_fingerprint(registry: Registry) -> bytes:
+    """A digest of every component's method signatures.
+
+    Like ``Registry.fingerprint`` but insensitive to whether the app's script runs as
+    ``__main__`` (the main process) or is imported under its file stem (the others):
+    type names say ``app.Shape`` in both.
+    """
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None) or "__main__"
+    stem = os.path.basename(main_file).removesuffix(".py")
+    digest = hashlib.sha256()
+    for name in sorted(registry.specs):
+        for method in registry.specs[name].methods.values():
+            line = f"{method.full_name}({method.params!r})->{method.result!r};"
+            digest.update(line.replace("__main__.", f"{stem}.").encode())
+    return digest.digest()[:16]
+
+
+class SlotBalancer:
+    """Routes calls to the replicas of one group.
+
+    Unrouted calls (shard key 0) go round robin. A routed call goes to the replica
+    slot that owns its key in the assignment, if that slot's replica is connected; if
+    not (it is restarting), to a live replica chosen by the key, so the same key keeps
+    landing on the same stand-in until the owner is back.
+    """
+
+    __slots__ = ("_addresses", "_assignment", "_next")
+
+    def __init__(self) -> None:
+        self._assignment: Assignment | None = None
+        self._addresses: dict[str, str] = {}
+        self._next = 0
+
+    def update(self, info: m.RoutingInfo) -> None:
+        self._addresses = dict(info.replicas)
+        self._assignment = (
+            Assignment.from_wire(info.assignment) if info.assignment is not None else None
+        )
+
+    def pick(self, endpoints: Sequence[str], shard_key: int) -> str | None:
+        if not endpoints:
+            return None
+        assignment = self._assignment
+        if shard_key and assignment is not None and assignment.replicas:
+            address = self._addresses.get(assignment.pick(shard_key))
+            if address is not None and address in endpoints:
+                return address
+            return endpoints[shard_key % len(endpoints)]
+        index = self._next
+        self._next = index + 1
+        return endpoints[index % len(endpoints)]
+
+
+class _GroupClient:
+    """The call client that reaches one group's replicas, and its routing state."""
+
+    def __init__(self, client: call.Client, balancer: SlotBalancer, info: m.RoutingInfo) -> None:
+        self.client = client
+        self.balancer = balancer
+        self.version = info.version
+
+    def update(self, info: m.RoutingInfo) -> None:
+        if info.version < self.version:
+            return  # an older push overtaken by a newer one
+        self.version = info.version
+        self.balancer.update(info)
+        self.client.update_endpoints(sorted(info.replicas.values()))
+
+
+class _LogShipper:
+    """Buffers this process's log entries and ships them to the envelope in batches.
+
+    Before the envelope is reachable and after the weavelet stopped, entries are
+    written to stderr instead, which the envelope captures as log lines too.
+    """
+
+    def __init__(self) -> None:
+        self._pending: deque[LogEntry] = deque()
+        self._wake = anyio.Event()
+        self._shipping = False
+
+    def sink(self, entry: LogEntry) -> None:
+        if not self._shipping:
+            try:
+                sys.stderr.write(format_pretty(entry) + "\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            return
+        self._pending.append(entry)
+        if len(self._pending) >= _LOG_BATCH:
+            self._wake.set()
+
+    async def run(self, control: call.Client) -> None:
+        self._shipping = True
+        try:
+            while True:
+                with anyio.move_on_after(_LOG_INTERVAL):
+                    await self._wake.wait()
+                self._wake = anyio.Event()
+                await self.flush(control)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                await self.flush(control)
+            self._shipping = False
+            while self._pending:
+                self.sink(self._pending.popleft())
+
+    async def flush(self, control: call.Client) -> None:
+        while self._pending:
+            batch = [self._pending.popleft() for _ in range(min(len(self._pending), 1024))]
+            try:
+                await control.call(m.LOG_BATCH.key, m.encode(m.LogBatch(entries=batch)))
+            except PyWeaverError:
+                self._shipping = False
+                for entry in batch:
+                    self.sink(entry)
+                self._shipping = True
+
+
+class MultiPlacement:
+    """Placement of a weavelet deployed by an envelope (see the module docstring)."""
+
+    def __init__(self, agent: WeaveletAgent) -> None:
+        self._agent = agent
+        self._local = set(agent.bootstrap.components) | {agent.bootstrap.group}
+
+    def is_local(self, component: str) -> bool:
+        return component in self._local
+
+    async def activate(self, component: str) -> None:
+        if component not in self._local:
+            await self._agent.activate(component)
+
+    async def client(self, component: str) -> CallClient:
+        return await self._agent.client(component)
+
+    async def listener(self, name: str, options: ListenerOptions | None) -> Listener:
+        return await self._agent.listener(name, options)
+
+
+class WeaveletAgent:
+    """The control-plane side of one deployed weavelet (made by :func:`serve_weavelet`).
+
+    Attributes:
+        bootstrap: what the envelope said.
+        weavelet: the process's weavelet.
+        stopped: set when the envelope (or a signal) asks the weavelet to stop.
+    """
+
+    def __init__(
+        self,
+        bootstrap: Bootstrap,
+        config: AppConfig,
+        registry: Registry,
+        fakes: Mapping[str, object] | None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.config = config
+        self.registry = registry
+        self.fingerprint = app_fingerprint(registry)
+        self.weavelet = Weavelet(
+            registry,
+            config,
+            MultiPlacement(self),
+            fakes=fakes,
+            deployment_id=bootstrap.deployment_id,
+            replica_id=bootstrap.replica_id,
+            group=bootstrap.group,
+        )
+        self.stopped = anyio.Event()
+        self.logs = _LogShipper()
+        self._group: anyio.abc.TaskGroup | None = None
+        self._control: call.Client | None = None
+        self._groups: dict[str, _GroupClient] = {}  # group -> its client
+        self._latest: dict[str, m.RoutingInfo] = {}  # group -> newest routing info seen
+        self._component_group: dict[str, str] = {}
+        self._activating: dict[str, anyio.Event] = {}
+        self._opening: dict[str, anyio.Event] = {}
+        self._failed: dict[str, str] = {}
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    # -- control calls ---------------------------------------------------------------
+
+    async def _call(self, method: m.ControlMethod[Any, Any], request: object) -> Any:
+        assert self._control is not None
+        return m.decode(method.reply, await self._control.call(method.key, m.encode(request)))
+
+    # -- placement -------------------------------------------------------------------
+
+    async def activate(self, component: str) -> None:
+        """Ask the deployer to run ``component`` (once) and open its group's client."""
+        while component not in self._component_group:
+            pending = self._activating.get(component)
+            if pending is not None:
+                await pending.wait()
+                continue
+            self._activating[component] = done = anyio.Event()
+            try:
+                spec = self.registry.specs.get(component)
+                routed = spec is not None and spec.router_type is not None
+                info: m.RoutingInfo = await self._call(
+                    m.ACTIVATE_COMPONENT, m.ActivateComponent(component=component, routed=routed)
+                )
+                if info.error:
+                    raise PyWeaverError(f"component {component} cannot run: {info.error}")
+                await self._open_group(info)
+                self._component_group[component] = info.group
+            finally:
+                del self._activating[component]
+                done.set()
+
+    async def client(self, component: str) -> CallClient:
+        group = self._component_group.get(component)
+        if group is None:
+            await self.activate(component)
+            group = self._component_group[component]
+        return self._groups[group].client
+
+    async def _open_group(self, info: m.RoutingInfo) -> None:
+        self._note(info)
+        while info.group not in self._groups:
+            pending = self._opening.get(info.group)
+            if pending is not None:
+                await pending.wait()
+                continue
+            self._opening[info.group] = done = anyio.Event()
+            try:
+                assert self._group is not None
+                await self._group.start(self._hold_group_client, info.group)
+            finally:
+                del self._opening[info.group]
+                done.set()
+
+    async def _hold_group_client(
+        self, group: str, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Owns one group's call client for the life of the weavelet."""
+        info = self._latest[group]
+        balancer = SlotBalancer()
+        balancer.update(info)
+        async with call.Client(
+            sorted(info.replicas.values()),
+            deployment_id=self.bootstrap.deployment_id,
+            fingerprint=self.fingerprint,
+            balancer=balancer,
+        ) as client:
+            holder = _GroupClient(client, balancer, info)
+            self._groups[group] = holder
+            holder.update(self._latest[group])  # a push may have arrived meanwhile
+            task_status.started()
+            await anyio.sleep_forever()
+
+    def _note(self, info: m.RoutingInfo) -> None:
+        latest = self._latest.get(info.group)
+        if latest is None or info.version >= latest.version:
+            self._latest[info.group] = info
+        holder = self._groups.get(info.group)
+        if holder is not None:
+            holder.update(info)
+
+    async def listener(self, name: str, options: ListenerOptions | None) -> Listener:
+        local_address = (options or ListenerOptions()).local_address
+        reply: m.ListenerAddress = await self._call(
+            m.GET_LISTENER_ADDRESS, m.ListenerAddressRequest(name=name, local_address=local_address)
+        )
+        listener = bind_listener(name, reply.address)
+        try:
+            exported: m.ExportListenerReply = await self._call(
+                m.EXPORT_LISTENER,
+                m.ExportListener(name=name, address=listener.address, local_address=local_address),
+            )
+        except BaseException:
+            await listener.aclose()
+            raise
+        if exported.error:
+            await listener.aclose()
+            raise PyWeaverError(f"listener {name!r}: {exported.error}")
+        listener.proxy_addr = exported.proxy_address
+        return listener
+
+    # -- WeaveletControl -------------------------------------------------------------
+
+    def _control_handlers(self) -> dict[bytes, Callable[[bytes], Awaitable[bytes]]]:
+        async def update_components(request: m.UpdateComponents) -> m.Empty:
+            assert self._group is not None
+            for component in request.components:
+                if component in self.registry.specs and not self.weavelet.built(component):
+                    self._group.start_soon(self._build, component)
+            return m.Empty()
+
+        async def update_routing(info: m.RoutingInfo) -> m.Empty:
+            self._note(info)
+            return m.Empty()
+
+        async def health(request: m.Empty) -> m.Health:
+            built = [c for c in self.bootstrap.components if self.weavelet.built(c)]
+            return m.Health(healthy=True, components=built, failed=dict(self._failed))
+
+        async def metrics(request: m.Empty) -> m.MetricsReply:
+            return m.MetricsReply(samples=_metrics.snapshot())
+
+        async def shutdown(request: m.Empty) -> m.Empty:
+            self.stop()
+            return m.Empty()
+
+        return {
+            m.UPDATE_COMPONENTS.key: m.UPDATE_COMPONENTS.handler(update_components),
+            m.UPDATE_ROUTING.key: m.UPDATE_ROUTING.handler(update_routing),
+            m.GET_HEALTH.key: m.GET_HEALTH.handler(health),
+            m.GET_METRICS.key: m.GET_METRICS.handler(metrics),
+            m.SHUTDOWN.key: m.SHUTDOWN.handler(shutdown),
+        }
+
+    async def _build(self, component: str) -> None:
+        try:
+            await self.weavelet.get_impl(component)
+        except Exception as exc:
+            # The component logged why; callers see the error on their calls.
+            self._failed[component] = f"{type(exc).__name__}: {exc}"
+
+    # -- running ---------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _serving(self) -> AsyncIterator[WeaveletAgent]:
+        bootstrap = self.bootstrap
+        served = [c for c in bootstrap.components if c in self.registry.specs]
+        async with anyio.create_task_group() as group:
+            self._group = group
+            try:
+                async with (
+                    call.Client(
+                        [bootstrap.envelope_address],
+                        deployment_id=bootstrap.deployment_id,
+                        fingerprint=m.CONTROL_FINGERPRINT,
+                    ) as control,
+                    call.serve(
+                        bootstrap.data_address,
+                        self.weavelet.handlers(served),
+                        deployment_id=bootstrap.deployment_id,
+                        fingerprint=self.fingerprint,
+                    ),
+                    call.serve(
+                        bootstrap.control_address,
+                        self._control_handlers(),
+                        deployment_id=bootstrap.deployment_id,
+                        fingerprint=m.CONTROL_FINGERPRINT,
+                    ),
+                ):
+                    self._control = control
+                    group.start_soon(self.logs.run, control)
+                    reply: m.RegisterReply = await self._call(
+                        m.REGISTER,
+                        m.Register(
+                            replica_id=bootstrap.replica_id,
+                            pid=os.getpid(),
+                            control_address=bootstrap.control_address,
+                            data_address=bootstrap.data_address,
+                            fingerprint=self.fingerprint,
+                            version=__version__,
+                        ),
+                    )
+                    if reply.error:
+                        raise PyWeaverError(f"the envelope refused this weavelet: {reply.error}")
+                    yield self
+            finally:
+                group.cancel_scope.cancel()
+                self._control = None
+
+
+def _load_config(bootstrap: Bootstrap) -> AppConfig:
+    return parse_config(bootstrap.config_text, path=bootstrap.config_path or "<bootstrap>")
+
+
+@contextlib.asynccontextmanager
+async def serve_weavelet(
+    bootstrap: Bootstrap,
+    *,
+    fakes: Mapping[str, object] | None = None,
+    registry: Registry | None = None,
+    process_logging: bool = True,
+) -> AsyncIterator[WeaveletAgent]:
+    """Run a weavelet's services for the span of ``async with`` (see the module
+    docstring). With ``process_logging`` every stdlib log record of this process is
+    shipped to the envelope (off for an in-process weavelet in a test)."""
+    config = _load_config(bootstrap)
+    agent = WeaveletAgent(bootstrap, config, registry or Registry(), fakes)
+    if process_logging:
+        level: Any = bootstrap.log_level
+        configure_logging(
+            level=level,
+            fmt=None,
+            sink=agent.logs.sink,
+            replica=bootstrap.replica_id,
+            group=bootstrap.group,
+            app=config.name,
+            deployment=bootstrap.deployment_id,
+        )
+    async with agent._serving():
+        yield agent
+
+
+# -- the process entry points --------------------------------------------------------------
+
+_main_agent: WeaveletAgent | None = None
+_main_lifecycle: Any = None  # keeps the shutdown-hook generator alive until the loop ends
+_background: set[Any] = set()  # asyncio tasks must be referenced to stay alive
+
+
+async def run_weavelet() -> Instance:
+    """``weaver.init()`` in a process started by an envelope (see the module docstring)."""
+    bootstrap = Bootstrap.from_environ()
+    if bootstrap.run_main:
+        return await _start_main(bootstrap)
+    await _serve_until_stopped(bootstrap)
+    # Never return into the app's main: this process only serves its group.
+    _exit(0)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _exit(status: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
+async def _serve_until_stopped(bootstrap: Bootstrap) -> None:
+    async with serve_weavelet(bootstrap) as agent, anyio.create_task_group() as group:
+
+        async def on_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    agent.stop()
+                    return
+
+        group.start_soon(on_signals)
+        await agent.stopped.wait()
+        await agent.weavelet.shutdown()
+        group.cancel_scope.cancel()
+
+
+async def _start_main(bootstrap: Bootstrap) -> Instance:
+    global _main_agent, _main_lifecycle
+    if _main_agent is not None:
+        return _main_agent.weavelet.main_instance()
+    from pyweaver import _runtime
+
+    started = anyio.Event()
+    outcome: dict[str, Any] = {}
+
+    async def background() -> None:
+        try:
+            async with serve_weavelet(bootstrap) as agent:
+                outcome["agent"] = agent
+                started.set()
+                await anyio.sleep_forever()
+        except Exception as exc:
+            outcome["error"] = exc
+        finally:
+            started.set()
+
+    _spawn_system_task(background)
+    await started.wait()
+    if "error" in outcome:
+        raise outcome["error"]
+    agent: WeaveletAgent = outcome["agent"]
+    _main_agent = agent
+    lifecycle = _runtime._shutdown_on_exit(agent.weavelet)
+    await lifecycle.__anext__()
+    _main_lifecycle = lifecycle
+    _runtime._route_sigterm_like_sigint()
+    return agent.weavelet.main_instance()
+
+
+def _spawn_system_task(function: Callable[[], Awaitable[None]]) -> None:
+    """Run ``function`` for the rest of the event loop's life.
+
+    ``init()`` has to return while the weavelet's services keep serving, so they cannot
+    live in a task group of the caller. They live in one task owned by the event loop
+    itself — a trio system task, or an asyncio task that ``asyncio.run`` cancels and
+    awaits when main ends — and inside it in task groups as everywhere else.
+    """
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        trio.lowlevel.spawn_system_task(function)
+    else:
+        import asyncio
+
+        task = asyncio.get_running_loop().create_task(_as_coroutine(function))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+async def _as_coroutine(function: Callable[[], Awaitable[None]]) -> None:
+    await function()
+
+
+def main() -> None:
+    """``python -m pyweaver.envelope``: a weavelet that imports the app itself (the
+    bootstrap's ``app`` and ``sys_path``) instead of running its main."""
+    from pyweaver._appload import load_app
+
+    bootstrap = Bootstrap.from_environ()
+    for directory in reversed(bootstrap.sys_path):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    for target in bootstrap.app:
+        load_app(target)
+    anyio.run(run_weavelet, backend=bootstrap.backend or "asyncio")
