@@ -2,8 +2,10 @@
 
 The message is the research's "medium" one (research/peer-baselines.md): ten
 fields (int, str, float, bool, list[str], float, str, int, dict[str, str]) and
-a list of 20 ``Item(x: int, y: float, label: str)``.  One round trip is one
-encode plus one decode:
+a list of 20 ``Item(x: int, y: float, label: str)``, both attrs classes deriving
+from ``weaver.AutoMarshal`` as an application's messages do (plain attrs classes
+with ``Codec(plain_attrs=True)`` if that is unavailable; the output names the class
+used).  One round trip is one encode plus one decode:
     pyweaver-codec          MethodCodec.encode_args((m,)) then decode_args(...)
                             (the request path of a call taking one Medium)
     pyweaver-codec-result   encode_result(m) then decode_result(...) (information)
@@ -65,7 +67,10 @@ def medium(item_cls: Any = Item, medium_cls: Any = Medium) -> Any:
 # The same two classes deriving from weaver.AutoMarshal, for a codec that asks for it.
 # Module level, so pickle can find them too.
 try:
-    from pyweaver import AutoMarshal
+    try:
+        from pyweaver import AutoMarshal
+    except ImportError:  # not re-exported yet: the class itself is what matters here
+        from pyweaver._automarshal import AutoMarshal
 
     @attrs.frozen(kw_only=True)
     class AMItem(AutoMarshal):
@@ -93,10 +98,11 @@ except ImportError:
 
 def method_codec(codec: Any, medium_cls: Any) -> Any:
     """The codec's per-method codec for ``async def m(self, x: Medium) -> Medium``."""
+    where = "local_codec.Bench.roundtrip"
     attempts: list[Callable[[], Any]] = [
+        lambda: codec.method_codec([medium_cls], medium_cls, where, arg_names=["message"]),
+        lambda: codec.method_codec([medium_cls], medium_cls, where),
         lambda: codec.method_codec(arg_types=[medium_cls], result_type=medium_cls),
-        lambda: codec.method_codec([medium_cls], medium_cls),
-        lambda: codec.method_codec([medium_cls], medium_cls, "benchmarks/local_codec.py"),
     ]
     first_error: Exception | None = None
     for attempt in attempts:
@@ -108,16 +114,21 @@ def method_codec(codec: Any, medium_cls: Any) -> Any:
 
 
 def pyweaver_cases() -> tuple[dict[str, Callable[[], object]], dict[str, Any], Any]:
-    """(round-trip functions, sizes, the message they carry); raises if the codec is absent."""
+    """(round-trip functions, sizes, the message they carry); raises if the codec is absent.
+
+    An application's messages are AutoMarshal classes, so those go first; plain attrs
+    classes (with ``Codec(plain_attrs=True)``, pyweaver's own messages) are the fallback.
+    """
     from pyweaver._codec import Codec
 
     errors = []
-    for classes in ((Item, Medium), AUTOMARSHAL):
-        if classes is None:
-            continue
+    choices: list[tuple[Any, Any, Callable[[], Any]]] = []
+    if AUTOMARSHAL is not None:
+        choices.append((*AUTOMARSHAL, Codec))
+    choices.append((Item, Medium, lambda: Codec(plain_attrs=True)))
+    for item_cls, medium_cls, make_codec in choices:
         try:
-            item_cls, medium_cls = classes
-            mc = method_codec(Codec(), medium_cls)
+            mc = method_codec(make_codec(), medium_cls)
             message = medium(item_cls, medium_cls)
             args = (message,)
             request = mc.encode_args(args)
@@ -128,7 +139,7 @@ def pyweaver_cases() -> tuple[dict[str, Callable[[], object]], dict[str, Any], A
             if mc.decode_result(response) != message:
                 raise RuntimeError("decode_result(encode_result(m)) != m")
         except Exception as exc:
-            errors.append(repr(exc))
+            errors.append(f"{medium_cls.__qualname__}: {exc!r}")
             continue
         encode_args, decode_args = mc.encode_args, mc.decode_args
         encode_result, decode_result = mc.encode_result, mc.decode_result
