@@ -1,0 +1,364 @@
+"""``pyweaver multi ...``: deploy an app as many processes on this machine, and look at
+the deployments that run.
+
+``deploy`` runs in the foreground: it prints the app's logs, and stops every process
+it started on Ctrl-C or SIGTERM, or when main returns (exiting with main's status).
+``status``, ``logs``, ``metrics`` and ``purge`` find deployments through the per-user
+registry (``$PYWEAVER_DATA_DIR``, else the XDG data dir).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import click
+
+from pyweaver._errors import PyWeaverError
+from pyweaver._logentry import LogEntry
+from pyweaver._logging import format_json, format_pretty
+from pyweaver.deployers._logstore import LogQuery, LogStore, LogWriter
+from pyweaver.deployers._registry import Deployment, Registry
+from pyweaver.envelope import Child, ProcessChild
+
+from ._deployer import DeploymentFailed, MultiDeployer
+from ._status import METRICS, STATUS, fetch, serve_status
+
+__all__ = ["multi"]
+
+
+@click.group()
+def multi() -> None:
+    """Run the app as many processes on this machine."""
+
+
+# -- deploy -------------------------------------------------------------------------------
+
+
+class _Console:
+    """Writes every log entry to the deployment's log store and to the terminal."""
+
+    def __init__(self, writer: LogWriter, fmt: Literal["pretty", "json"], color: bool) -> None:
+        self.writer = writer
+        self.fmt = fmt
+        self.color = color
+
+    def __call__(self, entries: Sequence[LogEntry]) -> None:
+        self.writer.write(entries)
+        for entry in entries:
+            text = (
+                format_json(entry) if self.fmt == "json" else format_pretty(entry, color=self.color)
+            )
+            click.echo(text, err=False)
+
+
+def _app_argv(config: Any, base: Path, config_file: str) -> list[str]:
+    if config.binary:
+        return [sys.executable, str(base / config.binary), *config.args]
+    if config.module:
+        return [sys.executable, "-m", config.module, *config.args]
+    raise click.ClickException(f"{config_file}: [serviceweaver] names neither binary nor module")
+
+
+async def _deploy(config_file: str, fmt: Literal["pretty", "json"]) -> int:
+    from pyweaver._config import load_config
+
+    path = Path(config_file).resolve()
+    try:
+        config = load_config(str(path))
+    except PyWeaverError as exc:
+        raise click.ClickException(str(exc)) from exc
+    base = path.parent
+    argv = _app_argv(config, base, config_file)
+    env = dict(os.environ)
+    for item in config.env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    env.pop("PYWEAVER_CONFIG", None)
+
+    def child(group: str, run_main: bool) -> Child:
+        return ProcessChild(argv, env=env, cwd=str(base))
+
+    registry = Registry()
+    socket_dir = Path(tempfile.mkdtemp(prefix="pyweaver-"))
+    deployer: MultiDeployer | None = None
+    try:
+        deployer = MultiDeployer(
+            config,
+            config_text=path.read_text(),
+            config_path=str(path),
+            child_factory=child,
+            socket_dir=socket_dir,
+            sys_path=[str(base)],
+        )
+        store = LogStore(registry.logs_root)
+        registry.logs_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with store.writer(deployer.deployment_id) as writer:
+            deployer.log_sink = _Console(writer, fmt, color=sys.stdout.isatty())
+            click.echo(
+                f"╭──────────────────────────────────────────────────────╮\n"
+                f"│ app        : {config.name:<40}│\n"
+                f"│ deployment : {deployer.deployment_id:<40}│\n"
+                f"╰──────────────────────────────────────────────────────╯",
+                err=True,
+            )
+            return await _run_deployment(deployer, registry, path)
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+        if deployer is not None:
+            registry.unregister(deployer.deployment_id)
+
+
+async def _run_deployment(deployer: MultiDeployer, registry: Registry, path: Path) -> int:
+    status = 0
+    async with (
+        deployer,
+        serve_status(
+            f"unix://{deployer.socket_dir / 'status.sock'}",
+            deployment_id=deployer.deployment_id,
+            status=deployer.status,
+            metrics=deployer.metrics,
+        ) as status_address,
+        anyio.create_task_group() as tasks,
+    ):
+        registry.register(
+            Deployment(
+                id=deployer.deployment_id,
+                app=deployer.config.name,
+                deployer="multi",
+                pid=os.getpid(),
+                started=deployer.started,
+                status_address=status_address,
+                config_path=str(path),
+            )
+        )
+        stop_signal: list[int] = []
+
+        async def on_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    stop_signal.append(signum)
+                    tasks.cancel_scope.cancel()
+                    return
+
+        tasks.start_soon(on_signals)
+        try:
+            await deployer.start_main()
+            status = await deployer.wait()
+        except DeploymentFailed as exc:
+            click.echo(f"pyweaver multi: {exc}", err=True)
+            status = 1
+        tasks.cancel_scope.cancel()
+    if stop_signal:
+        click.echo("pyweaver multi: stopped", err=True)
+        return 128 + stop_signal[0]
+    if status < 0:  # main was killed by a signal
+        return 128 - status
+    return status
+
+
+@multi.command("deploy")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["pretty", "json"]),
+    default="pretty",
+    help="How to print log entries.",
+)
+def deploy(config: str, fmt: Literal["pretty", "json"]) -> None:
+    """Deploy the app of CONFIG (a weaver.toml) as many processes, in the foreground.
+
+    Ctrl-C (or SIGTERM) stops every process; when main returns, the deployment stops
+    and this command exits with main's status.
+    """
+    sys.exit(anyio.run(_deploy, config, fmt))
+
+
+# -- status, metrics ------------------------------------------------------------------------
+
+
+def _deployments(registry: Registry) -> list[Deployment]:
+    return registry.list("multi")
+
+
+async def _fetch_all(method: bytes) -> list[tuple[Deployment, Any]]:
+    registry = Registry()
+    results: list[tuple[Deployment, Any]] = []
+    for deployment in _deployments(registry):
+        try:
+            results.append(
+                (deployment, await fetch(deployment.status_address, deployment.id, method))
+            )
+        except PyWeaverError as exc:
+            results.append((deployment, exc))
+    return results
+
+
+def _age(started: float) -> str:
+    seconds = int(time.time() - started)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"
+
+
+@multi.command()
+def status() -> None:
+    """Show the running deployments: components, replicas, pids, health, listeners."""
+    from rich.console import Console
+    from rich.table import Table
+
+    results = anyio.run(_fetch_all, STATUS)
+    console = Console()
+    if not results:
+        console.print("No multi deployments are running.")
+        return
+    deployments = Table(title="DEPLOYMENTS")
+    for column in ("APP", "DEPLOYMENT", "AGE", "PID"):
+        deployments.add_column(column)
+    for deployment, _ in results:
+        deployments.add_row(
+            deployment.app, deployment.id, _age(deployment.started), str(deployment.pid)
+        )
+    console.print(deployments)
+    components = Table(title="COMPONENTS")
+    for column in ("APP", "DEPLOYMENT", "GROUP", "COMPONENTS", "REPLICA", "PID", "STATE", "HEALTH"):
+        components.add_column(column)
+    listeners = Table(title="LISTENERS")
+    for column in ("APP", "DEPLOYMENT", "LISTENER", "ADDRESS", "BACKENDS"):
+        listeners.add_column(column)
+    for deployment, report in results:
+        short = deployment.id[:8]
+        if isinstance(report, Exception):
+            components.add_row(
+                deployment.app, short, "?", "?", "?", "?", "unreachable", str(report)
+            )
+            continue
+        for group in report["groups"]:
+            for replica in group["replicas"]:
+                health = replica["health"]
+                if not health:
+                    text = "-"
+                elif health.get("healthy"):
+                    failed = health.get("failed") or {}
+                    text = "healthy" if not failed else f"failed: {', '.join(failed)}"
+                else:
+                    text = "unhealthy"
+                components.add_row(
+                    deployment.app,
+                    short,
+                    group["name"],
+                    "\n".join(group["components"]),
+                    replica["slot"],
+                    str(replica["pid"] or "-"),
+                    replica["state"],
+                    text,
+                )
+        for listener in report["listeners"]:
+            listeners.add_row(
+                deployment.app,
+                short,
+                listener["name"],
+                listener["proxy"],
+                str(len(listener["backends"])),
+            )
+    console.print(components)
+    console.print(listeners)
+
+
+@multi.command()
+@click.argument("regex", required=False, default="")
+def metrics(regex: str) -> None:
+    """Print the metrics of the running deployments (Prometheus text), merged across
+    replicas; REGEX filters metric names."""
+    from pyweaver._metrics import prometheus_text
+
+    try:
+        pattern = re.compile(regex)
+    except re.error as exc:
+        raise click.ClickException(f"bad REGEX {regex!r}: {exc}") from exc
+    samples: list[dict[str, Any]] = []
+    for deployment, result in anyio.run(_fetch_all, METRICS):
+        if isinstance(result, Exception):
+            click.echo(f"# deployment {deployment.id}: {result}", err=True)
+            continue
+        samples.extend(s for s in result if pattern.search(s["name"]))
+    click.echo(prometheus_text(samples), nl=False)
+
+
+# -- logs, purge ----------------------------------------------------------------------------
+
+
+@multi.command()
+@click.argument("query", required=False, default="")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new entries.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["pretty", "json"]),
+    default="pretty",
+    help="How to print entries.",
+)
+def logs(query: str, follow: bool, fmt: str) -> None:
+    """Print the logs of multi deployments (running or not) matching QUERY.
+
+    Example: pyweaver multi logs 'component == Cache && level >= warning'
+    """
+    try:
+        parsed = LogQuery.parse(query) if query else None
+    except PyWeaverError as exc:
+        raise click.ClickException(str(exc)) from exc
+    store = LogStore(Registry().logs_root)
+    color = sys.stdout.isatty()
+
+    def show(entry: LogEntry) -> None:
+        click.echo(format_json(entry) if fmt == "json" else format_pretty(entry, color=color))
+
+    if not follow:
+        for entry in store.read(parsed):
+            show(entry)
+        return
+
+    async def tail() -> None:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tasks:
+
+            async def on_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        stop.set()
+                        return
+
+            tasks.start_soon(on_signals)
+            async for entry in store.follow(parsed, stop=stop):
+                show(entry)
+            tasks.cancel_scope.cancel()
+
+    anyio.run(tail)
+
+
+@multi.command()
+def purge() -> None:
+    """Delete the logs and registry entries of multi deployments that are not running."""
+    result = Registry().purge()
+    for deployment_id in result.removed:
+        click.echo(f"removed {deployment_id}")
+    for deployment in result.running:
+        click.echo(
+            f"kept {deployment.id} ({deployment.app}, pid {deployment.pid}): still running; "
+            "stop it first",
+            err=True,
+        )
+    if not result.removed and not result.running:
+        click.echo("nothing to purge")

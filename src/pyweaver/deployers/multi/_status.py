@@ -1,0 +1,81 @@
+"""The status endpoint of a running multi deployment, and the client the CLI uses.
+
+A ``pyweaver multi deploy`` process serves two methods with the call protocol on a Unix
+socket in its private run directory, and records that address in the deployment
+registry (``status_address``): ``status`` (groups, replicas with pids and health,
+listeners with proxy addresses) and ``metrics`` (every weavelet's metrics, merged).
+Both answer CBOR. The handshake carries the deployment id and
+:data:`STATUS_FINGERPRINT`, so a stale registry entry can never reach another
+deployment's socket by mistake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import cbor2
+
+from pyweaver import call
+from pyweaver.call import method_key
+
+__all__ = [
+    "METRICS",
+    "STATUS",
+    "STATUS_FINGERPRINT",
+    "fetch",
+    "serve_status",
+]
+
+STATUS_FINGERPRINT: Final = hashlib.sha256(b"pyweaver-multi-status/1").digest()[:16]
+_SERVICE: Final = "pyweaver.deployers.multi.Status"
+STATUS: Final = method_key(_SERVICE, "status")
+METRICS: Final = method_key(_SERVICE, "metrics")
+
+
+class _Source:
+    """What the status server asks (the deployer)."""
+
+    status: Callable[[], Awaitable[dict[str, Any]]]
+    metrics: Callable[[], Awaitable[list[dict[str, Any]]]]
+
+
+@asynccontextmanager
+async def serve_status(
+    address: str,
+    *,
+    deployment_id: str,
+    status: Callable[[], Awaitable[dict[str, Any]]],
+    metrics: Callable[[], Awaitable[list[dict[str, Any]]]],
+) -> AsyncIterator[str]:
+    """Serve ``status`` and ``metrics`` on ``address``; yields the address to record."""
+
+    async def on_status(payload: bytes) -> bytes:
+        data: bytes = cbor2.dumps(await status())
+        return data
+
+    async def on_metrics(payload: bytes) -> bytes:
+        data: bytes = cbor2.dumps(await metrics())
+        return data
+
+    async with call.serve(
+        address,
+        {STATUS: on_status, METRICS: on_metrics},
+        deployment_id=deployment_id,
+        fingerprint=STATUS_FINGERPRINT,
+    ) as server:
+        yield server.address
+
+
+async def fetch(address: str, deployment_id: str, method: bytes, *, timeout: float = 5.0) -> Any:
+    """Ask a deployment's status server; raises ``RemoteCallError`` if it is gone."""
+    async with call.Client(
+        [address],
+        deployment_id=deployment_id,
+        fingerprint=STATUS_FINGERPRINT,
+        replica_wait=min(timeout, 2.0),
+        connect_timeout=timeout,
+    ) as client:
+        return cbor2.loads(await client.call(method, b""))

@@ -1,0 +1,116 @@
+"""weavertest's ``multi`` mode: the multi deployer inside a test.
+
+The test process is the main group: its weavelet runs in-process (an
+:class:`~pyweaver.envelope.InProcessChild`) and hosts nothing but the test's fakes.
+Every other group runs in child processes (``python -m pyweaver.envelope``; two
+replicas per group unless weaver.toml says otherwise) that import the modules defining
+the app's components, with the test's ``sys.path``. The test's components are reached
+over the call protocol, exactly as in ``pyweaver multi deploy``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import sniffio
+
+from pyweaver._component import implementations
+from pyweaver._config import AppConfig
+from pyweaver._logentry import LogEntry
+from pyweaver._logging import format_pretty
+from pyweaver._registry import Registry
+from pyweaver._runtime import Weavelet
+from pyweaver.envelope import Bootstrap, Child, InProcessChild, ProcessChild, RestartPolicy
+from pyweaver.envelope._weavelet import serve_weavelet
+
+from ._deployer import MultiDeployer
+
+__all__ = ["component_modules", "weavertest_deployment"]
+
+
+def component_modules(exclude: Sequence[str] = ()) -> list[str]:
+    """The modules that define the registered implementations (what a child process
+    must import to have the same app), except those of ``exclude``d components."""
+    modules = {
+        impl.__module__
+        for name, impl in implementations().items()
+        if name not in exclude and impl.__module__ != "__main__"
+    }
+    return sorted(modules)
+
+
+def _config_text(config: AppConfig) -> str:
+    for attribute in ("text", "source", "raw_text"):
+        value = getattr(config, attribute, None)
+        if isinstance(value, str):
+            return value
+    path = getattr(config, "path", None)
+    if path and Path(str(path)).is_file():
+        return Path(str(path)).read_text()
+    return ""
+
+
+def _print_logs(entries: Sequence[LogEntry]) -> None:
+    for entry in entries:
+        sys.stderr.write(format_pretty(entry) + "\n")
+
+
+@asynccontextmanager
+async def weavertest_deployment(
+    config: AppConfig,
+    fakes: Mapping[str, object],
+    app: str | None,
+    *,
+    replicas: int = 2,
+    config_text: str | None = None,
+    log_sink: Any = None,
+) -> AsyncIterator[Weavelet]:
+    """Deploy the app's components in child processes for one test; yields the test
+    process's weavelet (see the module docstring)."""
+    targets = [app] if app else component_modules()
+    sys_path = [os.path.abspath(entry) if entry else os.getcwd() for entry in sys.path]
+    holder: dict[str, Weavelet] = {}
+    registry = Registry()
+
+    async def main_weavelet(bootstrap: Bootstrap) -> None:
+        async with serve_weavelet(
+            bootstrap, fakes=fakes, registry=registry, process_logging=False
+        ) as agent:
+            holder["weavelet"] = agent.weavelet
+            await anyio.sleep_forever()
+
+    def child(group: str, run_main: bool) -> Child:
+        if run_main:
+            return InProcessChild(main_weavelet)
+        return ProcessChild([sys.executable, "-m", "pyweaver.envelope"], stop_grace=3.0)
+
+    with tempfile.TemporaryDirectory(prefix="pwt-") as socket_dir:
+        async with MultiDeployer(
+            config,
+            config_text=config_text if config_text is not None else _config_text(config),
+            config_path=str(getattr(config, "path", "") or ""),
+            child_factory=child,
+            socket_dir=Path(socket_dir),
+            app=targets,
+            sys_path=sys_path,
+            backend=sniffio.current_async_library(),
+            log_sink=log_sink or _print_logs,
+            default_replicas=replicas,
+            main_components=list(fakes),
+            restart=RestartPolicy(max_crashes=3, window=30.0),
+            ready_timeout=60.0,
+            stop_grace=3.0,
+        ) as deployer:
+            await deployer.start_main()
+            weavelet = holder["weavelet"]
+            try:
+                yield weavelet
+            finally:
+                await weavelet.shutdown()
