@@ -47,7 +47,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, dataclass_transform
+from typing import TYPE_CHECKING, Any, ClassVar, dataclass_transform
 
 import attr
 import attrs
@@ -154,6 +154,10 @@ class AutoMarshal:
 
     __slots__ = ()
     __init__ = _trampoline_init
+    if TYPE_CHECKING:
+        # Every subclass is an attrs class (once prepared): let attrs.fields() and
+        # friends accept it under mypy.
+        __attrs_attrs__: ClassVar[tuple[attrs.Attribute[Any], ...]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
