@@ -164,14 +164,20 @@ def test_handshake_mismatch_says_which_side_is_which() -> None:
     c.hello()
     s_hello = Connection(Role.SERVER, deployment_id="A", fingerprint=b"\x02")
     s_hello.receive_data(Connection(Role.CLIENT, deployment_id="A", fingerprint=b"\x02").hello())
-    with pytest.raises(call.HandshakeError, match="this client is deployment 'A' .*fingerprint 01.*the server .*fingerprint 02"):
+    with pytest.raises(
+        call.HandshakeError,
+        match="this client is deployment 'A' .*fingerprint 01.*the server .*fingerprint 02",
+    ):
         c.receive_data(s_hello.hello())
 
 
 def test_handshake_version_mismatch() -> None:
     c = Connection(Role.CLIENT, deployment_id="A", fingerprint=b"", version=2)
     s = server()
-    with pytest.raises(call.HandshakeError, match="this server speaks call protocol version 1; the client speaks version 2"):
+    with pytest.raises(
+        call.HandshakeError,
+        match="this server speaks call protocol version 1; the client speaks version 2",
+    ):
         s.receive_data(c.hello())
 
 
@@ -288,8 +294,14 @@ def _valid_stream() -> tuple[bytes, bytes]:
     c2.receive_data(to_client)
     trace = call.TraceContext(b"\x01" * 16, b"\x02" * 8, 1, "a=b")
     for i in range(1, 6):
-        frame = c2.send_request(i, KEY, i * 1000, b"p" * i, trace=trace if i % 2 else None,
-                                metadata={"k": str(i)} if i % 3 else None)
+        frame = c2.send_request(
+            i,
+            KEY,
+            i * 1000,
+            b"p" * i,
+            trace=trace if i % 2 else None,
+            metadata={"k": str(i)} if i % 3 else None,
+        )
         to_server += frame
         s2.receive_data(frame)
     cancel = c2.send_cancel(2)

@@ -22,6 +22,7 @@ __all__ = ["StreamDriver", "connect", "serve_stream"]
 
 _RECEIVE_SIZE = 256 * 1024
 _HIGH_WATER = 4 * 1024 * 1024  # queued bytes above which writers wait
+_FLUSH_TIMEOUT = 1.0  # seconds a closing connection may take to send what is queued
 
 
 class StreamDriver:
@@ -33,9 +34,11 @@ class StreamDriver:
         "_buffered",
         "_closed",
         "_drained",
+        "_read_scope",
         "_scope",
         "_stream",
         "_task_group",
+        "_writer_done",
         "_writer_wakeup",
         "receive",
     )
@@ -49,7 +52,9 @@ class StreamDriver:
         self._writer_wakeup: FutureLike[None] | None = None
         self._drained: list[FutureLike[None]] = []
         self._scope: anyio.CancelScope | None = None
+        self._read_scope: anyio.CancelScope | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._writer_done = anyio.Event()
         self.receive: Callable[[bytes], None] = _drop
 
     async def run(self, on_started: Callable[[], None] | None = None) -> None:
@@ -58,12 +63,15 @@ class StreamDriver:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
                 self._scope = task_group.cancel_scope
-                if self._closed:
-                    task_group.cancel_scope.cancel()
                 task_group.start_soon(self._write_loop)
                 if on_started is not None:
                     on_started()
                 await self._read_loop()
+                # Let the writer flush what is queued (a goodbye, say), within bounds.
+                self._closed = True
+                self._wake_writer()
+                with anyio.move_on_after(_FLUSH_TIMEOUT):
+                    await self._writer_done.wait()
                 task_group.cancel_scope.cancel()
         finally:
             self._closed = True
@@ -73,22 +81,36 @@ class StreamDriver:
 
     async def _read_loop(self) -> None:
         stream = self._stream
-        while not self._closed:
-            if self._buffered > _HIGH_WATER:
-                # Do not take more requests from a peer that does not read our answers.
-                await self.drained()
-                continue
-            try:
-                data = await stream.receive(_RECEIVE_SIZE)
-            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                data = b""
-            except OSError:
-                data = b""
-            self.receive(data)
-            if not data:
-                return
+        with anyio.CancelScope() as self._read_scope:
+            while not self._closed:
+                if self._buffered > _HIGH_WATER:
+                    # Take no more requests from a peer that does not read our answers.
+                    await self.drained()
+                    continue
+                try:
+                    data = await stream.receive(_RECEIVE_SIZE)
+                except (
+                    anyio.EndOfStream,
+                    anyio.ClosedResourceError,
+                    anyio.BrokenResourceError,
+                    OSError,
+                ):
+                    data = b""
+                self.receive(data)
+                if not data:
+                    return
+
+    def _wake_reader(self) -> None:
+        if self._read_scope is not None:
+            self._read_scope.cancel()
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_until_closed()
+        finally:
+            self._writer_done.set()
+
+    async def _write_until_closed(self) -> None:
         buffer = self._buffer
         stream = self._stream
         new_future = self._backend.new_future
@@ -114,10 +136,6 @@ class StreamDriver:
             self._buffered = sum(map(len, buffer))
             if self._buffered <= _HIGH_WATER:
                 self._wake_drained()
-            if self._closed and not buffer:
-                if self._scope is not None:
-                    self._scope.cancel()
-                return
 
     def _wake_writer(self) -> None:
         waiter = self._writer_wakeup
@@ -156,10 +174,9 @@ class StreamDriver:
         if self._closed:
             return
         self._closed = True
-        if self._buffer:
-            self._wake_writer()  # it sends the rest, then cancels the scope
-        elif self._scope is not None:
-            self._scope.cancel()
+        # The reader stops; run() then lets the writer send what is queued.
+        self._wake_writer()
+        self._wake_reader()
 
     @property
     def congested(self) -> bool:

@@ -159,7 +159,9 @@ class ClientSession:
         self._pending: dict[int, FutureLike[bytes]] = {}
         self._next_id = 1
         self._new_future = backend.new_future
-        self._handshake: FutureLike[None] = backend.new_future()
+        # Resolved with None (handshake done) or the failure: never with an exception,
+        # which asyncio would report as never retrieved when nobody awaits it.
+        self._handshake: FutureLike[BaseException | None] = backend.new_future()
         self._driver: Driver | None = None
         self._write: Callable[[bytes], None] = _unattached
         self.open = False  # handshake done and not closed
@@ -178,7 +180,9 @@ class ClientSession:
         driver.write(self._core.hello())
 
     async def wait_handshake(self) -> None:
-        await self._handshake
+        failure = await self._handshake
+        if failure is not None:
+            raise failure
 
     def receive(self, data: bytes) -> None:
         """Bytes from the server (``b""``: it closed the stream)."""
@@ -262,7 +266,7 @@ class ClientSession:
                 if not waiter.done():
                     waiter.set_exception(lost)
         if not self._handshake.done():
-            self._handshake.set_exception(exc)
+            self._handshake.set_result(exc)
         if self._driver is not None:
             self._driver.close()
         self.closed.set()

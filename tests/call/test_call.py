@@ -1,0 +1,431 @@
+"""Client and server together, over every transport (mem, tcp, unix, tcp with the
+streams driver) and backend (asyncio, asyncio+uvloop, trio)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+import cbor2
+import pytest
+
+from pyweaver import _metadata, call
+from pyweaver._metadata import metadata
+
+pytestmark = pytest.mark.anyio
+
+DEPLOYMENT = "test-deployment"
+FINGERPRINT = b"\x00fingerprint"
+ECHO = call.method_key("tests.Echo", "echo")
+SLOW = call.method_key("tests.Echo", "slow")
+FAIL = call.method_key("tests.Echo", "fail")
+
+
+async def echo(payload: bytes) -> bytes:
+    return payload
+
+
+@asynccontextmanager
+async def running(
+    address: str,
+    handlers: dict[bytes, call.Handler],
+    driver: str = "auto",
+    **client_options: Any,
+) -> AsyncIterator[tuple[call.Server, call.Client]]:
+    async with call.serve(
+        address,
+        handlers,
+        deployment_id=DEPLOYMENT,
+        fingerprint=FINGERPRINT,
+        driver=driver,  # type: ignore[arg-type]
+        shutdown_grace=0.5,
+    ) as server:
+        async with call.Client(
+            [server.address],
+            deployment_id=DEPLOYMENT,
+            fingerprint=FINGERPRINT,
+            driver=driver,  # type: ignore[arg-type]
+            **client_options,
+        ) as client:
+            yield server, client
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.005)
+
+
+# ------------------------------------------------------------------ basics
+
+
+async def test_echo_and_many_concurrent_calls(server_address: str, driver: str) -> None:
+    async with running(server_address, {ECHO: echo}, driver) as (server, client):
+        assert server.address.startswith(server_address.split("://")[0])
+        assert await client.call(ECHO, b"hello") == b"hello"
+        assert await client.call(ECHO, b"") == b""
+        payloads = [bytes([i % 256]) * (i * 37) for i in range(100)] + [b"x" * (1 << 16)] * 4
+        results: dict[int, bytes] = {}
+
+        async def one(i: int) -> None:
+            results[i] = await client.call(ECHO, payloads[i])
+
+        async with anyio.create_task_group() as task_group:
+            for i in range(len(payloads)):
+                task_group.start_soon(one, i)
+        assert [results[i] for i in range(len(payloads))] == payloads
+        assert client.ready == (server.address,)
+
+
+async def test_handlers_may_be_added_while_serving(server_address: str, driver: str) -> None:
+    handlers: dict[bytes, call.Handler] = {}
+    async with running(server_address, handlers, driver) as (_, client):
+        with pytest.raises(call.RemoteCallError, match="unknown-method"):
+            await client.call(ECHO, b"x")
+        handlers[ECHO] = echo
+        assert await client.call(ECHO, b"x") == b"x"
+
+
+async def test_handler_failures_are_remote_call_errors(server_address: str, driver: str) -> None:
+    async def fail(payload: bytes) -> bytes:
+        raise ValueError("boom")
+
+    async def not_bytes(payload: bytes) -> bytes:
+        return "text"  # type: ignore[return-value]
+
+    wrong = call.method_key("tests.Echo", "wrong")
+    async with running(server_address, {FAIL: fail, wrong: not_bytes}, driver) as (server, client):
+        with pytest.raises(call.RemoteCallError) as caught:
+            await client.call(FAIL, b"x")
+        assert not isinstance(caught.value, call.RetriableError)
+        message = str(caught.value)
+        assert "internal: ValueError: boom" in message
+        assert server.address in message and FAIL.hex() in message
+        with pytest.raises(call.RemoteCallError, match="not bytes"):
+            await client.call(wrong, b"x")
+        unknown = call.method_key("tests.Nothing", "here")
+        with pytest.raises(call.RemoteCallError, match=f"unknown-method.*{unknown.hex()}"):
+            await client.call(unknown, b"x")
+
+
+async def test_unavailable_is_retried_and_bounded(server_address: str, driver: str) -> None:
+    calls = 0
+    failures_left = 2
+
+    async def flaky(payload: bytes) -> bytes:
+        nonlocal calls, failures_left
+        calls += 1
+        if failures_left:
+            failures_left -= 1
+            raise call.Unavailable("still starting")
+        return b"ok"
+
+    policy = call.RetryPolicy(max_attempts=4, initial_backoff=0.001)
+    async with running(server_address, {ECHO: flaky}, driver, retry=policy) as (_, client):
+        # The method did not run, so even a non-retriable call is re-sent.
+        assert await client.call(ECHO, b"", retriable=False) == b"ok"
+        assert calls == 3
+        calls, failures_left = 0, 100
+        with pytest.raises(call.RetriableError, match="after 4 attempt.*still starting"):
+            await client.call(ECHO, b"")
+        assert calls == 4
+
+
+async def test_inject_retries_runs_retriable_calls_again() -> None:
+    calls = 0
+
+    async def count(payload: bytes) -> bytes:
+        nonlocal calls
+        calls += 1
+        return str(calls).encode()
+
+    async with running("mem://", {ECHO: count}, inject_retries=2) as (_, client):
+        assert await client.call(ECHO, b"") == b"3"  # the last result
+        assert await client.call(ECHO, b"", retriable=False) == b"4"
+
+
+# ------------------------------------------------------------------ cancellation
+
+
+async def test_cancel_before_send_sends_nothing(server_address: str, driver: str) -> None:
+    calls = 0
+
+    async def count(payload: bytes) -> bytes:
+        nonlocal calls
+        calls += 1
+        return payload
+
+    async with running(server_address, {ECHO: count}, driver) as (_, client):
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await client.call(ECHO, b"x")
+        assert scope.cancelled_caught
+        # An already expired deadline fails locally too.
+        with anyio.move_on_after(-1) as expired:
+            await client.call(ECHO, b"x")
+        assert expired.cancelled_caught
+        assert await client.call(ECHO, b"after") == b"after"
+        assert calls == 1
+
+
+async def test_cancel_while_the_handler_runs(server_address: str, driver: str) -> None:
+    started = anyio.Event()
+    handler_cancelled = anyio.Event()
+
+    async def slow(payload: bytes) -> bytes:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            handler_cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+    async with running(server_address, {SLOW: slow, ECHO: echo}, driver) as (server, client):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(client.call, SLOW, b"x")
+            with anyio.fail_after(5):
+                await started.wait()
+            task_group.cancel_scope.cancel()
+        with anyio.fail_after(5):
+            await handler_cancelled.wait()
+        # The connection is still good, and a call cancelled after its answer is harmless.
+        with anyio.CancelScope() as scope:
+            assert await client.call(ECHO, b"x") == b"x"
+            scope.cancel()
+        assert await client.call(ECHO, b"y") == b"y"
+        assert server.connections == 1
+
+
+async def test_deadline_reaches_the_handler(server_address: str, driver: str) -> None:
+    seen: list[float] = []
+
+    async def report(payload: bytes) -> bytes:
+        seen.append(anyio.current_effective_deadline() - anyio.current_time())
+        return b""
+
+    async with running(server_address, {ECHO: report}, driver) as (_, client):
+        with anyio.fail_after(5):
+            await client.call(ECHO, b"")
+        await client.call(ECHO, b"")
+        assert 4.0 < seen[0] <= 5.0
+        assert seen[1] == math.inf
+
+
+async def test_deadline_expiry_cancels_the_handler(server_address: str, driver: str) -> None:
+    handler_cancelled = anyio.Event()
+
+    async def slow(payload: bytes) -> bytes:
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            handler_cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+    async with running(server_address, {SLOW: slow}, driver) as (_, client):
+        with anyio.move_on_after(0.1) as scope:
+            await client.call(SLOW, b"")
+        assert scope.cancelled_caught
+        with anyio.fail_after(5):
+            await handler_cancelled.wait()
+
+
+# ------------------------------------------------------------------ context
+
+
+async def test_metadata_travels_hop_after_hop(server_address: str, driver: str) -> None:
+    async def report(payload: bytes) -> bytes:
+        return cbor2.dumps(dict(_metadata.current()))
+
+    async with running(server_address, {ECHO: report}, driver) as (_, inner_client):
+
+        async def forward(payload: bytes) -> bytes:
+            return await inner_client.call(ECHO, payload)
+
+        async with running("mem://", {ECHO: forward}) as (_, outer_client):
+            with metadata.set(user="ann", tenant="t1"):
+                assert cbor2.loads(await outer_client.call(ECHO, b"")) == {
+                    "user": "ann",
+                    "tenant": "t1",
+                }
+            # Nothing leaks into the next call's handler.
+            assert cbor2.loads(await outer_client.call(ECHO, b"")) == {}
+
+
+async def test_trace_context_travels_when_tracing_is_on() -> None:
+    from opentelemetry import trace
+
+    async def report(payload: bytes) -> bytes:
+        context = trace.get_current_span().get_span_context()
+        return cbor2.dumps([context.trace_id, context.span_id, int(context.trace_flags)])
+
+    parent = trace.SpanContext(
+        trace_id=0x0123456789ABCDEF0123456789ABCDEF,
+        span_id=0x0123456789ABCDEF,
+        is_remote=False,
+        trace_flags=trace.TraceFlags(1),
+    )
+    async with running("mem://", {ECHO: report}) as (_, client):
+        with trace.use_span(trace.NonRecordingSpan(parent)):
+            assert cbor2.loads(await client.call(ECHO, b"")) == [0, 0, 0]  # tracing is off
+            call.enable_tracing()
+            try:
+                assert call.tracing_enabled()
+                assert cbor2.loads(await client.call(ECHO, b"")) == [
+                    parent.trace_id,
+                    parent.span_id,
+                    1,
+                ]
+            finally:
+                call.enable_tracing(False)
+
+
+# ------------------------------------------------------------------ endpoints
+
+
+async def serve_until(
+    address: str,
+    handlers: dict[bytes, call.Handler],
+    stop: anyio.Event,
+    driver: str = "auto",
+    *,
+    task_status: anyio.abc.TaskStatus[call.Server] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """A server in its own task, so it can stop while a client started later lives on."""
+    async with call.serve(
+        address,
+        handlers,
+        deployment_id=DEPLOYMENT,
+        fingerprint=FINGERPRINT,
+        driver=driver,  # type: ignore[arg-type]
+        shutdown_grace=0.0,
+    ) as server:
+        task_status.started(server)
+        await stop.wait()
+
+
+async def test_reconnect_after_the_server_restarts(server_address: str, driver: str) -> None:
+    async def first(payload: bytes) -> bytes:
+        return b"1" + payload
+
+    async def second(payload: bytes) -> bytes:
+        return b"2" + payload
+
+    async with anyio.create_task_group() as task_group:
+        stop_first = anyio.Event()
+        server = await task_group.start(
+            serve_until, server_address, {ECHO: first}, stop_first, driver
+        )
+        async with call.Client(
+            [server.address],
+            deployment_id=DEPLOYMENT,
+            fingerprint=FINGERPRINT,
+            driver=driver,  # type: ignore[arg-type]
+        ) as client:
+            assert await client.call(ECHO, b"x") == b"1x"
+            stop_first.set()
+            await eventually(lambda: client.ready == ())
+            stop_second = anyio.Event()
+            await task_group.start(serve_until, server.address, {ECHO: second}, stop_second, driver)
+            with anyio.fail_after(10):
+                assert await client.call(ECHO, b"x") == b"2x"
+            stop_second.set()
+
+
+async def test_endpoints_added_and_removed_with_draining(
+    server_address: str, driver: str, short_tmp: str
+) -> None:
+    address_b = server_address.replace("s.sock", "b.sock")
+    started, release = anyio.Event(), anyio.Event()
+
+    async def slow_a(payload: bytes) -> bytes:
+        started.set()
+        await release.wait()
+        return b"A-slow"
+
+    async def name_a(payload: bytes) -> bytes:
+        return b"A"
+
+    async def name_b(payload: bytes) -> bytes:
+        return b"B"
+
+    stop = anyio.Event()
+    async with anyio.create_task_group() as servers:
+        a = await servers.start(
+            serve_until, server_address, {ECHO: name_a, SLOW: slow_a}, stop, driver
+        )
+        b = await servers.start(serve_until, address_b, {ECHO: name_b}, stop, driver)
+        async with call.Client(
+            [a.address],
+            deployment_id=DEPLOYMENT,
+            fingerprint=FINGERPRINT,
+            driver=driver,  # type: ignore[arg-type]
+        ) as client:
+            assert await client.call(ECHO, b"") == b"A"
+            results: list[bytes] = []
+
+            async def slow_call() -> None:
+                results.append(await client.call(SLOW, b""))
+
+            async with anyio.create_task_group() as calls:
+                calls.start_soon(slow_call)
+                with anyio.fail_after(5):
+                    await started.wait()
+                client.update_endpoints([b.address])
+                assert client.endpoints == (b.address,)
+                for _ in range(5):
+                    assert await client.call(ECHO, b"") == b"B"
+                assert a.connections == 1  # still draining its call
+                release.set()
+            assert results == [b"A-slow"]
+            await eventually(lambda: a.connections == 0)
+            client.update_endpoints([a.address, b.address])
+            await eventually(lambda: len(client.ready) == 2)
+            assert {await client.call(ECHO, b"") for _ in range(4)} == {b"A", b"B"}
+        stop.set()
+
+
+async def test_no_replica_fails_after_a_bounded_wait() -> None:
+    async with call.Client(
+        [], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT, replica_wait=0.1
+    ) as client:
+        with pytest.raises(call.RetriableError, match="no reachable replica.*no endpoints"):
+            await client.call(ECHO, b"")
+    for nobody in ["tcp://127.0.0.1:1", "mem://nobody-listens", "unix:///nonexistent/x.sock"]:
+        async with call.Client(
+            [nobody], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT, replica_wait=0.2
+        ) as client:
+            with anyio.fail_after(5):
+                with pytest.raises(call.RetriableError, match=f"no reachable replica.*{nobody}"):
+                    await client.call(ECHO, b"")
+
+
+async def test_handshake_refusal_names_both_sides(server_address: str, driver: str) -> None:
+    async with call.serve(
+        server_address,
+        {ECHO: echo},
+        deployment_id="A",
+        fingerprint=b"\xaa",
+        driver=driver,  # type: ignore[arg-type]
+    ) as server:
+        for deployment, fingerprint in [("B", b"\xaa"), ("A", b"\xbb")]:
+            async with call.Client(
+                [server.address],
+                deployment_id=deployment,
+                fingerprint=fingerprint,
+                replica_wait=0.3,
+                driver=driver,  # type: ignore[arg-type]
+            ) as client:
+                with pytest.raises(call.RetriableError) as caught:
+                    await client.call(ECHO, b"")
+                message = str(caught.value)
+                assert "this server is deployment 'A' (fingerprint aa)" in message
+                assert (
+                    f"the client is deployment '{deployment}' (fingerprint {fingerprint.hex()})"
+                    in message
+                )
