@@ -22,9 +22,8 @@ import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchlib
-
 import anyio
+import benchlib
 
 from pyweaver import call
 

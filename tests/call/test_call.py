@@ -36,7 +36,7 @@ async def running(
     driver: str = "auto",
     **client_options: Any,
 ) -> AsyncIterator[tuple[call.Server, call.Client]]:
-    async with call.serve(
+    async with call.serve(  # noqa: SIM117 - the client needs server.address
         address,
         handlers,
         deployment_id=DEPLOYMENT,
@@ -130,7 +130,7 @@ async def test_unavailable_is_retried_and_bounded(server_address: str, driver: s
         assert await client.call(ECHO, b"", retriable=False) == b"ok"
         assert calls == 3
         calls, failures_left = 0, 100
-        with pytest.raises(call.RetriableError, match="after 4 attempt.*still starting"):
+        with pytest.raises(call.RetriableError, match=r"after 4 attempt.*still starting"):
             await client.call(ECHO, b"")
         assert calls == 4
 
@@ -394,7 +394,7 @@ async def test_no_replica_fails_after_a_bounded_wait() -> None:
     async with call.Client(
         [], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT, replica_wait=0.1
     ) as client:
-        with pytest.raises(call.RetriableError, match="no reachable replica.*no endpoints"):
+        with pytest.raises(call.RetriableError, match=r"no reachable replica.*no endpoints"):
             await client.call(ECHO, b"")
     for nobody in ["tcp://127.0.0.1:1", "mem://nobody-listens", "unix:///nonexistent/x.sock"]:
         async with call.Client(

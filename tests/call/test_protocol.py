@@ -14,8 +14,17 @@ from hypothesis import strategies as st
 
 from pyweaver import call
 from pyweaver.call import _protocol, _wire
-from pyweaver.call._protocol import Cancel, Connection, Error, Goodbye, Handshake, Request, Response
-from pyweaver.call._protocol import Role, State
+from pyweaver.call._protocol import (
+    Cancel,
+    Connection,
+    Error,
+    Goodbye,
+    Handshake,
+    Request,
+    Response,
+    Role,
+    State,
+)
 
 DEPLOYMENT = "dep-1"
 FINGERPRINT = b"\x01\x02\x03\x04"
@@ -47,7 +56,7 @@ KEY = call.method_key("app.Reverser", "reverse")
 def test_method_key_is_sha256_prefix() -> None:
     import hashlib
 
-    assert KEY == hashlib.sha256(b"app.Reverser.reverse").digest()[:16]
+    assert hashlib.sha256(b"app.Reverser.reverse").digest()[:16] == KEY
     assert len(KEY) == 16
 
 
@@ -132,7 +141,7 @@ def test_error_cancel_and_goodbye() -> None:
 
 
 def test_end_of_stream() -> None:
-    c, s = open_pair()
+    _c, s = open_pair()
     assert s.receive_data(b"") == [call.ConnectionClosed()]
     assert s.state is State.CLOSED
     c2, s2 = open_pair()
@@ -166,7 +175,7 @@ def test_handshake_mismatch_says_which_side_is_which() -> None:
     s_hello.receive_data(Connection(Role.CLIENT, deployment_id="A", fingerprint=b"\x02").hello())
     with pytest.raises(
         call.HandshakeError,
-        match="this client is deployment 'A' .*fingerprint 01.*the server .*fingerprint 02",
+        match=r"this client is deployment 'A' .*fingerprint 01.*the server .*fingerprint 02",
     ):
         c.receive_data(s_hello.hello())
 
@@ -256,7 +265,7 @@ def test_malformed_request_headers() -> None:
         KEY + struct.pack("<QBI", 0, _wire.FLAG_METADATA, 3) + cbor2.dumps({1: 2}),
     ]
     for body in bad_bodies:
-        c, s = open_pair()
+        _c, s = open_pair()
         frame = _wire.frame_header(1, _wire.REQUEST, len(body)) + body
         with pytest.raises(call.RemoteProtocolError):
             s.receive_data(frame)
@@ -286,7 +295,6 @@ def test_the_state_machine_imports_no_io() -> None:
 
 def _valid_stream() -> tuple[bytes, bytes]:
     """A valid client->server byte stream and a valid server->client one."""
-    c, s = open_pair()
     c2, s2 = client(), server()
     to_server = c2.hello()
     s2.receive_data(to_server)
@@ -320,7 +328,7 @@ CAP = 4096
 def _feed(connection: Connection, data: bytes, cuts: list[int]) -> None:
     pieces = []
     last = 0
-    for cut in sorted(set(c % (len(data) + 1) for c in cuts)):
+    for cut in sorted({c % (len(data) + 1) for c in cuts}):
         pieces.append(data[last:cut])
         last = cut
     pieces.append(data[last:])
