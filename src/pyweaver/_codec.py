@@ -237,9 +237,11 @@ def _type_name(tp: Any) -> str:
     if tp is collections.abc.Callable:
         return "Callable"
     if isinstance(tp, type):
-        if tp.__module__ == "builtins":
+        if tp.__module__ in ("builtins", "typing"):
             return tp.__qualname__
         return full_name(tp)
+    if isinstance(tp, types.BuiltinFunctionType | types.FunctionType):
+        return f"{tp.__module__}.{tp.__qualname__}"
     return repr(tp).removeprefix("typing.")
 
 
@@ -734,6 +736,10 @@ class _Record(_Shape):
         self.cls = cls
         self.classes = (cls,)
         self.recursive = recursive
+        # A recursive class is referenced while its fields are still being built: it is
+        # boxed whatever its fields turn out to be.
+        self.boxed = recursive
+        self.spliced = not recursive
         self.fields: list[tuple[str, _Shape]] = []
         self._generator = generator
         self._encoder: str | None = None
@@ -1092,7 +1098,7 @@ class Codec:
                 )
             key, value = self._shape(args[0], trail), self._shape(args[1], trail)
             return _Dict(name, key, value, generator)
-        if origin is not None and isinstance(origin, type) and attrs.has(origin):
+        if isinstance(origin, type) and (issubclass(origin, AutoMarshal) or attrs.has(origin)):
             raise self._unsupported(tp, trail, "generic AutoMarshal classes are not supported")
         if isinstance(tp, type) and self._is_record_class(tp):
             return self._record(tp, name, trail)
@@ -1389,6 +1395,8 @@ def _why_not(tp: Any, origin: Any) -> str:
         return "Literal is not supported; use an enum"
     if origin is type or tp is type:
         return "classes cannot cross a process boundary"
+    if not isinstance(tp, type) and origin is None:
+        return "it is not a type (live objects such as locks and streams cannot cross)"
     if isinstance(tp, type) and attrs.has(tp):
         return "derive it from weaver.AutoMarshal"
     if isinstance(tp, type):
