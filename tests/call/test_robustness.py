@@ -144,24 +144,26 @@ async def test_the_server_enforces_the_deadline_itself(server_address: str, driv
             handler_cancelled.set()
         raise AssertionError("unreachable")
 
-    async with call.serve(
-        server_address,
-        {SLOW: slow},
-        deployment_id=DEPLOYMENT,
-        fingerprint=FINGERPRINT,
-        driver=driver,  # type: ignore[arg-type]
-    ) as server:
-        async with RawClient.connect(server.address) as raw:
-            await raw.handshake()
-            # 50 ms left, and the client never sends a cancel.
-            await raw.stream.send(raw.core.send_request(1, SLOW, 50_000, b""))
-            event = await raw.next_event()
-            assert isinstance(event, Error) and event.kind == _kinds.DEADLINE
-            assert handler_cancelled.is_set()
-            # A cancel for a request that has not started yet is answered too.
-            await raw.stream.send(raw.core.send_request(2, SLOW, 0, b"") + raw.core.send_cancel(2))
-            event = await raw.next_event()
-            assert isinstance(event, Error) and event.kind == _kinds.CANCELLED
+    async with (
+        call.serve(
+            server_address,
+            {SLOW: slow},
+            deployment_id=DEPLOYMENT,
+            fingerprint=FINGERPRINT,
+            driver=driver,  # type: ignore[arg-type]
+        ) as server,
+        RawClient.connect(server.address) as raw,
+    ):
+        await raw.handshake()
+        # 50 ms left, and the client never sends a cancel.
+        await raw.stream.send(raw.core.send_request(1, SLOW, 50_000, b""))
+        event = await raw.next_event()
+        assert isinstance(event, Error) and event.kind == _kinds.DEADLINE
+        assert handler_cancelled.is_set()
+        # A cancel for a request that has not started yet is answered too.
+        await raw.stream.send(raw.core.send_request(2, SLOW, 0, b"") + raw.core.send_cancel(2))
+        event = await raw.next_event()
+        assert isinstance(event, Error) and event.kind == _kinds.CANCELLED
 
 
 class FlakyServer:
