@@ -1,0 +1,486 @@
+"""weaver.toml: the application's config file, parsed and checked.
+
+The file (TOML, read with the standard library's ``tomllib``)::
+
+    [serviceweaver]
+    name = "hello"                    # default: the binary's stem (or the module's name)
+    binary = "app.py"                 # the app's script, relative to this file; or:
+    # module = "hello.main"           # run as ``python -m hello.main`` (not both)
+    args = ["--verbose"]              # argv for the app
+    env = ["KEY=VALUE"]               # environment for the app's processes
+    colocate = [["app.A", "app.B"]]   # groups of full component names; the first names
+                                      # the group; a component is in at most one group
+
+    [single]                          # the single-process deployer
+    listeners.hello = {address = "localhost:9000"}
+
+    [multi]                           # the multiprocess deployer
+    listeners.hello = {address = "localhost:9000"}   # the proxy's address
+    replicas = 2                      # replicas of every group (default 1)
+
+    ["app.Reverser"]                  # a component's weaver.WithConfig section,
+    size = 1000                       # keyed by the component's full name (quoted)
+
+Replicas per group. ``replicas`` is either an integer (every group) or a table mapping
+group names to integers, where the key ``default`` sets the count for groups not
+listed. A group is named by its first component (``"app.A"`` above), by the component
+itself when it is in no colocate group, or ``main``::
+
+    [multi.replicas]
+    default = 2                       # every group not listed
+    "app.Cache" = 1                   # this group: one replica
+    main = 1
+
+The dotted spelling ``replicas.app.Cache = 1`` inside ``[multi]`` means the same as
+``"app.Cache" = 1`` in the table.
+
+Every mistake is a :class:`~pyweaver.ConfigError` naming the file and the line (broken
+TOML) or the section and key (wrong or unknown key, wrong type). Component sections are
+checked against the app by :func:`check_sections` (a section for an unknown component,
+or for one without ``WithConfig``, is an error) and turned into the component's config
+object by :func:`component_config` (unknown keys and wrong types are errors; a missing
+section means all defaults).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.errors import ForbiddenExtraKeysError
+
+from ._errors import ConfigError
+
+__all__ = [
+    "AppConfig",
+    "MultiConfig",
+    "SingleConfig",
+    "check_sections",
+    "component_config",
+    "load_config",
+    "parse_config",
+]
+
+C = TypeVar("C")
+
+_MAIN = "main"
+_DEFAULT_NAME = "app"
+# Sections of deployers that read their own keys; kept raw in AppConfig.deployers.
+_DEPLOYER_SECTIONS = ("ray", "kube")
+
+
+@attrs.frozen(kw_only=True)
+class SingleConfig:
+    """``[single]``: the single-process deployer."""
+
+    #: listener name -> the address to listen on ("host:port").
+    listeners: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class MultiConfig:
+    """``[multi]``: the multiprocess deployer."""
+
+    #: listener name -> the address its proxy listens on ("host:port").
+    listeners: dict[str, str] = attrs.field(factory=dict)
+    #: Replicas of a group not in ``group_replicas``.
+    replicas: int = 1
+    #: group name -> replicas of that group.
+    group_replicas: dict[str, int] = attrs.field(factory=dict)
+
+    def replicas_for(self, group: str) -> int:
+        return self.group_replicas.get(group, self.replicas)
+
+
+@attrs.frozen(kw_only=True)
+class AppConfig:
+    """A parsed weaver.toml."""
+
+    #: The file it came from (None for text from elsewhere).
+    path: Path | None = None
+    name: str = _DEFAULT_NAME
+    #: The app's script as written (relative paths are relative to ``path``'s
+    #: directory; see :meth:`binary_path`), or "".
+    binary: str = ""
+    #: The app's module (``python -m``), or "".
+    module: str = ""
+    args: list[str] = attrs.field(factory=list)
+    #: "KEY=VALUE" strings, in file order (a later one wins).
+    env: list[str] = attrs.field(factory=list)
+    colocate: list[list[str]] = attrs.field(factory=list)
+    single: SingleConfig = attrs.field(factory=SingleConfig)
+    multi: MultiConfig = attrs.field(factory=MultiConfig)
+    #: component full name -> its raw section table.
+    sections: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    #: Raw sections of other deployers (``[ray]``, ``[kube]``), which check them.
+    deployers: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+
+    def binary_path(self) -> Path | None:
+        """The app's script, resolved against the config file's directory."""
+        if not self.binary:
+            return None
+        base = self.path.parent if self.path is not None else Path()
+        return base / self.binary
+
+    def env_vars(self) -> dict[str, str]:
+        """``env`` as a mapping (a later entry wins)."""
+        return dict(entry.split("=", 1) for entry in self.env)
+
+    def group_of(self, component: str) -> str:
+        """The colocation group ``component`` runs in: its group's first name, or the
+        component itself when it is in no group."""
+        for group in self.colocate:
+            if component in group:
+                return group[0]
+        return component
+
+
+# -- parsing ----------------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> AppConfig:
+    """Read and parse the weaver.toml at ``path``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
+    return _parse(text, str(path), Path(path))
+
+
+def parse_config(text: str, *, path: str = "<config>") -> AppConfig:
+    """Parse weaver.toml text; ``path`` names it in messages."""
+    return _parse(text, path, None)
+
+
+_TOML_POSITION = re.compile(r"^(?P<message>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+
+
+def _parse(text: str, file: str, path: Path | None) -> AppConfig:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = _TOML_POSITION.match(str(exc))
+        if match is None:
+            raise ConfigError(f"{file}: {exc}") from exc
+        raise ConfigError(
+            f"{file} line {match['line']}: {match['message']} (column {match['col']})"
+        ) from exc
+    reader = _Reader(file)
+    serviceweaver = reader.table(document, "serviceweaver", "[serviceweaver]")
+    single = reader.table(document, "single", "[single]")
+    multi = reader.table(document, "multi", "[multi]")
+    sections: dict[str, dict[str, Any]] = {}
+    deployers: dict[str, dict[str, Any]] = {}
+    for key, value in document.items():
+        if key in ("serviceweaver", "single", "multi"):
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"{file}: key {key!r} is outside any section (put it under [serviceweaver] "
+                "or a component's section)"
+            )
+        if key in _DEPLOYER_SECTIONS:
+            deployers[key] = value
+        elif "." in key:
+            sections[key] = value
+        else:
+            raise ConfigError(
+                f"{file}: unknown section [{key}] (sections are serviceweaver, single, multi, "
+                f"{', '.join(_DEPLOYER_SECTIONS)}, or a component's full name in quotes, "
+                f'like ["app.Reverser"])'
+            )
+    return reader.app(
+        serviceweaver=serviceweaver,
+        single=single,
+        multi=multi,
+        sections=sections,
+        deployers=deployers,
+        path=path,
+    )
+
+
+class _Reader:
+    """Typed access to the raw TOML tables, with errors naming file, section and key."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def error(self, section: str, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.file}: {section} {key}: {message}")
+
+    def table(self, document: Mapping[str, Any], key: str, section: str) -> dict[str, Any]:
+        value = document.get(key, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.file}: {section} must be a table, got {_kind(value)}")
+        return value
+
+    def unknown_keys(self, table: Mapping[str, Any], section: str, known: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                also = f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(known)})"
+                raise self.error(section, repr(key), f"unknown key{also}")
+
+    def string(self, table: Mapping[str, Any], key: str, section: str) -> str:
+        value = table.get(key, "")
+        if not isinstance(value, str):
+            raise self.error(section, key, f"expected a string, got {_kind(value)}")
+        return value
+
+    def strings(self, table: Mapping[str, Any], key: str, section: str) -> list[str]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self.error(section, key, f"expected a list of strings, got {_kind(value)}")
+        return list(value)
+
+    def app(
+        self,
+        *,
+        serviceweaver: dict[str, Any],
+        single: dict[str, Any],
+        multi: dict[str, Any],
+        sections: dict[str, dict[str, Any]],
+        deployers: dict[str, dict[str, Any]],
+        path: Path | None,
+    ) -> AppConfig:
+        section = "[serviceweaver]"
+        self.unknown_keys(
+            serviceweaver, section, ("name", "binary", "module", "args", "env", "colocate")
+        )
+        binary = self.string(serviceweaver, "binary", section)
+        module = self.string(serviceweaver, "module", section)
+        if binary and module:
+            raise self.error(section, "binary", "give binary or module, not both")
+        name = self.string(serviceweaver, "name", section) or _default_name(binary, module)
+        env = self.strings(serviceweaver, "env", section)
+        for entry in env:
+            key, equals, _ = entry.partition("=")
+            if not equals or not key or "\0" in entry:
+                raise self.error(section, "env", f"{entry!r} is not KEY=VALUE")
+        return AppConfig(
+            path=path,
+            name=name,
+            binary=binary,
+            module=module,
+            args=self.strings(serviceweaver, "args", section),
+            env=env,
+            colocate=self.colocate(serviceweaver.get("colocate", []), section),
+            single=SingleConfig(listeners=self.listeners(single, "[single]")),
+            multi=self.multi(multi),
+            sections=sections,
+            deployers=deployers,
+        )
+
+    def colocate(self, value: Any, section: str) -> list[list[str]]:
+        if not isinstance(value, list) or not all(
+            isinstance(group, list) and group and all(isinstance(n, str) for n in group)
+            for group in value
+        ):
+            raise self.error(
+                section,
+                "colocate",
+                f"expected a list of non-empty lists of component names, got {_kind(value)}",
+            )
+        placed: dict[str, int] = {}
+        for index, group in enumerate(value):
+            for name in group:
+                if name in placed:
+                    where = "twice in one group" if placed[name] == index else "in two groups"
+                    raise self.error(section, "colocate", f"{name} is {where}")
+                placed[name] = index
+        return [list(group) for group in value]
+
+    def listeners(self, table: dict[str, Any], section: str) -> dict[str, str]:
+        raw = table.get("listeners", {})
+        if not isinstance(raw, dict):
+            raise self.error(section, "listeners", f"expected a table, got {_kind(raw)}")
+        listeners: dict[str, str] = {}
+        for name, spec in raw.items():
+            key = f"listeners.{name}"
+            if not name.isidentifier():
+                raise self.error(section, key, "a listener name is an identifier")
+            if not isinstance(spec, dict):
+                raise self.error(
+                    section, key, f'expected {{address = "host:port"}}, got {_kind(spec)}'
+                )
+            self.unknown_keys(spec, f"{section} {key}", ("address",))
+            address = spec.get("address")
+            if not isinstance(address, str):
+                raise self.error(
+                    section, f"{key}.address", f'expected "host:port", got {_kind(address)}'
+                )
+            listeners[name] = address
+        return listeners
+
+    def multi(self, table: dict[str, Any]) -> MultiConfig:
+        section = "[multi]"
+        self.unknown_keys(table, section, ("listeners", "replicas"))
+        listeners = self.listeners(table, section)
+        raw = table.get("replicas", 1)
+        if not isinstance(raw, dict):
+            return MultiConfig(listeners=listeners, replicas=self.count(raw, section, "replicas"))
+        default = 1
+        groups: dict[str, int] = {}
+        for group, value in _flatten(raw):
+            key = f"replicas.{group}" if "." not in group else f'replicas."{group}"'
+            count = self.count(value, section, key)
+            if group == "default":
+                default = count
+            else:
+                groups[group] = count
+        return MultiConfig(listeners=listeners, replicas=default, group_replicas=groups)
+
+    def count(self, value: Any, section: str, key: str) -> int:
+        if type(value) is not int:
+            raise self.error(section, key, f"expected a whole number, got {_kind(value)}")
+        if value < 1:
+            raise self.error(section, key, f"expected at least 1, got {value}")
+        return value
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"app": {"Cache": 1}}`` -> ``[("app.Cache", 1)]`` (dotted TOML keys)."""
+    items: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            items.extend(_flatten(value, f"{name}."))
+        else:
+            items.append((name, value))
+    return items
+
+
+def _default_name(binary: str, module: str) -> str:
+    if binary:
+        return Path(binary).stem
+    parts = [part for part in module.split(".") if part and part not in ("main", "__main__")]
+    return parts[-1] if parts else _DEFAULT_NAME
+
+
+def _kind(value: Any) -> str:
+    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+    for tp, kind in kinds.items():
+        if type(value) is tp:
+            return f"{kind} ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, datetime | date | time):
+        return f"a date/time ({value})"
+    return type(value).__name__
+
+
+# -- checks against the app -------------------------------------------------------------
+
+
+def _section_label(name: str) -> str:
+    return f'["{name}"]'
+
+
+def check_sections(cfg: AppConfig, known_components: Mapping[str, type | None]) -> None:
+    """Check the config against the app's components: every component section names a
+    known component that uses ``weaver.WithConfig`` (``known_components`` maps each full
+    name to its config class, or None), and every ``[multi] replicas`` key names a group.
+    Raises ConfigError listing every problem."""
+    file = str(cfg.path) if cfg.path is not None else "<config>"
+    problems: list[str] = []
+    for name in cfg.sections:
+        label = _section_label(name)
+        if name not in known_components:
+            hint = difflib.get_close_matches(name, list(known_components), n=1)
+            also = f"; did you mean {_section_label(hint[0])}?" if hint else ""
+            problems.append(f"{file}: section {label} names no component of the app{also}")
+        elif known_components[name] is None:
+            problems.append(
+                f"{file}: section {label}: {name} has no config "
+                "(its implementation does not use weaver.WithConfig)"
+            )
+    for group in cfg.multi.group_replicas:
+        if group == _MAIN:
+            continue
+        if group not in known_components:
+            problems.append(f"{file}: [multi] replicas: {group} names no component of the app")
+        elif cfg.group_of(group) != group:
+            problems.append(
+                f"{file}: [multi] replicas: {group} runs in the group {cfg.group_of(group)}; "
+                "set the replicas of that group"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def component_config(
+    cls: type[C], section: dict[str, Any] | None, *, file: str, section_name: str
+) -> C:
+    """The ``weaver.WithConfig`` object of a component: ``cls`` (an attrs class, fields
+    with defaults; nested attrs classes are subtables) built from its raw ``section``
+    (None = no section: all defaults). Unknown keys, wrong types and missing required
+    keys raise ConfigError naming file, section and key path."""
+    try:
+        return _config_converter().structure(section or {}, cls)
+    except Exception as exc:
+        problems = cattrs.transform_error(
+            exc, path=_section_label(section_name), format_exception=_format_problem
+        )
+        lines = [_problem_line(file, problem) for problem in problems]
+        raise ConfigError("\n".join(lines)) from exc
+
+
+def _problem_line(file: str, problem: str) -> str:
+    message, at, path = problem.rpartition(" @ ")
+    return f"{file}: {path}: {message}" if at else f"{file}: {problem}"
+
+
+def _format_problem(exc: BaseException, tp: type | None) -> str:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        names = ", ".join(repr(key) for key in sorted(exc.extra_fields))
+        return f"unknown key{'s' if len(exc.extra_fields) > 1 else ''} {names}"
+    if isinstance(exc, KeyError):
+        return "required key is missing"
+    if isinstance(exc, _WrongType):
+        return str(exc)
+    if isinstance(exc, TypeError | ValueError):
+        return f"invalid value: {exc}"
+    return cattrs.v.format_exception(exc, tp)
+
+
+class _WrongType(TypeError):
+    pass
+
+
+_converter: cattrs.Converter | None = None
+
+
+def _config_converter() -> cattrs.Converter:
+    """A converter that refuses to coerce: ``size = "10"`` for an int is an error."""
+    global _converter
+    if _converter is None:
+        converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+        def exact(tp: type, accepted: tuple[type, ...], what: str) -> None:
+            def structure(value: Any, _: Any) -> Any:
+                if type(value) not in accepted:
+                    raise _WrongType(f"expected {what}, got {_kind(value)}")
+                return tp(value) if tp is float else value
+
+            converter.register_structure_hook(tp, structure)
+
+        exact(int, (int,), "a whole number")
+        exact(float, (float, int), "a number")
+        exact(str, (str,), "a string")
+        exact(bool, (bool,), "true or false")
+        exact(datetime, (datetime,), "a date-time")
+        exact(date, (date,), "a date")
+        exact(time, (time,), "a time")
+        _converter = converter
+    return _converter
