@@ -252,6 +252,7 @@ class _Reader:
         deployers: dict[str, dict[str, Any]],
         path: Path | None,
     ) -> AppConfig:
+        self.unknown_keys(single, "[single]", ("listeners",))
         section = "[serviceweaver]"
         self.unknown_keys(
             serviceweaver, section, ("name", "binary", "module", "args", "env", "colocate")
