@@ -121,7 +121,7 @@ def test_full_file(tmp_path: Path) -> None:
 def test_defaults() -> None:
     cfg = parse("")
     assert cfg == AppConfig()
-    assert (cfg.name, cfg.binary_path(), cfg.multi.replicas_for("x")) == ("app", None, 1)
+    assert (cfg.name, cfg.binary_path(), cfg.multi.replicas_for("x")) == ("app", None, None)
     assert parse('[serviceweaver]\nbinary = "dir/server.py"').name == "server"
     assert parse('[serviceweaver]\nmodule = "hello.main"').name == "hello"
     assert parse('[serviceweaver]\nmodule = "pkg.app"').name == "app"
@@ -133,7 +133,7 @@ def test_replicas_spellings() -> None:
     assert dotted == MultiConfig(replicas=2, group_replicas={"app.Cache": 1})
     inline = parse('[multi]\nreplicas = {"app.Cache" = 5}').multi
     assert inline.replicas_for("app.Cache") == 5
-    assert inline.replicas_for("main") == 1
+    assert inline.replicas_for("main") is None
 
 
 # -- mistakes ---------------------------------------------------------------------------

@@ -16,14 +16,15 @@ The file (TOML, read with the standard library's ``tomllib``)::
 
     [multi]                           # the multiprocess deployer
     listeners.hello = {address = "localhost:9000"}   # the proxy's address
-    replicas = 2                      # replicas of every group (default 1)
+    replicas = 2                      # replicas of every group (default: the deployer's)
 
     ["app.Reverser"]                  # a component's weaver.WithConfig section,
     size = 1000                       # keyed by the component's full name (quoted)
 
 Replicas per group. ``replicas`` is either an integer (every group) or a table mapping
 group names to integers, where the key ``default`` sets the count for groups not
-listed. A group is named by its first component (``"app.A"`` above), by the component
+listed. Where the file says nothing, the deployer decides (:meth:`MultiConfig.replicas_for`
+returns None). A group is named by its first component (``"app.A"`` above), by the component
 itself when it is in no colocate group, or ``main``::
 
     [multi.replicas]
@@ -90,12 +91,14 @@ class MultiConfig:
 
     #: listener name -> the address its proxy listens on ("host:port").
     listeners: dict[str, str] = attrs.field(factory=dict)
-    #: Replicas of a group not in ``group_replicas``.
-    replicas: int = 1
+    #: Replicas of a group not in ``group_replicas``; None: the file does not say (the
+    #: deployer's own default applies).
+    replicas: int | None = None
     #: group name -> replicas of that group.
     group_replicas: dict[str, int] = attrs.field(factory=dict)
 
-    def replicas_for(self, group: str) -> int:
+    def replicas_for(self, group: str) -> int | None:
+        """Replicas of ``group``: its own count, else the file's default, else None."""
         return self.group_replicas.get(group, self.replicas)
 
 
@@ -326,10 +329,12 @@ class _Reader:
         section = "[multi]"
         self.unknown_keys(table, section, ("listeners", "replicas"))
         listeners = self.listeners(table, section)
-        raw = table.get("replicas", 1)
+        raw = table.get("replicas")
+        if raw is None:
+            return MultiConfig(listeners=listeners)
         if not isinstance(raw, dict):
             return MultiConfig(listeners=listeners, replicas=self.count(raw, section, "replicas"))
-        default = 1
+        default: int | None = None
         groups: dict[str, int] = {}
         for group, value in _flatten(raw):
             key = f"replicas.{group}" if "." not in group else f'replicas."{group}"'
