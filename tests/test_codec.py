@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Annotated, Any, Generic, NewType, Optional, TypeVar, Union
+from typing import Annotated, Any, Generic, Literal, NewType, Optional, TypeVar, Union
 
 import attrs
 import cbor2
@@ -390,6 +390,7 @@ def test_unprintable_exceptions_still_encode() -> None:
         (Union[list[int], list[str]], "both list at runtime"),
         (Union[Point, Point | tuple[int, ...], tuple[int, int]], "both tuple at runtime"),
         (complex, "is not serializable"),
+        (Literal["a", "b"], "Literal is not supported; use an enum"),
         (type, "classes cannot cross a process boundary"),
     ],
     ids=repr,

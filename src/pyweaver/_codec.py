@@ -53,7 +53,7 @@ The three messages:
 
 Worked example: for ``async def move(self, p: Point, steps: list[Point]) -> None`` with
 ``Point(x: int, y: int)``, ``move(Point(1, 2), [Point(3, 4)])`` encodes as
-``[1, 2, [3, 4]]``, which is the nine bytes::
+``[1, 2, [3, 4]]``, which is the six bytes::
 
     83          array(3)
        01       1            p.x
@@ -338,6 +338,7 @@ class _Generator:
         return name
 
     def define(self, name: str, params: str, source: _Source, comment: str) -> Any:
+        comment = " ".join(comment.split())  # one line, whatever a type's repr holds
         text = "\n".join([f"def {name}({params}):", f"    # {comment}", *source.lines])
         filename = f"<pyweaver codec {next(self._file_counter)}: {comment}>"
         code = compile(text + "\n", filename, "exec")
