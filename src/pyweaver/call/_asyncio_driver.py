@@ -23,6 +23,10 @@ from ._transport import Address, socket_address
 
 __all__ = ["AsyncioDriver", "TaskSet", "connect", "listen"]
 
+_FLUSH_FRAMES = int(os.environ.get("PWC_FLUSH", "1000000"))
+_FIRST_IMMEDIATE = os.environ.get("PWC_FIRST", "0") == "1"
+_AFTER_RECEIVE = os.environ.get("PWC_AFTER", "1") == "1"
+
 
 class TaskSet:
     """The tasks of one server (its request dispatchers), cancelled and awaited when
@@ -84,6 +88,11 @@ class AsyncioDriver(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.receive(data)
+        if _AFTER_RECEIVE:
+            # The tasks this data woke run next, in order; flush right after them so what
+            # they write goes out in the same loop iteration.
+            self._scheduled = True
+            self._loop.call_soon(self._flush_scheduled)
 
     def eof_received(self) -> bool:
         self.receive(b"")
@@ -118,8 +127,13 @@ class AsyncioDriver(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self._closed:
             return
-        self._buffer.append(data)
-        if not self._scheduled and not self._corked:
+        buffer = self._buffer
+        buffer.append(data)
+        if len(buffer) >= _FLUSH_FRAMES:
+            self._flush()
+        elif not self._scheduled and not self._corked:
+            if _FIRST_IMMEDIATE:
+                self._flush()
             self._scheduled = True
             self._loop.call_soon(self._flush_scheduled)
 

@@ -45,6 +45,10 @@ class Scope(Protocol):
 
     @property
     def cancelled_caught(self) -> bool: ...
+    @property
+    def deadline(self) -> float: ...
+    @deadline.setter
+    def deadline(self, value: float) -> None: ...
     def cancel(self) -> None: ...
     def __enter__(self) -> Any: ...
     def __exit__(self, *exc_info: Any) -> bool | None: ...
@@ -116,16 +120,25 @@ class TrioFuture:
         return (yield from trio.lowlevel.wait_task_rescheduled(abort).__await__())  # noqa: ASYNC105
 
 
-def _anyio_scope(deadline: float) -> Scope:
-    return anyio.CancelScope(deadline=deadline)
+# anyio.CancelScope() dispatches to the running backend's class on every call; the
+# asyncio driver calls that class directly.
+_asyncio_scope_class: Callable[..., Scope] | None = None
 
 
 def current_backend() -> Backend:
     """The primitives for the async library running this task."""
     library = sniffio.current_async_library()
     if library == "asyncio":
+        global _asyncio_scope_class
+        if _asyncio_scope_class is None:
+            _asyncio_scope_class = type(anyio.CancelScope())
+        scope_class = _asyncio_scope_class
+
+        def asyncio_scope(deadline: float) -> Scope:
+            return scope_class(deadline=deadline)
+
         loop = asyncio.get_running_loop()
-        return Backend("asyncio", loop.create_future, _anyio_scope, loop.time)
+        return Backend("asyncio", loop.create_future, asyncio_scope, loop.time)
     if library == "trio":
         import trio
 

@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("pyweaver.call")
+_INF = math.inf
 
 Handler = Callable[[bytes], Awaitable[bytes]]
 
@@ -393,7 +394,8 @@ class ServerSession:
         self._driver = driver
         self._backend = backend
         self._queue: deque[Request] = deque()
-        self._scopes: dict[int, Scope] = {}  # requests whose handler is running
+        # The scopes of requests whose handler suspended (running in their own task).
+        self._scopes: dict[int, Scope] = {}
         self._cancelled: set[int] = set()  # requests cancelled while still queued
         self._wakeup: FutureLike[None] | None = None  # the parked dispatcher's
         # Handlers run in copies of this context: the one the server was started in.
@@ -404,7 +406,8 @@ class ServerSession:
 
     @property
     def busy(self) -> bool:
-        """Requests queued or running."""
+        """Requests queued or running (a request only runs past one loop iteration
+        once its handler suspended, and then it has a scope here)."""
         return bool(self._queue or self._scopes)
 
     def start(self) -> None:
@@ -482,7 +485,9 @@ class ServerSession:
     async def _dispatch(self) -> None:
         queue = self._queue
         driver = self._driver
-        new_future = self._backend.new_future
+        backend = self._backend
+        new_future = backend.new_future
+        clock = backend.clock
         base_context = self._context
         while self.open:
             if not queue:
@@ -490,27 +495,59 @@ class ServerSession:
                 self._wakeup = waiter
                 await waiter
                 continue
-            driver.cork()
-            while queue:
-                runner = self._run(queue.popleft())
-                context = base_context.copy()
-                try:
-                    yielded = context.run(runner.send, None)
-                except StopIteration:
-                    continue
-                except BaseException:
+            # One cancel scope for the whole batch: each request sets its deadline on it
+            # before it runs (so anyio/trio code in the handler sees it), and the one
+            # request that suspends keeps the scope, and this task, for itself.
+            scope = backend.new_scope(_INF)
+            deadline = _INF
+            handed_off: Request | None = None
+            with scope:
+                driver.cork()
+                while queue:
+                    request = queue.popleft()
+                    if request.deadline_us:
+                        deadline = clock() + request.deadline_us / 1e6
+                        scope.deadline = deadline
+                    elif deadline != _INF:
+                        deadline = _INF
+                        scope.deadline = _INF
+                    runner = self._run(request)
+                    context = base_context.copy()
+                    try:
+                        yielded = context.run(runner.send, None)
+                    except StopIteration:
+                        continue
+                    except BaseException:
+                        driver.uncork()
+                        self.close()
+                        raise
+                    # The handler suspended. This task now belongs to it; a fresh
+                    # dispatcher takes over the queue.
                     driver.uncork()
-                    self.close()
-                    raise
-                # The handler suspended. This task now belongs to it; a fresh
-                # dispatcher takes over the queue.
+                    handed_off = request
+                    self._scopes[request.request_id] = scope
+                    driver.spawn(self._dispatch)
+                    try:
+                        await _drive(runner, yielded, context)
+                    finally:
+                        del self._scopes[request.request_id]
+                    break
                 driver.uncork()
-                driver.spawn(self._dispatch)
-                await _drive(runner, yielded, context)
+            if handed_off is not None:
+                if scope.cancelled_caught:
+                    if handed_off.deadline_us and clock() >= deadline:
+                        failure = (
+                            _kinds.DEADLINE,
+                            f"deadline of {handed_off.deadline_us} µs exceeded",
+                        )
+                    else:
+                        failure = (_kinds.CANCELLED, "cancelled by the client")
+                    self._answer(handed_off.request_id, None, failure)
                 return
-            driver.uncork()
 
     async def _run(self, request: Request) -> None:
+        """Run one request's handler and answer it (except when the request is
+        cancelled while it runs: then the dispatcher that owns its scope answers)."""
         request_id = request.request_id
         if self._cancelled and request_id in self._cancelled:
             self._cancelled.discard(request_id)
@@ -528,30 +565,15 @@ class ServerSession:
             _metadata.install(request.metadata)  # our private context: no reset needed
         if request.trace is not None and _tracing.state.enabled:
             _tracing.attach(request.trace)
-        deadline_us = request.deadline_us
-        backend = self._backend
-        deadline = backend.clock() + deadline_us / 1e6 if deadline_us else math.inf
-        scope = backend.new_scope(deadline)
-        scopes = self._scopes
-        failure: tuple[str, str] | None = None
-        result: bytes = b""
-        with scope:
-            scopes[request_id] = scope
-            try:
-                result = await handler(request.payload)
-            except Unavailable as exc:
-                failure = (_kinds.UNAVAILABLE, str(exc) or "the replica is not ready")
-            except Exception as exc:
-                _log.debug("handler for %s failed", request.method_key.hex(), exc_info=True)
-                failure = (_kinds.INTERNAL, f"{type(exc).__qualname__}: {exc}")
-            finally:
-                del scopes[request_id]
-        if scope.cancelled_caught:
-            if deadline_us and backend.clock() >= deadline:
-                failure = (_kinds.DEADLINE, f"deadline of {deadline_us} µs exceeded")
-            else:
-                failure = (_kinds.CANCELLED, "cancelled by the client")
-        self._answer(request_id, result, failure)
+        try:
+            result = await handler(request.payload)
+        except Unavailable as exc:
+            self._answer(request_id, None, (_kinds.UNAVAILABLE, str(exc) or "not ready"))
+        except Exception as exc:
+            _log.debug("handler for %s failed", request.method_key.hex(), exc_info=True)
+            self._answer(request_id, None, (_kinds.INTERNAL, f"{type(exc).__qualname__}: {exc}"))
+        else:
+            self._answer(request_id, result, None)
 
     def _answer(self, request_id: int, result: object, failure: tuple[str, str] | None) -> None:
         if not self.open:
