@@ -67,7 +67,9 @@ def test_unannotated_parameter_and_return_are_named() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad_type", [Callable[[], int], threading.Lock, Any, object], ids=["callable", "lock", "any", "object"]
+    "bad_type",
+    [Callable[[], int], threading.Lock, Any, object],
+    ids=["callable", "lock", "any", "object"],
 )
 def test_unserializable_types_are_named(bad_type: Any) -> None:
     def build() -> None:
@@ -209,7 +211,8 @@ def test_ref_to_unimplemented_component_and_cycles() -> None:
         registry = Registry()
         (error,) = registry.errors
         assert "'missing'" in error and "Missing" in error and "no implementation" in error
-        assert registry.cycles() == [[f"{__name__}.Ping", f"{__name__}.Pong"]]
+        prefix = f"{__name__}.test_ref_to_unimplemented_component_and_cycles.<locals>"
+        assert registry.cycles() == [[f"{prefix}.Ping", f"{prefix}.Pong"]]
 
 
 def test_duplicate_and_invalid_listener_names() -> None:
@@ -275,7 +278,7 @@ def test_unknown_component_is_named() -> None:
         class Nowhere(Protocol):
             async def x(self) -> None: ...
 
-        with pytest.raises(weaver.RegistrationError, match="unknown component.*Nowhere"):
+        with pytest.raises(weaver.RegistrationError, match=r"unknown component.*Nowhere"):
             Registry().spec(Nowhere)
 
 

@@ -113,12 +113,15 @@ async def test_method_metrics_are_recorded() -> None:
         await greeter.greet("a")
         with pytest.raises(KeyError):
             await greeter.fail("other")
-    rows = {
-        (m["name"], tuple(sorted(m["labels"].items()))): m for m in snapshot()
-    }
+    rows = {(m["name"], tuple(sorted(m["labels"].items()))): m for m in snapshot()}
     key = (
         "serviceweaver_method_count",
-        (("caller", "main"), ("component", "tests.components.Greeter"), ("method", "greet"), ("remote", "false")),
+        (
+            ("caller", "main"),
+            ("component", "tests.components.Greeter"),
+            ("method", "greet"),
+            ("remote", "false"),
+        ),
     )
     assert key in rows, sorted(rows)[:5]
     assert rows[key]["value"] >= 1

@@ -127,3 +127,5 @@ def test_hello_example_serves_http_in_one_process(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()

@@ -71,9 +71,13 @@ async def main() -> None:
     root = await weaver.init()
     odd = await weaver.get(Odd, root)
     even = await weaver.get(Even, root)
-    listener = await root.listener("collatz", weaver.ListenerOptions(local_address="localhost:12346"))
+    listener = await root.listener(
+        "collatz", weaver.ListenerOptions(local_address="localhost:12346")
+    )
     root.logger.info("collatz listener available", address=str(listener))
-    await weaver.serve_asgi(listener, weaver.instrument_handler("collatz", make_asgi_app(odd, even)))
+    await weaver.serve_asgi(
+        listener, weaver.instrument_handler("collatz", make_asgi_app(odd, even))
+    )
 
 
 if __name__ == "__main__":

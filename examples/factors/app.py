@@ -43,7 +43,9 @@ class FactorerRouter:
 
 
 class FactorerImpl(
-    weaver.Implements[Factorer], weaver.WithConfig[FactorerConfig], weaver.WithRouter[FactorerRouter]
+    weaver.Implements[Factorer],
+    weaver.WithConfig[FactorerConfig],
+    weaver.WithRouter[FactorerRouter],
 ):
     async def init(self) -> None:
         self.cache: OrderedDict[int, list[int]] = OrderedDict()
@@ -91,7 +93,9 @@ def make_asgi_app(factorer: Factorer) -> Callable[..., Awaitable[None]]:
 async def main() -> None:
     root = await weaver.init()
     factorer = await weaver.get(Factorer, root)
-    listener = await root.listener("factors", weaver.ListenerOptions(local_address="localhost:12347"))
+    listener = await root.listener(
+        "factors", weaver.ListenerOptions(local_address="localhost:12347")
+    )
     root.logger.info("factors listener available", address=str(listener))
     await weaver.serve_asgi(listener, weaver.instrument_handler("factors", make_asgi_app(factorer)))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._config import AppConfig, check_sections, load_config
+from ._config import AppConfig, check_sections, component_config, load_config
 from ._errors import ConfigError, PyWeaverError
 from ._registry import Registry
 
@@ -26,7 +26,8 @@ class CheckReport:
     def text(self) -> str:
         lines: list[str] = []
         for name, spec in sorted(self.registry.specs.items()):
-            lines.append(f"component {name}  (implemented by {spec.impl.__module__}.{spec.impl.__qualname__})")
+            implementation = f"{spec.impl.__module__}.{spec.impl.__qualname__}"
+            lines.append(f"component {name}  (implemented by {implementation})")
             for method in spec.methods.values():
                 params = ", ".join(f"{p}: {_type_name(t)}" for p, t in method.params)
                 flags = [] if method.retriable else ["not retriable"]
@@ -34,14 +35,11 @@ class CheckReport:
                     flags.append("routed")
                 suffix = f"  [{', '.join(flags)}]" if flags else ""
                 lines.append(f"  {method.name}({params}) -> {_type_name(method.result)}{suffix}")
-            for attr, target in sorted(spec.refs.items()):
-                lines.append(f"  ref {attr} -> {target}")
-            for listener in spec.listeners:
-                lines.append(f"  listener {listener}")
+            lines.extend(f"  ref {attr} -> {target}" for attr, target in sorted(spec.refs.items()))
+            lines.extend(f"  listener {listener}" for listener in spec.listeners)
             if spec.config_type is not None:
                 lines.append(f"  config {spec.config_type.__qualname__}")
-        for cycle in self.registry.cycles():
-            lines.append("cycle: " + " -> ".join([*cycle, cycle[0]]))
+        lines.extend("cycle: " + " -> ".join([*c, c[0]]) for c in self.registry.cycles())
         if self.errors:
             lines.append(f"{len(self.errors)} error(s):")
             lines.extend(f"  error: {error}" for error in self.errors)
@@ -92,14 +90,31 @@ def check_app(target: str) -> CheckReport:
             )
         except PyWeaverError as exc:
             errors.append(str(exc))
+        for name, spec in sorted(registry.specs.items()):
+            if spec.config_type is None or name not in config.sections:
+                continue
+            try:
+                component_config(
+                    spec.config_type,
+                    config.sections[name],
+                    file=str(config.path),
+                    section_name=name,
+                )
+            except PyWeaverError as exc:
+                errors.append(str(exc))
         known = {name for group in config.colocate for name in group}
-        for name in sorted(known - set(registry.specs) - {"main"}):
-            errors.append(f"{config.path}: [serviceweaver] colocate names unknown component {name}")
-        for section in (config.single.listeners, config.multi.listeners):
-            for listener in sorted(section):
-                if registry.listeners and listener not in registry.listeners:
-                    errors.append(
-                        f"{config.path}: listener {listener!r} is configured but no component "
-                        f"declares it (declared: {', '.join(sorted(registry.listeners))})"
-                    )
+        errors.extend(
+            f"{config.path}: [serviceweaver] colocate names unknown component {name}"
+            for name in sorted(known - set(registry.specs) - {"main"})
+        )
+        # Listeners asked for at run time (await self.listener(name)) are not known
+        # here; configured names are checked only against declared listener fields.
+        declared = ", ".join(sorted(registry.listeners))
+        errors.extend(
+            f"{config.path}: listener {listener!r} is configured but no component declares it "
+            f"(declared: {declared})"
+            for section in (config.single.listeners, config.multi.listeners)
+            for listener in sorted(section)
+            if registry.listeners and listener not in registry.listeners
+        )
     return CheckReport(registry, config, errors)

@@ -10,11 +10,11 @@ so one error report can name every fault at once.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
 
+from ._automarshal import full_name
 from ._errors import RegistrationError
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ __all__ = [
     "WeaverInfo",
     "WithConfig",
     "WithRouter",
+    "full_name",
     "implementations",
     "isolated_registrations",
     "not_retriable",
@@ -150,16 +151,6 @@ def generic_argument(cls: type[Any], base: Any) -> Any | None:
             args = get_args(orig)
             return args[0] if args else None
     return None
-
-
-def full_name(obj: Any) -> str:
-    """``module.QualName``, with ``__main__`` replaced by the script's file stem, so
-    ``app.py``'s ``Reverser`` is ``app.Reverser`` whether run as a script or imported."""
-    module = getattr(obj, "__module__", "") or ""
-    if module == "__main__":
-        main_file = getattr(sys.modules.get("__main__"), "__file__", None) or "__main__"
-        module = main_file.rsplit("/", 1)[-1].removesuffix(".py")
-    return f"{module}.{obj.__qualname__}"
 
 
 class Implements(Instance, Generic[T]):

@@ -25,6 +25,8 @@ import sniffio
 
 from ._errors import ConfigError
 
+_GRACE = 5.0  # seconds serve_asgi gives open connections when it is cancelled
+
 __all__ = ["Listener", "ListenerOptions", "bind_listener", "parse_address", "serve_asgi"]
 
 ASGIApp = Callable[
@@ -82,7 +84,9 @@ def bind_listener(name: str, address: str, *, proxy_addr: str = "") -> Listener:
         sock.listen(512)
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"listener {name!r}: cannot bind {address!r}: {exc.strerror}") from exc
+        raise OSError(
+            exc.errno, f"listener {name!r}: cannot bind {address!r}: {exc.strerror}"
+        ) from exc
     sock.setblocking(False)
     return Listener(name, sock, proxy_addr=proxy_addr)
 
@@ -148,9 +152,40 @@ def _with_healthz(app: ASGIApp) -> ASGIApp:
             )
             await send({"type": "http.response.body", "body": b"ok\n"})
             return
+        if scope["type"] == "lifespan":
+            await _lifespan(app, scope, receive, send)
+            return
         await app(scope, receive, send)
 
     return wrapped
+
+
+async def _lifespan(
+    app: ASGIApp,
+    scope: MutableMapping[str, Any],
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+    send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+) -> None:
+    """Pass the lifespan protocol to ``app``; if the app ignores it (a plain ASGI
+    function that returns on unknown scopes), answer it on the app's behalf, since
+    some servers (hypercorn on trio) fail to start when nobody answers."""
+    answered = False
+
+    async def tracking_send(message: MutableMapping[str, Any]) -> None:
+        nonlocal answered
+        answered = True
+        await send(message)
+
+    await app(scope, receive, tracking_send)
+    if answered:
+        return
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 async def serve_asgi(listener: Listener, app: ASGIApp, *, access_log: bool = False) -> None:
@@ -170,16 +205,24 @@ async def serve_asgi(listener: Listener, app: ASGIApp, *, access_log: bool = Fal
     config.graceful_timeout = 1.0
     wrapped = _with_healthz(app)
     if sniffio.current_async_library() == "trio":
-        import hypercorn.trio
-
-        await hypercorn.trio.serve(
-            wrapped, config, mode="asgi", shutdown_trigger=anyio.sleep_forever  # type: ignore[arg-type]
-        )
+        from hypercorn.trio import serve
     else:
-        import hypercorn.asyncio
+        from hypercorn.asyncio import serve  # type: ignore[assignment]
 
-        # A shutdown trigger that never fires keeps hypercorn from taking over SIGINT and
-        # SIGTERM: stopping is the runtime's job (cancel the scope).
-        await hypercorn.asyncio.serve(
-            wrapped, config, mode="asgi", shutdown_trigger=anyio.sleep_forever  # type: ignore[arg-type]
-        )
+    # hypercorn stops cleanly only through its shutdown trigger (cancelling it mid-serve
+    # trips over its own task bookkeeping), so it runs shielded and is told to stop
+    # when this call is cancelled; it gets GRACE seconds before it is cut off.
+    stop = anyio.Event()
+    shield = anyio.CancelScope(shield=True)
+
+    async def run() -> None:
+        with shield:
+            await serve(wrapped, config, mode="asgi", shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(run)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stop.set()
+            shield.deadline = anyio.current_time() + _GRACE

@@ -36,6 +36,8 @@ from ._listener import Listener
 __all__ = ["ComponentSpec", "MethodSpec", "Registry", "method_key"]
 
 _ROUTER_KEY_TYPES = (int, float, str)
+# Base classes whose own annotations (Instance's runtime slots) are not app fields.
+_OWN_MODULES = frozenset({"pyweaver._component", "typing", "builtins"})
 
 
 def method_key(component: str, method: str) -> bytes:
@@ -287,8 +289,12 @@ class Registry:
     def _fields(self, component: str, impl: type[Any]) -> tuple[dict[str, str], list[str]]:
         refs: dict[str, str] = {}
         listeners: list[str] = []
+        hints: dict[str, Any] = {}
         try:
-            hints = get_type_hints(impl)
+            for klass in reversed(impl.__mro__):
+                if klass.__module__ in _OWN_MODULES or klass is object:
+                    continue
+                hints.update(inspect.get_annotations(klass, eval_str=True))
         except Exception as exc:
             self.errors.append(f"{full_name(impl)}: cannot resolve field annotations: {exc}")
             return refs, listeners
@@ -346,18 +352,14 @@ class Registry:
                 continue
             method = methods.get(name)
             if method is None:
-                self.errors.append(
-                    f"{where}.{name}: {component} has no method {name!r} to route"
-                )
+                self.errors.append(f"{where}.{name}: {component} has no method {name!r} to route")
                 continue
             try:
                 hints = get_type_hints(func)
             except Exception as exc:
                 self.errors.append(f"{where}.{name}: cannot resolve annotations: {exc}")
                 continue
-            params = [
-                (p, hints.get(p)) for p in list(inspect.signature(func).parameters)[1:]
-            ]
+            params = [(p, hints.get(p)) for p in list(inspect.signature(func).parameters)[1:]]
             if params != list(method.params):
                 self.errors.append(
                     f"{where}.{name}: parameters {_show_params(params)} must be the same as "

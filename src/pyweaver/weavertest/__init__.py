@@ -7,7 +7,8 @@
     @pytest.mark.anyio
     @pytest.mark.parametrize("mode", weavertest.MODES)
     async def test_reverse(mode: str) -> None:
-        async with weavertest.Runner(mode, config=TOML, fakes=[weavertest.fake(Clock, FakeClock())]) as app:
+        fakes = [weavertest.fake(Clock, FakeClock())]
+        async with weavertest.Runner(mode, config=TOML, fakes=fakes) as app:
             rev = await app.get(Reverser)
             assert await rev.reverse("abc") == "cba"
 

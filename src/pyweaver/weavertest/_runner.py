@@ -19,12 +19,12 @@ from typing import Any, Generic, TypeVar
 import anyio
 import attrs
 
-from .._component import Instance, full_name
-from .._config import AppConfig, parse_config
-from .._errors import PyWeaverError
-from .._listener import Listener, ListenerOptions, bind_listener
-from .._registry import Registry
-from .._runtime import CallClient, Weavelet
+from pyweaver._component import Instance, full_name
+from pyweaver._config import AppConfig, parse_config
+from pyweaver._errors import PyWeaverError
+from pyweaver._listener import Listener, ListenerOptions, bind_listener
+from pyweaver._registry import Registry
+from pyweaver._runtime import CallClient, Weavelet
 
 __all__ = ["MODES", "Fake", "Runner", "fake"]
 
@@ -127,18 +127,16 @@ class Runner:
             async with self._rpc() as weavelet:
                 yield weavelet
         else:
-            from ..deployers.multi import weavertest_deployment
+            from pyweaver.deployers.multi import weavertest_deployment
 
             async with weavertest_deployment(self.config, self.fakes, self.app) as weavelet:
                 yield weavelet
 
     @contextlib.asynccontextmanager
     async def _local(self) -> AsyncIterator[Weavelet]:
-        from .._runtime import SinglePlacement
+        from pyweaver._runtime import SinglePlacement
 
-        weavelet = Weavelet(
-            Registry(), self.config, SinglePlacement(self.config), fakes=self.fakes
-        )
+        weavelet = Weavelet(Registry(), self.config, SinglePlacement(self.config), fakes=self.fakes)
         try:
             yield weavelet
         finally:
@@ -146,7 +144,7 @@ class Runner:
 
     @contextlib.asynccontextmanager
     async def _rpc(self) -> AsyncIterator[Weavelet]:
-        from .. import call
+        from pyweaver import call
 
         registry = Registry()
         clients: dict[str, CallClient] = {}
