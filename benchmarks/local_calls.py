@@ -91,11 +91,22 @@ async def measure(seconds: float) -> dict[str, Any]:
         for name, target in targets.items():
             samples[name].append(await loop(target, sizes[name]))
     rows.update({name: row(values) for name, values in samples.items()})
+    if "pyweaver-call" in samples:
+        rows["pyweaver-call"]["tracing"] = tracing_state()
     empty_start = time.perf_counter_ns()
     for _ in range(1_000_000):
         pass
     rows["plain-await"]["empty_loop_ns"] = (time.perf_counter_ns() - empty_start) / 1_000_000
     return {"rows": rows}
+
+
+def tracing_state() -> str:
+    """Recorded with the result: the target is for the runtime's default, tracing off."""
+    try:
+        from pyweaver._tracing import tracing_enabled
+    except ImportError:
+        return "unknown"
+    return "on" if tracing_enabled() else "off"
 
 
 def run(backend: str, fn: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
