@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from pyweaver import call
+from pyweaver._config import AppConfig
 from pyweaver._errors import PyWeaverError, RemoteCallError
 from pyweaver._logentry import LogEntry
 from pyweaver.envelope import (
@@ -150,7 +151,7 @@ def make_envelope(
         group="app.A",
         components=["app.A"],
         run_main=False,
-        config_text="",
+        config=AppConfig(),
         child=child,
         handler=handler,
         socket_dir=socket_dir,

@@ -11,20 +11,38 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Mapping
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 import attrs
 import cattrs
 import cbor2
 from cattrs.preconf.cbor2 import make_converter
 
+from pyweaver._config import AppConfig
 from pyweaver._errors import PyWeaverError
 
-__all__ = ["BOOTSTRAP_ENV", "Bootstrap", "BootstrapError"]
+__all__ = ["BOOTSTRAP_ENV", "Bootstrap", "BootstrapError", "pack_config", "unpack_config"]
 
 BOOTSTRAP_ENV: Final = "PYWEAVER_BOOTSTRAP"
 
 _converter = make_converter()
+_converter.register_unstructure_hook(Path, str)
+_converter.register_structure_hook(Path, lambda value, _: Path(value))
+
+
+def pack_config(config: AppConfig) -> dict[str, Any]:
+    """``config`` as plain data for the bootstrap (no re-parsing in the weavelet)."""
+    data: dict[str, Any] = _converter.unstructure(config)
+    return data
+
+
+def unpack_config(data: Mapping[str, Any]) -> AppConfig:
+    """The inverse of :func:`pack_config`."""
+    try:
+        return _converter.structure(dict(data), AppConfig)
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        raise BootstrapError(f"malformed app config in {BOOTSTRAP_ENV}: {exc!r}") from exc
 
 
 class BootstrapError(PyWeaverError):
@@ -46,8 +64,7 @@ class Bootstrap:
             (``unix:///...``).
         control_address: where this weavelet must serve WeaveletControl.
         data_address: where this weavelet must serve its components' methods.
-        config_text: the app's weaver.toml text.
-        config_path: the file it came from ("" for text given directly), for messages.
+        config: the app's weaver.toml, parsed (see :func:`pack_config`).
         app: what a non-main weavelet imports to register the components: script
             paths or module names (empty: the process's ``__main__`` already did).
         sys_path: directories to put in front of ``sys.path`` before importing ``app``.
@@ -64,8 +81,7 @@ class Bootstrap:
     envelope_address: str
     control_address: str
     data_address: str
-    config_text: str
-    config_path: str = ""
+    config: dict[str, Any]
     app: list[str] = attrs.field(factory=list)
     sys_path: list[str] = attrs.field(factory=list)
     backend: str = ""

@@ -33,11 +33,12 @@ import anyio
 import anyio.abc
 
 from pyweaver import call
+from pyweaver._config import AppConfig
 from pyweaver._errors import PyWeaverError
 from pyweaver._logentry import LogEntry
 
 from . import _messages as m
-from ._bootstrap import BOOTSTRAP_ENV, Bootstrap
+from ._bootstrap import BOOTSTRAP_ENV, Bootstrap, pack_config
 from ._process import ChildProcess, ProcessExitedError, ProcessSpec, ReadinessTimeoutError
 
 __all__ = [
@@ -295,7 +296,7 @@ class Envelope:
         deployment_id, replica_id, group: the weavelet's identity.
         components: the components of its group (it hosts these).
         run_main: whether the weavelet runs the app's ``main``.
-        config_text, config_path: the app's weaver.toml.
+        config: the app's weaver.toml.
         app, sys_path: what a non-main weavelet imports (see :class:`Bootstrap`).
         child: how to start it.
         handler: the deployer's side of DeployerControl.
@@ -313,8 +314,7 @@ class Envelope:
         group: str,
         components: Sequence[str],
         run_main: bool,
-        config_text: str,
-        config_path: str = "",
+        config: AppConfig,
         app: Sequence[str] = (),
         sys_path: Sequence[str] = (),
         backend: str = "",
@@ -343,8 +343,7 @@ class Envelope:
             envelope_address=self.envelope_address,
             control_address=f"unix://{socket_dir / (name + '.c')}",
             data_address=f"unix://{socket_dir / (name + '.d')}",
-            config_text=config_text,
-            config_path=config_path,
+            config=pack_config(config),
             app=list(app),
             sys_path=list(sys_path),
             backend=backend,
@@ -397,14 +396,16 @@ class Envelope:
                     fingerprint=m.CONTROL_FINGERPRINT,
                 )
             )
-            self._running = await stack.enter_async_context(
-                self.child.run(
-                    self.bootstrap,
-                    on_line=self._on_line,
-                    ready=self._wait_registered,
-                    ready_timeout=self.ready_timeout,
-                )
+            starting = self.child.run(
+                self.bootstrap,
+                on_line=self._on_line,
+                ready=self._wait_registered,
+                ready_timeout=self.ready_timeout,
             )
+            if isinstance(starting, ChildProcess):
+                # A process can be stopped while it starts (see stop()).
+                self._running = starting
+            self._running = await stack.enter_async_context(starting)
             assert self.info is not None
             self._control = await stack.enter_async_context(
                 call.Client(
@@ -449,9 +450,13 @@ class Envelope:
         assert self._running is not None, "the envelope has not started"
         return await self._running.wait()
 
-    async def stop(self, grace: float | None = None) -> int:
-        """Stop the weavelet now (SIGTERM, ``grace``, SIGKILL); its exit status."""
-        assert self._running is not None, "the envelope has not started"
+    async def stop(self, grace: float | None = None) -> int | None:
+        """Stop the weavelet now (SIGTERM, ``grace``, SIGKILL); its exit status, or
+        None if it has not been started yet. A process that is still starting is
+        stopped too (entering the envelope then fails), so a deployer can stop every
+        weavelet without cancelling their start."""
+        if self._running is None:
+            return None
         return await self._running.stop(grace)
 
     # -- envelope -> weavelet ------------------------------------------------------------

@@ -39,7 +39,7 @@ import sniffio
 
 from pyweaver import _metrics, call
 from pyweaver._component import Instance
-from pyweaver._config import AppConfig, parse_config
+from pyweaver._config import AppConfig
 from pyweaver._errors import PyWeaverError
 from pyweaver._listener import Listener, ListenerOptions, bind_listener
 from pyweaver._logentry import LogEntry
@@ -50,7 +50,7 @@ from pyweaver._runtime import CallClient, Weavelet
 from pyweaver._version import __version__
 
 from . import _messages as m
-from ._bootstrap import Bootstrap
+from ._bootstrap import Bootstrap, unpack_config
 
 __all__ = [
     "MultiPlacement",
@@ -438,7 +438,7 @@ class WeaveletAgent:
 
 
 def _load_config(bootstrap: Bootstrap) -> AppConfig:
-    return parse_config(bootstrap.config_text, path=bootstrap.config_path or "<bootstrap>")
+    return unpack_config(bootstrap.config)
 
 
 @contextlib.asynccontextmanager

@@ -69,10 +69,9 @@ def _app_argv(config: Any, base: Path, config_file: str) -> list[str]:
     raise click.ClickException(f"{config_file}: [serviceweaver] names neither binary nor module")
 
 
-async def _deploy(config_file: str, fmt: Literal["pretty", "json"]) -> int:
+async def _deploy(path: Path, config_file: str, fmt: Literal["pretty", "json"]) -> int:
     from pyweaver._config import load_config
 
-    path = Path(config_file).resolve()
     try:
         config = load_config(str(path))
     except PyWeaverError as exc:
@@ -94,8 +93,6 @@ async def _deploy(config_file: str, fmt: Literal["pretty", "json"]) -> int:
     try:
         deployer = MultiDeployer(
             config,
-            config_text=path.read_text(),
-            config_path=str(path),
             child_factory=child,
             socket_dir=socket_dir,
             sys_path=[str(base)],
@@ -181,7 +178,7 @@ def deploy(config: str, fmt: Literal["pretty", "json"]) -> None:
     Ctrl-C (or SIGTERM) stops every process; when main returns, the deployment stops
     and this command exits with main's status.
     """
-    sys.exit(anyio.run(_deploy, config, fmt))
+    sys.exit(anyio.run(_deploy, Path(config).resolve(), config, fmt))
 
 
 # -- status, metrics ------------------------------------------------------------------------

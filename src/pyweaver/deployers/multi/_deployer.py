@@ -62,7 +62,7 @@ from pyweaver._logentry import LogEntry
 from pyweaver._metrics import add_labels, merge_snapshots
 from pyweaver._routing import Assignment, moved_fraction
 from pyweaver._runtime import MAIN
-from pyweaver.deployers._proxy import TcpProxy
+from pyweaver.deployers._proxy import ListenerInUseError, ProxyError, TcpProxy
 from pyweaver.envelope import Child, Envelope, ProcessError, RestartPolicy
 from pyweaver.envelope import messages as m
 
@@ -104,20 +104,6 @@ def group_layout(config: AppConfig, components: Sequence[str] = ()) -> dict[str,
             groups[name] = [name]
             seen.add(name)
     return groups
-
-
-def _configured_replicas(config: AppConfig, group: str) -> int | None:
-    """``[multi] replicas`` for ``group``: its own override, else the default, else None."""
-    replicas = getattr(config.multi, "replicas", None)
-    overrides = getattr(config.multi, "replicas_overrides", None)
-    if overrides is None and isinstance(getattr(replicas, "groups", None), dict):
-        overrides = replicas.groups  # type: ignore[union-attr]
-    if isinstance(overrides, dict) and group in overrides:
-        return int(overrides[group])
-    default = getattr(replicas, "default", replicas)
-    if isinstance(default, int) and not isinstance(default, bool):
-        return default
-    return None
 
 
 @attrs.define(eq=False)
@@ -201,7 +187,6 @@ class MultiDeployer:
 
     Args:
         config: the app's weaver.toml.
-        config_text, config_path: its text and file, handed to every weavelet.
         child_factory: how to start a weavelet of a group.
         socket_dir: a private, short directory for Unix sockets.
         deployment_id: the deployment's id (default: a new UUID).
@@ -218,8 +203,6 @@ class MultiDeployer:
         self,
         config: AppConfig,
         *,
-        config_text: str,
-        config_path: str = "",
         child_factory: ChildFactory,
         socket_dir: Path,
         deployment_id: str | None = None,
@@ -236,8 +219,6 @@ class MultiDeployer:
         stop_grace: float = 5.0,
     ) -> None:
         self.config = config
-        self.config_text = config_text
-        self.config_path = config_path
         self.child_factory = child_factory
         self.socket_dir = socket_dir
         self.deployment_id = deployment_id or str(uuid.uuid4())
@@ -288,11 +269,11 @@ class MultiDeployer:
         group = self.groups.get(name)
         if group is None:
             is_main = MAIN in self._layout.get(name, [])
-            configured = _configured_replicas(self.config, name) if not is_main else None
             if is_main:
-                override = getattr(self.config.multi, "replicas_overrides", None)
-                if isinstance(override, dict) and name in override:
-                    configured = int(override[name])
+                # main runs once unless the file names its group explicitly.
+                configured = self.config.multi.group_replicas.get(name)
+            else:
+                configured = self.config.multi.replicas_for(name)
             default = self.main_replicas if is_main else self.default_replicas
             replicas = max(1, configured if configured is not None else default)
             group = Group(
@@ -338,14 +319,11 @@ class MultiDeployer:
                     for slot in group.slots:
                         if slot.envelope is not None:
                             stoppers.start_soon(self._stop_slot, slot)
-        for proxy in list(self.proxies.values()):
-            await proxy.aclose()
 
     async def _stop_slot(self, slot: Slot) -> None:
         envelope = slot.envelope
         if envelope is not None:
-            with contextlib.suppress(AssertionError):
-                await envelope.stop(self.stop_grace)
+            await envelope.stop(self.stop_grace)
 
     async def start_main(self) -> None:
         """Start the main group (deploy time) and wait until it is up."""
@@ -361,6 +339,11 @@ class MultiDeployer:
             raise self._failure
         assert self._main_status is not None
         return self._main_status
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the deployment is being stopped."""
+        return self._stopping
 
     @property
     def done(self) -> bool:
@@ -410,8 +393,7 @@ class MultiDeployer:
                 group=group.name,
                 components=group.components,
                 run_main=group.is_main,
-                config_text=self.config_text,
-                config_path=self.config_path,
+                config=self.config,
                 app=self.app,
                 sys_path=self.sys_path,
                 backend=self.backend,
@@ -425,9 +407,10 @@ class MultiDeployer:
             started_at = anyio.current_time()
             error: ProcessError | None = None
             status: int | None = None
+            slot.envelope = envelope
+            slot.state = "starting"
             try:
                 async with envelope, anyio.create_task_group() as tasks:
-                    slot.envelope = envelope
                     slot.pusher = _Pusher(envelope)
                     tasks.start_soon(slot.pusher.run)
                     slot.state = "ready"
@@ -444,7 +427,7 @@ class MultiDeployer:
                 slot.last_exit = status
                 slot.state = "stopped" if self._stopping else "restarting"
                 self._replica_down(slot)
-            if self._stopping:
+            if self.stopping:
                 return
             if group.is_main and error is None:
                 self._main_exited(status if status is not None else 1)
@@ -646,11 +629,13 @@ class MultiDeployer:
                 try:
                     assert self._task_group is not None
                     proxy = await self._task_group.start(self._run_proxy, request.name, address)
-                except OSError as exc:
-                    error = (
-                        f"the proxy for listener {request.name!r} cannot listen on "
-                        f"{address}: {exc.strerror or exc}"
-                    )
+                except (OSError, ProxyError) as exc:
+                    error = f"the proxy for listener {request.name!r}: {exc}"
+                    if isinstance(exc, ListenerInUseError):
+                        error = (
+                            f"the proxy for listener {request.name!r} cannot listen on "
+                            f"{address}: the address is already in use"
+                        )
                     self._proxy_errors[request.name] = error
                     self._log_system("error", error)
                     return m.ExportListenerReply(error=error)

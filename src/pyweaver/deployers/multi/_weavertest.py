@@ -46,15 +46,9 @@ def component_modules(exclude: Sequence[str] = ()) -> list[str]:
     return sorted(modules)
 
 
-def _config_text(config: AppConfig) -> str:
-    for attribute in ("text", "source", "raw_text"):
-        value = getattr(config, attribute, None)
-        if isinstance(value, str):
-            return value
-    path = getattr(config, "path", None)
-    if path and Path(str(path)).is_file():
-        return Path(str(path)).read_text()
-    return ""
+def _absolute_sys_path() -> list[str]:
+    # A child runs in the same working directory, but spell it out: "" means cwd.
+    return [os.path.abspath(entry) if entry else os.getcwd() for entry in sys.path]
 
 
 def _print_logs(entries: Sequence[LogEntry]) -> None:
@@ -69,13 +63,12 @@ async def weavertest_deployment(
     app: str | None,
     *,
     replicas: int = 2,
-    config_text: str | None = None,
     log_sink: Any = None,
 ) -> AsyncIterator[Weavelet]:
     """Deploy the app's components in child processes for one test; yields the test
     process's weavelet (see the module docstring)."""
     targets = [app] if app else component_modules()
-    sys_path = [os.path.abspath(entry) if entry else os.getcwd() for entry in sys.path]
+    sys_path = _absolute_sys_path()
     holder: dict[str, Weavelet] = {}
     registry = Registry()
 
@@ -94,8 +87,6 @@ async def weavertest_deployment(
     with tempfile.TemporaryDirectory(prefix="pwt-") as socket_dir:
         async with MultiDeployer(
             config,
-            config_text=config_text if config_text is not None else _config_text(config),
-            config_path=str(getattr(config, "path", "") or ""),
             child_factory=child,
             socket_dir=Path(socket_dir),
             app=targets,
