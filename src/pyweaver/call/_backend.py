@@ -57,7 +57,7 @@ class Scope(Protocol):
 class Backend:
     """The primitives of the running async library (see the module docstring)."""
 
-    __slots__ = ("clock", "name", "new_future", "new_scope")
+    __slots__ = ("clock", "effective_deadline", "name", "new_future", "new_scope")
 
     def __init__(
         self,
@@ -65,11 +65,13 @@ class Backend:
         new_future: Callable[[], FutureLike[Any]],
         new_scope: Callable[[float], Scope],
         clock: Callable[[], float],
+        effective_deadline: Callable[[], float],
     ) -> None:
         self.name = name
         self.new_future = new_future
         self.new_scope = new_scope
         self.clock = clock
+        self.effective_deadline = effective_deadline
 
 
 class TrioFuture:
@@ -125,6 +127,16 @@ class TrioFuture:
 _asyncio_scope_class: Callable[..., Scope] | None = None
 
 
+def _asyncio_effective_deadline() -> Callable[[], float]:
+    """anyio.current_effective_deadline without its per-call backend lookup."""
+    try:
+        from anyio._core._eventloop import get_async_backend
+
+        return get_async_backend().current_effective_deadline
+    except (ImportError, AttributeError):  # pragma: no cover - a future anyio
+        return anyio.current_effective_deadline
+
+
 def current_backend() -> Backend:
     """The primitives for the async library running this task."""
     library = sniffio.current_async_library()
@@ -138,14 +150,18 @@ def current_backend() -> Backend:
             return scope_class(deadline=deadline)
 
         loop = asyncio.get_running_loop()
-        return Backend("asyncio", loop.create_future, asyncio_scope, loop.time)
+        return Backend(
+            "asyncio", loop.create_future, asyncio_scope, loop.time, _asyncio_effective_deadline()
+        )
     if library == "trio":
         import trio
 
         def trio_scope(deadline: float) -> Scope:
             return trio.CancelScope(deadline=deadline)
 
-        return Backend("trio", TrioFuture, trio_scope, trio.current_time)
+        return Backend(
+            "trio", TrioFuture, trio_scope, trio.current_time, trio.current_effective_deadline
+        )
     raise RuntimeError(f"pyweaver.call does not support the {library!r} async library")
 
 

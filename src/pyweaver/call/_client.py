@@ -57,14 +57,12 @@ from ._backend import current_backend
 from ._balancer import Balancer, RoundRobin
 from ._retry import RetryBudget, RetryPolicy, backoff_delay
 from ._server import DriverName
-from ._session import ClientSession, ConnectionLost, NotSent, ServerError
+from ._session import CallFailure, ClientSession, ConnectionLost, ServerError
 from ._transport import Address, parse_address
 from ._wire import DEFAULT_MAX_FRAME
 
 __all__ = ["Client"]
 
-_current_effective_deadline = anyio.current_effective_deadline
-_current_time = anyio.current_time
 _INF = math.inf
 
 
@@ -135,12 +133,17 @@ class Client:
         self._changed = anyio.Event()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closed = False
+        self._calls = 0  # calls made, for the retry budget
+        self._effective_deadline: Callable[[], float] = anyio.current_effective_deadline
+        self._clock: Callable[[], float] = anyio.current_time
 
     # -------------------------------------------------------------- lifecycle
 
     async def __aenter__(self) -> Self:
         backend = current_backend()
         self._use_protocol = backend.name == "asyncio" and self._driver != "streams"
+        self._clock = backend.clock
+        self._effective_deadline = backend.effective_deadline
         if self._driver == "protocol" and backend.name != "asyncio":
             raise ValueError("the protocol driver needs asyncio")
         task_group = anyio.create_task_group()
@@ -298,69 +301,70 @@ class Client:
                 wait, or every attempt failed before it could run).
             RemoteCallError: a system failure after which the method may have run.
         """
-        if retriable and self._inject_retries:
-            for _ in range(self._inject_retries):
-                await self._call(method_key, payload, retriable, shard_key)
-        return await self._call(method_key, payload, retriable, shard_key)
-
-    async def _call(self, key: bytes, payload: bytes, retriable: bool, shard_key: int) -> bytes:
-        if self._closed or self._task_group is None:
-            raise RemoteCallError("the call client is not open")
-        self._budget.record_call()
+        if self._closed:
+            raise RemoteCallError("the call client is closed")
+        self._calls += 1
         metadata = _metadata.current() or None
         trace = _tracing.current() if _tracing.state.enabled else None
-        attempt = 1
-        replica_wait_until = -_INF
-        while True:
-            deadline = _current_effective_deadline()
-            if deadline == _INF:
-                deadline_us = 0
-            else:
-                remaining = deadline - _current_time()
-                if remaining <= 0:
-                    await anyio.lowlevel.checkpoint()  # the caller's scope cancels here
-                    raise RetriableError(
-                        f"deadline expired before calling method {key.hex()}; not sent"
-                    )
-                deadline_us = math.ceil(remaining * 1e6)
-            ready = self._ready
-            endpoint = self._balancer.pick(ready, shard_key) if ready else None
-            session = self._live.get(endpoint) if endpoint is not None else None
-            if session is None:
-                if replica_wait_until == -_INF:
-                    replica_wait_until = _current_time() + self._replica_wait
-                await self._wait_for_replica(key, replica_wait_until)
-                continue
-            try:
-                return await session.call(key, deadline_us, payload, trace, metadata)
-            except NotSent as exc:
-                failure: Exception = exc
-            except ConnectionLost as exc:
-                if not retriable:
-                    raise RemoteCallError(
-                        f"call of method {key.hex()} on {exc.endpoint} failed: {exc.message} "
-                        "(the method may have run; it is not retriable)"
-                    ) from exc
-                failure = exc
-            except ServerError as exc:
-                if exc.kind not in _kinds.RETRIABLE_KINDS:
-                    if exc.kind == _kinds.DEADLINE and deadline != _INF:
-                        # The server gave up at the same deadline we have: let the
-                        # caller's own scope cancel it, as a local call would be.
-                        await anyio.sleep_until(deadline)
-                    raise RemoteCallError(
-                        f"call of method {key.hex()} on {exc.endpoint} failed: {exc.message}"
-                    ) from exc
-                failure = exc
-            if attempt >= self._retry.max_attempts or not self._budget.try_withdraw():
-                raise RetriableError(
-                    f"call of method {key.hex()} failed after {attempt} attempt(s); last: {failure}"
-                ) from failure
-            await anyio.sleep(backoff_delay(self._retry, attempt))
-            attempt += 1
+        effective_deadline = self._effective_deadline
+        clock = self._clock
+        # Injected retries (tests): run the whole call again, keep the last result.
+        for _run in range(1 + self._inject_retries if retriable else 1):
+            attempt = 1
+            replica_wait_until = -_INF
+            while True:
+                deadline = effective_deadline()
+                if deadline == _INF:
+                    deadline_us = 0
+                else:
+                    remaining = deadline - clock()
+                    if remaining <= 0:
+                        await anyio.lowlevel.checkpoint()  # the caller's scope cancels here
+                        raise RetriableError(
+                            f"deadline expired before calling method {method_key.hex()}; not sent"
+                        )
+                    deadline_us = math.ceil(remaining * 1e6)
+                ready = self._ready
+                endpoint = self._balancer.pick(ready, shard_key) if ready else None
+                session = self._live.get(endpoint) if endpoint is not None else None
+                if session is None:
+                    if replica_wait_until == -_INF:
+                        replica_wait_until = clock() + self._replica_wait
+                    await self._wait_for_replica(method_key, replica_wait_until)
+                    continue
+                try:
+                    result = await session.call(method_key, deadline_us, payload, trace, metadata)
+                    break
+                except CallFailure as exc:
+                    await self._after_failure(exc, method_key, retriable, attempt, deadline)
+                attempt += 1
+        return result
+
+    async def _after_failure(
+        self, failure: CallFailure, key: bytes, retriable: bool, attempt: int, deadline: float
+    ) -> None:
+        """Raise the error for a failed attempt, or back off before the next one."""
+        if isinstance(failure, ConnectionLost) and not retriable:
+            raise RemoteCallError(
+                f"call of method {key.hex()} on {failure.endpoint} failed: {failure.message} "
+                "(the method may have run; it is not retriable)"
+            ) from failure
+        if isinstance(failure, ServerError) and failure.kind not in _kinds.RETRIABLE_KINDS:
+            if failure.kind == _kinds.DEADLINE and deadline != _INF:
+                # The server gave up at the same deadline we have: let the caller's own
+                # scope cancel it, as a local call would be.
+                await anyio.sleep_until(deadline)
+            raise RemoteCallError(
+                f"call of method {key.hex()} on {failure.endpoint} failed: {failure.message}"
+            ) from failure
+        if attempt >= self._retry.max_attempts or not self._budget.try_withdraw(self._calls):
+            raise RetriableError(
+                f"call of method {key.hex()} failed after {attempt} attempt(s); last: {failure}"
+            ) from failure
+        await anyio.sleep(backoff_delay(self._retry, attempt))
 
     async def _wait_for_replica(self, key: bytes, until: float) -> None:
-        remaining = until - _current_time()
+        remaining = until - self._clock()
         if remaining > 0:
             with anyio.move_on_after(remaining):
                 await self._changed.wait()

@@ -53,7 +53,7 @@ def backoff_delay(
 class RetryBudget:
     """A token bucket of retries (see the module docstring)."""
 
-    __slots__ = ("_calls", "_capacity", "_clock", "_last", "_policy", "_seen_calls", "_tokens")
+    __slots__ = ("_capacity", "_clock", "_last", "_policy", "_seen_calls", "_tokens")
 
     def __init__(self, policy: RetryPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         self._policy = policy
@@ -61,21 +61,19 @@ class RetryBudget:
         self._capacity = max(1.0, policy.budget_min_per_second * policy.budget_window)
         self._tokens = self._capacity
         self._last = clock()
-        self._calls = 0  # counted on the hot path; turned into tokens lazily
         self._seen_calls = 0
 
-    def record_call(self) -> None:
-        self._calls += 1
-
-    def try_withdraw(self) -> bool:
-        """Take one token for a retry; False when the budget is spent."""
+    def try_withdraw(self, calls: int) -> bool:
+        """Take one token for a retry; False when the budget is spent. ``calls`` is how
+        many calls the client has made so far (the client counts them on its hot path;
+        they turn into tokens here, lazily)."""
         now = self._clock()
         policy = self._policy
         earned = (now - self._last) * policy.budget_min_per_second + (
-            self._calls - self._seen_calls
+            calls - self._seen_calls
         ) * policy.budget_ratio
         self._last = now
-        self._seen_calls = self._calls
+        self._seen_calls = calls
         self._tokens = min(self._capacity, self._tokens + earned)
         if self._tokens >= 1.0:
             self._tokens -= 1.0
