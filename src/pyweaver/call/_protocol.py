@@ -57,6 +57,8 @@ from ._wire import (
     MAX_DEADLINE_US,
     PROTOCOL_VERSION,
     REQUEST,
+    REQUEST_FIXED,
+    REQUEST_FIXED_SIZE,
     RESPONSE,
     TraceContext,
 )
@@ -354,6 +356,7 @@ class Connection:
         events: list[Event] = []
         append = events.append
         unpack_header = HEADER.unpack_from
+        unpack_request = REQUEST_FIXED.unpack_from
         max_frame = self.max_frame
         in_flight = self._in_flight
         client = self._role is CLIENT
@@ -369,7 +372,7 @@ class Connection:
             end = pos + HEADER_SIZE + length
             if end > size:
                 break
-            body = bytes(view[pos + HEADER_SIZE : end])
+            start = pos + HEADER_SIZE
             pos = end
             # Fast paths for the two frames of every call. They agree with TRANSITIONS
             # (OPEN stays OPEN); anything else goes through the table, which raises.
@@ -382,8 +385,9 @@ class Connection:
                         "unknown-request",
                     )
                 in_flight.remove(request_id)
-                append(Response(request_id, body))
-            elif frame_type == REQUEST:
+                append(Response(request_id, _copy(view, start, end)))
+                continue
+            if frame_type == REQUEST:
                 if self._state is not OPEN or client:
                     self._reject(frame_type)
                 if request_id == 0 or request_id in in_flight:
@@ -391,17 +395,27 @@ class Connection:
                         f"request id {request_id} is 0 or already in flight",
                         "duplicate-request",
                     )
-                key, deadline_us, trace, metadata, payload = _decode_request(self, body)
+                if length >= REQUEST_FIXED_SIZE:
+                    key, deadline_us, flags = unpack_request(view, start)
+                    if not flags:  # the common request: the payload is copied once
+                        in_flight.add(request_id)
+                        payload = _copy(view, start + REQUEST_FIXED_SIZE, end)
+                        append(Request(request_id, key, deadline_us, None, None, payload))
+                        continue
+                key, deadline_us, trace, metadata, payload = _decode_request(
+                    self, _copy(view, start, end)
+                )
                 in_flight.add(request_id)
                 append(Request(request_id, key, deadline_us, trace, metadata, payload))
-            else:
-                event = self._receive_other(request_id, frame_type, body)
-                if event is not None:
-                    append(event)
-                    if type(event) is Goodbye:
-                        # Anything after a goodbye is not ours to interpret.
-                        pos = size
-                        break
+                continue
+            body = _copy(view, start, end)
+            event = self._receive_other(request_id, frame_type, body)
+            if event is not None:
+                append(event)
+                if type(event) is Goodbye:
+                    # Anything after a goodbye is not ours to interpret.
+                    pos = size
+                    break
         if pos == size:
             if buffer:
                 self._buffer = bytearray()
@@ -566,6 +580,14 @@ class Connection:
                 f"request {request_id} is not in flight (already answered?)",
                 code="bad-request-id",
             ) from None
+
+
+def _copy(view: bytes | bytearray, start: int, end: int) -> bytes:
+    """``bytes(view[start:end])`` with one copy, not two, when ``view`` is a bytearray."""
+    if type(view) is bytes:
+        return view[start:end]
+    with memoryview(view) as whole:
+        return bytes(whole[start:end])
 
 
 def _decode_request(

@@ -131,8 +131,8 @@ HEADER_SIZE: Final = HEADER.size
 MAX_BODY: Final = (1 << 56) - 1
 
 METHOD_KEY_SIZE: Final = 16
-_REQUEST_FIXED: Final = struct.Struct("<16sQB")
-REQUEST_FIXED_SIZE: Final = _REQUEST_FIXED.size
+REQUEST_FIXED: Final = struct.Struct("<16sQB")
+REQUEST_FIXED_SIZE: Final = REQUEST_FIXED.size
 # Header + fixed request header in one pack: the whole prefix of a plain request frame.
 _REQUEST_PREFIX: Final = struct.Struct("<QQ16sQB")
 _TRACE: Final = struct.Struct("<16s8sB")
@@ -249,7 +249,7 @@ def decode_request(
             f"{REQUEST_FIXED_SIZE}-byte header",
             code="bad-request",
         )
-    key, deadline_us, flags = _REQUEST_FIXED.unpack_from(body)
+    key, deadline_us, flags = REQUEST_FIXED.unpack_from(body)
     if not flags:
         return key, deadline_us, None, None, body[REQUEST_FIXED_SIZE:]
     if flags & ~_KNOWN_FLAGS:
