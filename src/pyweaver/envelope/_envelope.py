@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -196,7 +197,11 @@ class _InProcessRun:
     def last_lines(self) -> list[tuple[str, str]]:
         if self._error is None:
             return []
-        return [("stderr", f"{type(self._error).__name__}: {self._error}")]
+        error = self._error
+        if isinstance(error, BaseExceptionGroup):
+            error = lone_exception(error)
+        text = "".join(traceback.format_exception(error)).rstrip("\n")
+        return [("stderr", line) for line in text.split("\n")[-40:]]
 
     async def _run(self) -> None:
         try:
