@@ -13,9 +13,8 @@ import pytest
 
 import pyweaver as weaver
 from pyweaver import weavertest
-
-from ..components import Counter, Greeter, OutOfStock, Shape, Shapes
-from .routed import Store
+from tests.components import Counter, Greeter, OutOfStock, Shape, Shapes
+from tests.multi.routed import Store
 
 pytestmark = pytest.mark.anyio
 
