@@ -429,3 +429,18 @@ async def test_handshake_refusal_names_both_sides(server_address: str, driver: s
                     f"the client is deployment '{deployment}' (fingerprint {fingerprint.hex()})"
                     in message
                 )
+
+
+async def test_serve_on_an_already_bound_socket(short_tmp: str) -> None:
+    import os
+    import socket
+
+    tcp = socket.create_server(("127.0.0.1", 0))
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(os.path.join(short_tmp, "bound.sock"))
+    unix.listen()
+    for sock in (tcp, unix):
+        expected = sock.getsockname()
+        async with running(sock, {ECHO: echo}) as (server, client):  # type: ignore[arg-type]
+            assert str(expected[1] if sock is tcp else expected) in server.address
+            assert await client.call(ECHO, b"bound") == b"bound"

@@ -344,6 +344,8 @@ class Client:
         self, failure: CallFailure, key: bytes, retriable: bool, attempt: int, deadline: float
     ) -> None:
         """Raise the error for a failed attempt, or back off before the next one."""
+        if self._closed:
+            raise RemoteCallError(f"the call client closed during a call: {failure}") from failure
         if isinstance(failure, ConnectionLost) and not retriable:
             raise RemoteCallError(
                 f"call of method {key.hex()} on {failure.endpoint} failed: {failure.message} "
@@ -364,6 +366,8 @@ class Client:
         await anyio.sleep(backoff_delay(self._retry, attempt))
 
     async def _wait_for_replica(self, key: bytes, until: float) -> None:
+        if self._closed:
+            raise RemoteCallError("the call client is closed")
         remaining = until - self._clock()
         if remaining > 0:
             with anyio.move_on_after(remaining):
