@@ -93,11 +93,11 @@ Job = RemoteVariant | RowsJob
 
 REMOTE_VARIANTS: tuple[RemoteVariant, ...] = (
     RemoteVariant("pyweaver-asyncio", "pyweaver", "remote_pyweaver.py", "asyncio",
-                  "pyweaver call protocol, anyio on asyncio"),
+                  "pyweaver.call client and server on asyncio (its default driver)"),
     RemoteVariant("pyweaver-uvloop", "pyweaver", "remote_pyweaver.py", "asyncio+uvloop",
-                  "pyweaver call protocol, anyio on asyncio with uvloop"),
+                  "pyweaver.call client and server on asyncio + uvloop"),
     RemoteVariant("pyweaver-trio", "pyweaver", "remote_pyweaver.py", "trio",
-                  "pyweaver call protocol, anyio on trio"),
+                  "pyweaver.call client and server on trio"),
     RemoteVariant("pyweaver-uvloop-unix", "pyweaver", "remote_pyweaver.py", "asyncio+uvloop",
                   "pyweaver-uvloop over a Unix socket", transport="unix"),
     RemoteVariant("grpc-aio", "peer", "remote_grpc.py", "asyncio",
