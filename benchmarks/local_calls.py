@@ -40,7 +40,7 @@ PYWEAVER_MISSING = ""
 try:
     import pyweaver as weaver
 
-    class EchoImpl(weaver.Implements[Echo]):  # type: ignore[misc,name-defined]
+    class EchoImpl(weaver.Implements[Echo]):
         async def echo(self, x: int) -> int:
             return x
 
@@ -78,7 +78,7 @@ async def measure(seconds: float) -> dict[str, Any]:
     else:
         try:
             root = await weaver.init()
-            stub = await weaver.get(Echo, root)
+            stub = await weaver.get(Echo, root)  # type: ignore[type-abstract]  # a Protocol is the interface
             if await stub.echo(7) != 7:
                 raise RuntimeError("the component stub returned a wrong value")
             targets["pyweaver-call"] = stub
