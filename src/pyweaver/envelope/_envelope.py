@@ -22,6 +22,7 @@ A deployer is written against this API only.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 import traceback
@@ -536,6 +537,15 @@ class Envelope:
 
     def _on_line(self, stream: str, line: str) -> None:
         """A line the weavelet process wrote on stdout or stderr becomes a log entry."""
+        if line.startswith(m.LOG_LINE_PREFIX):
+            try:
+                wire = json.loads(line[len(m.LOG_LINE_PREFIX) :])
+                entry = LogEntry.from_wire(wire)
+            except (ValueError, TypeError):
+                pass  # not ours after all: keep the line as it is
+            else:
+                self.handler.handle_logs(self, [entry])
+                return
         entry = LogEntry(
             time_ns=time.time_ns(),
             level="info" if stream == "stdout" else "warning",

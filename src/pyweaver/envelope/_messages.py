@@ -40,6 +40,7 @@ __all__ = [
     "GET_LISTENER_ADDRESS",
     "GET_METRICS",
     "LOG_BATCH",
+    "LOG_LINE_PREFIX",
     "REGISTER",
     "SHUTDOWN",
     "TRACE_SPANS",
@@ -67,6 +68,11 @@ __all__ = [
 
 DEPLOYER_CONTROL: Final = "pyweaver.envelope.DeployerControl"
 WEAVELET_CONTROL: Final = "pyweaver.envelope.WeaveletControl"
+
+#: A weavelet's stderr line that starts with this carries one log entry as JSON
+#: (``LogEntry.to_wire()``): how entries logged while the control channel is down reach
+#: the envelope.
+LOG_LINE_PREFIX: Final = "\x1epyweaver-log:"
 
 #: The handshake fingerprint of both control servers (bump the suffix when a control
 #: message changes incompatibly).

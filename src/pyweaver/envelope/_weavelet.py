@@ -43,7 +43,7 @@ from pyweaver._config import AppConfig
 from pyweaver._errors import PyWeaverError
 from pyweaver._listener import Listener, ListenerOptions, bind_listener
 from pyweaver._logentry import LogEntry
-from pyweaver._logging import configure_logging, format_pretty
+from pyweaver._logging import configure_logging, format_json
 from pyweaver._registry import Registry
 from pyweaver._routing import Assignment
 from pyweaver._runtime import CallClient, Weavelet
@@ -137,8 +137,10 @@ class _GroupClient:
 class _LogShipper:
     """Buffers this process's log entries and ships them to the envelope in batches.
 
-    Before the envelope is reachable and after the weavelet stopped, entries are
-    written to stderr instead, which the envelope captures as log lines too.
+    Before the envelope is reachable and after the weavelet stopped (or when shipping
+    fails), entries are written to stderr instead, one JSON line each behind
+    ``LOG_LINE_PREFIX``, which the envelope turns back into the same entries: nothing
+    is lost, nothing is shipped twice.
     """
 
     def __init__(self) -> None:
@@ -148,41 +150,53 @@ class _LogShipper:
 
     def sink(self, entry: LogEntry) -> None:
         if not self._shipping:
-            try:
-                sys.stderr.write(format_pretty(entry) + "\n")
-                sys.stderr.flush()
-            except (OSError, ValueError):
-                pass
+            _write_stderr(entry)
             return
         self._pending.append(entry)
         if len(self._pending) >= _LOG_BATCH:
             self._wake.set()
 
-    async def run(self, control: call.Client) -> None:
+    def start(self) -> None:
         self._shipping = True
-        try:
-            while True:
-                with anyio.move_on_after(_LOG_INTERVAL):
-                    await self._wake.wait()
-                self._wake = anyio.Event()
-                await self.flush(control)
-        finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-                await self.flush(control)
-            self._shipping = False
-            while self._pending:
-                self.sink(self._pending.popleft())
 
-    async def flush(self, control: call.Client) -> None:
+    async def run(self, control: call.Client) -> None:
+        while self._shipping:
+            with anyio.move_on_after(_LOG_INTERVAL):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            await self._flush(control)
+
+    async def close(self, control: call.Client, *, ship: bool = True) -> None:
+        """Ship what is pending (bounded; not when the weavelet is being torn down,
+        when the client may be gone already), then write to stderr from now on."""
+        if ship:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
+                await self._flush(control)
+        self._shipping = False
+        while self._pending:
+            _write_stderr(self._pending.popleft())
+
+    async def _flush(self, control: call.Client) -> None:
         while self._pending:
             batch = [self._pending.popleft() for _ in range(min(len(self._pending), 1024))]
             try:
                 await control.call(m.LOG_BATCH.key, m.encode(m.LogBatch(entries=batch)))
             except PyWeaverError:
-                self._shipping = False
                 for entry in batch:
-                    self.sink(entry)
-                self._shipping = True
+                    _write_stderr(entry)
+            except BaseException:
+                for entry in batch:
+                    _write_stderr(entry)
+                raise
+
+
+def _write_stderr(entry: LogEntry) -> None:
+    # The envelope turns such a line back into the entry (see LOG_LINE_PREFIX).
+    try:
+        sys.stderr.write(m.LOG_LINE_PREFIX + format_json(entry) + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 class MultiPlacement:
@@ -417,6 +431,7 @@ class WeaveletAgent:
                     ),
                 ):
                     self._control = control
+                    self.logs.start()
                     group.start_soon(self.logs.run, control)
                     reply: m.RegisterReply = await self._call(
                         m.REGISTER,
@@ -429,9 +444,16 @@ class WeaveletAgent:
                             version=__version__,
                         ),
                     )
-                    if reply.error:
-                        raise PyWeaverError(f"the envelope refused this weavelet: {reply.error}")
-                    yield self
+                    try:
+                        if reply.error:
+                            raise PyWeaverError(
+                                f"the envelope refused this weavelet: {reply.error}"
+                            )
+                        yield self
+                    except BaseException:
+                        await self.logs.close(control, ship=False)
+                        raise
+                    await self.logs.close(control)
             finally:
                 group.cancel_scope.cancel()
                 self._control = None

@@ -422,6 +422,7 @@ class MultiDeployer:
                 error = exc
                 status = exc.returncode
             finally:
+                last_lines = error.last_lines if error is not None else envelope.last_lines
                 slot.envelope = None
                 slot.pusher = None
                 slot.last_exit = status
@@ -440,7 +441,7 @@ class MultiDeployer:
                 crashes.popleft()
             if group.is_main or len(crashes) >= policy.max_crashes:
                 slot.state = "failed"
-                self._group_failed(slot, error, status, len(crashes))
+                self._group_failed(slot, error, status, last_lines, len(crashes))
                 return
             self._log_system(
                 "warning",
@@ -450,15 +451,15 @@ class MultiDeployer:
             backoff = min(backoff * policy.multiplier, policy.max_backoff)
 
     def _group_failed(
-        self, slot: Slot, error: ProcessError | None, status: int | None, crashes: int
+        self,
+        slot: Slot,
+        error: ProcessError | None,
+        status: int | None,
+        lines: Sequence[tuple[str, str]],
+        crashes: int,
     ) -> None:
         group = slot.group
-        if error is not None:
-            lines = error.last_lines
-            what = str(error).split("\n", 1)[0]
-        else:
-            lines = ()
-            what = f"exited with status {status}"
+        what = str(error).split("\n", 1)[0] if error is not None else f"exit status {status}"
         output = "\n".join(f"  {stream}| {line}" for stream, line in lines[-20:])
         if group.is_main and not crashes > 1:
             message = f"the main weavelet ({group.name}) failed to start: {what}"
@@ -649,11 +650,20 @@ class MultiDeployer:
         *,
         task_status: anyio.abc.TaskStatus[TcpProxy] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        async with TcpProxy(address, name=name) as proxy:
-            self.proxies[name] = proxy
-            self._log_system("info", f"listener {name} available at {proxy.address}")
-            task_status.started(proxy)
-            await anyio.sleep_forever()
+        started = False
+        try:
+            async with TcpProxy(address, name=name) as proxy:
+                self.proxies[name] = proxy
+                self._log_system("info", f"listener {name} available at {proxy.address}")
+                task_status.started(proxy)
+                started = True
+                await anyio.sleep_forever()
+        except Exception as exc:
+            if not started:
+                raise  # export_listener reports it to the weavelet
+            # A proxy that dies leaves its listener unreachable: the deployment is broken.
+            self.proxies.pop(name, None)
+            self._fail(DeploymentFailed(f"the proxy of listener {name!r} failed: {exc!r}"))
 
     def handle_logs(self, envelope: Envelope, entries: Sequence[LogEntry]) -> None:
         if self.log_sink is None:
