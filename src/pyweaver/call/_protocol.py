@@ -292,6 +292,11 @@ class Connection:
         return len(self._buffer)
 
     @property
+    def unanswered(self) -> int:
+        """How many requests are in flight (see :attr:`in_flight`)."""
+        return len(self._in_flight)
+
+    @property
     def in_flight(self) -> frozenset[int]:
         """Request ids sent (client) or received (server) and not yet answered."""
         return frozenset(self._in_flight)

@@ -174,6 +174,10 @@ class ClientSession:
     def in_flight(self) -> int:
         return len(self._pending)
 
+    def backlog(self) -> int:
+        """Calls in flight (drivers size their write batches by it)."""
+        return len(self._pending)
+
     def attach(self, driver: Driver) -> None:
         """Called by the driver once the transport is up: sends our handshake."""
         self._driver = driver
@@ -409,6 +413,10 @@ class ServerSession:
         """Requests queued or running (a request only runs past one loop iteration
         once its handler suspended, and then it has a scope here)."""
         return bool(self._queue or self._scopes)
+
+    def backlog(self) -> int:
+        """Requests received and not yet answered (drivers size write batches by it)."""
+        return self._core.unanswered
 
     def start(self) -> None:
         self._driver.spawn(self._dispatch)
