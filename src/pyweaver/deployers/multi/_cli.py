@@ -117,44 +117,50 @@ async def _deploy(path: Path, config_file: str, fmt: Literal["pretty", "json"]) 
 
 async def _run_deployment(deployer: MultiDeployer, registry: Registry, path: Path) -> int:
     status = 0
-    async with (
-        deployer,
-        serve_status(
-            f"unix://{deployer.socket_dir / 'status.sock'}",
-            deployment_id=deployer.deployment_id,
-            status=deployer.status,
-            metrics=deployer.metrics,
-        ) as status_address,
-        anyio.create_task_group() as tasks,
-    ):
-        registry.register(
-            Deployment(
-                id=deployer.deployment_id,
-                app=deployer.config.name,
-                deployer="multi",
-                pid=os.getpid(),
-                started=deployer.started,
-                status_address=status_address,
-                config_path=str(path),
-            )
-        )
-        stop_signal: list[int] = []
+    stop_signal: list[int] = []
+    # The signal receiver outlives the deployment, so a second Ctrl-C while it stops is
+    # absorbed. A signal does not cancel the deployment from outside (its processes are
+    # stopped in order by leaving the deployer's block); it ends the wait for main.
+    async with anyio.create_task_group() as watcher:
+        waiting = anyio.CancelScope()
 
         async def on_signals() -> None:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
+                    if not stop_signal:
+                        click.echo("pyweaver multi: stopping...", err=True)
                     stop_signal.append(signum)
-                    tasks.cancel_scope.cancel()
-                    return
+                    waiting.cancel()
 
-        tasks.start_soon(on_signals)
-        try:
-            await deployer.start_main()
-            status = await deployer.wait()
-        except DeploymentFailed as exc:
-            click.echo(f"pyweaver multi: {exc}", err=True)
-            status = 1
-        tasks.cancel_scope.cancel()
+        watcher.start_soon(on_signals)
+        async with (
+            deployer,
+            serve_status(
+                f"unix://{deployer.socket_dir / 'status.sock'}",
+                deployment_id=deployer.deployment_id,
+                status=deployer.status,
+                metrics=deployer.metrics,
+            ) as status_address,
+        ):
+            registry.register(
+                Deployment(
+                    id=deployer.deployment_id,
+                    app=deployer.config.name,
+                    deployer="multi",
+                    pid=os.getpid(),
+                    started=deployer.started,
+                    status_address=status_address,
+                    config_path=str(path),
+                )
+            )
+            with waiting:
+                try:
+                    await deployer.start_main()
+                    status = await deployer.wait()
+                except DeploymentFailed as exc:
+                    click.echo(f"pyweaver multi: {exc}", err=True)
+                    status = 1
+        watcher.cancel_scope.cancel()
     if stop_signal:
         click.echo("pyweaver multi: stopped", err=True)
         return 128 + stop_signal[0]
