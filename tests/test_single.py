@@ -85,14 +85,25 @@ def test_signals_run_shutdown_hooks(backend: str, sig: signal.Signals) -> None:
     assert "store shutdown" in out, err
 
 
-def test_hello_example_serves_http_in_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("example", "path", "expected"),
+    [
+        ("hello", "/hello?name=World", "Hello, dlroW!\n"),
+        ("collatz", "/?x=6", "6 3 10 5 16 8 4 2 1\n"),
+        ("factors", "/?x=12", "1 2 3 4 6 12\n"),
+    ],
+)
+def test_examples_serve_http_in_one_process(
+    tmp_path: Path, example: str, path: str, expected: str
+) -> None:
+    script = EXAMPLES / example / "app.py"
     config = tmp_path / "weaver.toml"
     config.write_text(
-        f'[serviceweaver]\nbinary = "{EXAMPLES / "hello" / "app.py"}"\n'
-        '[single]\nlisteners.hello = {address = "127.0.0.1:0"}\n'
+        f'[serviceweaver]\nbinary = "{script}"\n'
+        f'[single]\nlisteners.{example} = {{address = "127.0.0.1:0"}}\n'
     )
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "hello" / "app.py")],
+        [sys.executable, str(script)],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYWEAVER_CONFIG": str(config)},
@@ -108,16 +119,16 @@ def test_hello_example_serves_http_in_one_process(tmp_path: Path) -> None:
                 break
             if not line:
                 break
-        assert address, "hello did not log its listener address"
+        assert address, f"{example} did not log its listener address"
         body = ""
         for _ in range(50):
             try:
-                with urllib.request.urlopen(f"http://{address}/hello?name=World", timeout=5) as r:
+                with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as r:
                     body = r.read().decode()
                 break
             except OSError:
                 time.sleep(0.1)
-        assert body == "Hello, dlroW!\n"
+        assert body == expected
         with urllib.request.urlopen(f"http://{address}/healthz", timeout=5) as r:
             assert r.read() == b"ok\n"
     finally:
