@@ -421,6 +421,11 @@ class MultiDeployer:
             except ProcessError as exc:
                 error = exc
                 status = exc.returncode
+            except Exception as exc:
+                # Not the weavelet's fault as far as we know (the envelope itself
+                # failed); treat it as a crash of this replica, never of the deployer.
+                self._log_system("error", f"weavelet {slot.id}: envelope failed: {exc!r}")
+                status = None
             finally:
                 last_lines = error.last_lines if error is not None else envelope.last_lines
                 slot.envelope = None
