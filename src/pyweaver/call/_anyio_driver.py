@@ -8,6 +8,7 @@ checkpoint per frame, which is what makes a naive anyio-streams protocol slow.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -23,6 +24,9 @@ __all__ = ["StreamDriver", "connect", "serve_stream"]
 _RECEIVE_SIZE = 256 * 1024
 _HIGH_WATER = 4 * 1024 * 1024  # queued bytes above which writers wait
 _FLUSH_TIMEOUT = 1.0  # seconds a closing connection may take to send what is queued
+# Batches are cut into chunks of half the frames in flight, as in _asyncio_driver.
+_MIN_CHUNK = 16
+_DIVISOR = 2
 
 
 class StreamDriver:
@@ -32,14 +36,19 @@ class StreamDriver:
         "_backend",
         "_buffer",
         "_buffered",
+        "_chunk",
         "_closed",
+        "_corked",
         "_drained",
+        "_raw",
         "_read_scope",
         "_scope",
+        "_sending",
         "_stream",
         "_task_group",
         "_writer_done",
         "_writer_wakeup",
+        "backlog",
         "receive",
     )
 
@@ -55,7 +64,20 @@ class StreamDriver:
         self._read_scope: anyio.CancelScope | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._writer_done = anyio.Event()
+        self._corked = False
+        self._sending = False  # the writer task is inside stream.send()
+        self._chunk = _MIN_CHUNK
+        # On trio the socket may be written to directly (non-blocking) whenever the writer
+        # task is not sending, like asyncio's transport.write(): a batch can then go out
+        # in chunks, mid-iteration. Not on asyncio, where the socket belongs to a transport
+        # that may hold unsent data of its own.
+        self._raw: socket.socket | None = None
+        if backend.name == "trio":
+            raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+            if isinstance(raw, socket.socket):
+                self._raw = raw
         self.receive: Callable[[bytes], None] = _drop
+        self.backlog: Callable[[], int] = _zero  # frames in flight on this connection
 
     async def run(self, on_started: Callable[[], None] | None = None) -> None:
         """Read and write until the connection ends; then close the stream."""
@@ -124,15 +146,14 @@ class StreamDriver:
                 continue
             data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
             buffer.clear()
+            self._sending = True
             try:
                 await stream.send(data)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                self._closed = True
-                self._buffered = 0
-                self.receive(b"")  # the session learns the connection is gone
-                if self._scope is not None:
-                    self._scope.cancel()
+                self._broken()
                 return
+            finally:
+                self._sending = False
             self._buffered = sum(map(len, buffer))
             if self._buffered <= _HIGH_WATER:
                 self._wake_drained()
@@ -152,18 +173,56 @@ class StreamDriver:
 
     # -------------------------------------------------------------- Driver
 
+    def _broken(self) -> None:
+        self._closed = True
+        self._buffer.clear()
+        self._buffered = 0
+        self.receive(b"")  # the session learns the connection is gone
+        if self._scope is not None:
+            self._scope.cancel()
+
     def write(self, data: bytes) -> None:
         if self._closed:
             return
-        self._buffer.append(data)
+        buffer = self._buffer
+        buffer.append(data)
         self._buffered += len(data)
-        self._wake_writer()
+        if len(buffer) >= self._chunk:
+            self._flush()
+        elif not self._corked:
+            self._wake_writer()  # it runs after the tasks running now: the batch's end
+
+    def _flush(self) -> None:
+        """Send what is queued now if the socket takes it; the writer task sends the rest."""
+        raw = self._raw
+        buffer = self._buffer
+        if raw is None or self._sending or not buffer:
+            self._wake_writer()
+            return
+        data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+        buffer.clear()
+        try:
+            sent = raw.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._broken()
+            return
+        if sent < len(data):
+            buffer.append(data[sent:])
+            self._buffered = len(data) - sent
+            self._wake_writer()
+        else:
+            self._buffered = 0
+        self._chunk = max(_MIN_CHUNK, self.backlog() // _DIVISOR)
 
     def cork(self) -> None:
-        pass  # the writer task already sends a whole batch at once
+        self._corked = True
 
     def uncork(self) -> None:
-        pass
+        self._corked = False
+        if self._buffer:
+            self._flush()
 
     def spawn(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
         assert self._task_group is not None
@@ -193,6 +252,10 @@ def _drop(data: bytes) -> None:
     pass
 
 
+def _zero() -> int:
+    return 0
+
+
 # ------------------------------------------------------------------ client
 
 
@@ -218,6 +281,7 @@ async def connect(
         )
         driver = StreamDriver(stream, backend)
         driver.receive = session.receive
+        driver.backlog = session.backlog
         session.attach(driver)
         # Handshake inline, before any pump task exists.
         hello, driver._buffer[:] = b"".join(driver._buffer), []
@@ -250,6 +314,7 @@ async def serve_stream(
     driver = StreamDriver(stream, current_backend())
     session = make_session(driver)
     driver.receive = session.receive
+    driver.backlog = session.backlog
     unregister = register(session)
     try:
         await driver.run(on_started=session.start)
