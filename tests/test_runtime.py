@@ -154,3 +154,47 @@ async def test_get_with_a_bad_requester_is_a_clear_error() -> None:
 async def test_unknown_mode_is_rejected() -> None:
     with pytest.raises(weaver.PyWeaverError, match="unknown weavertest mode"):
         weavertest.Runner("cloud")
+
+
+async def test_local_call_counts_stay_exact_while_latency_is_sampled() -> None:
+    from pyweaver._metrics import method_metrics
+
+    async with weavertest.Runner("local") as app:
+        greeter = await app.get(Greeter)
+        metrics = method_metrics("main", "tests.components.Greeter", "fail", False)
+        before_calls, before_errors = metrics.calls, metrics.errors
+        for _ in range(21):
+            with pytest.raises(KeyError):
+                await greeter.fail("x")
+        counter = await app.get(Counter)
+        count_metrics = method_metrics("main", "tests.components.Counter", "add", False)
+        before_adds = count_metrics.calls
+        for i in range(13):
+            assert await counter.add(1) == i + 1
+    assert metrics.calls - before_calls == 21
+    assert metrics.errors - before_errors == 21
+    assert count_metrics.calls - before_adds == 13
+    assert sum(count_metrics.latency_counts) < 13  # only a sample was timed
+
+
+async def test_local_stubs_keep_the_interface_signature() -> None:
+    from typing import Protocol
+
+    from pyweaver._component import isolated_registrations
+
+    with isolated_registrations():
+
+        class Shaper(Protocol):
+            async def shape(self, a: int, /, b: int = 2, *, c: str = "x") -> str: ...
+
+        class ShaperImpl(weaver.Implements[Shaper]):
+            async def shape(self, a: int, /, b: int = 2, *, c: str = "x") -> str:
+                return f"{a}-{b}-{c}"
+
+        async with weavertest.Runner("local") as app:
+            shaper = await app.get(Shaper)
+            assert await shaper.shape(1) == "1-2-x"
+            assert await shaper.shape(1, 3, c="y") == "1-3-y"
+            assert await shaper.shape(1, b=4) == "1-4-x"
+            with pytest.raises(TypeError):
+                await shaper.shape(a=1)  # type: ignore[call-arg]

@@ -113,6 +113,84 @@ class SinglePlacement:
         return bind_listener(name, address)
 
 
+_FAST_PATH_TEMPLATE = """
+def factory(bound, metrics, timed_call{default_names}):
+    async def {name}({params}):
+        countdown = metrics.countdown
+        if countdown:
+            metrics.countdown = countdown - 1
+            try:
+                return await bound({args})
+            except Exception:
+                metrics.errors += 1
+                raise
+        return await timed_call({args})
+
+    def rebind(new_bound):
+        nonlocal bound
+        bound = new_bound
+
+    def current():
+        return bound
+
+    return {name}, rebind, current
+"""
+
+
+def _local_fast_path(
+    method: MethodSpec,
+    first_call: Callable[..., Awaitable[Any]],
+    metrics: _metrics.MethodMetrics,
+    timed_call: Callable[..., Awaitable[Any]],
+) -> tuple[Callable[..., Awaitable[Any]], Callable[[Any], None], Callable[[], Any]]:
+    """A local stub method with the interface method's exact signature.
+
+    Local calls cost about as much as the bookkeeping around them, so the wrapper is
+    compiled once per method from a template: no ``*args``/``**kwargs`` packing, the
+    implementation's bound method in a closure cell (rebound once it is built), and
+    the metrics countdown protocol (see ``MethodMetrics``): one call in
+    ``LOCAL_LATENCY_SAMPLE`` is timed by ``timed_call``, the others only count down.
+    Parameter names come from a validated signature; defaults are passed in as
+    values, never as source text.
+    """
+    params: list[str] = []
+    args: list[str] = []
+    defaults: dict[str, Any] = {}
+    saw_keyword_only = False
+    parameters = list(method.signature.parameters.values())[1:]
+    for index, param in enumerate(parameters):
+        text = param.name
+        if param.default is not inspect.Parameter.empty:
+            default_name = f"_default_{index}"
+            defaults[default_name] = param.default
+            text = f"{param.name}={default_name}"
+        if param.kind is inspect.Parameter.KEYWORD_ONLY:
+            if not saw_keyword_only:
+                params.append("*")
+                saw_keyword_only = True
+            args.append(f"{param.name}={param.name}")
+        else:
+            args.append(param.name)
+        params.append(text)
+        if param.kind is inspect.Parameter.POSITIONAL_ONLY and (
+            index + 1 == len(parameters)
+            or parameters[index + 1].kind is not inspect.Parameter.POSITIONAL_ONLY
+        ):
+            params.append("/")
+    source = _FAST_PATH_TEMPLATE.format(
+        name=method.name,
+        params=", ".join(params),
+        args=", ".join(args),
+        default_names="".join(f", {d}" for d in defaults),
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<pyweaver local stub {method.full_name}>", "exec"), namespace)
+    made: tuple[Callable[..., Awaitable[Any]], Callable[[Any], None], Callable[[], Any]]
+    made = namespace["factory"](first_call, metrics, timed_call, *defaults.values())
+    made[0].__qualname__ = method.full_name
+    return made
+
+
 class _Stub:
     """A component stub: one attribute per method, set by :meth:`Weavelet._stub`."""
 
@@ -293,6 +371,7 @@ class Weavelet:
         self, spec: ComponentSpec, method: MethodSpec, requester: str
     ) -> Callable[..., Awaitable[Any]]:
         metrics = _metrics.method_metrics(requester, spec.name, method.name, False)
+        metrics.sample_every = LOCAL_LATENCY_SAMPLE
         record = metrics.record
         clock = time.perf_counter_ns
         name = method.name
@@ -301,27 +380,20 @@ class Weavelet:
         span_name = f"{component}.{name}"
         tracing = _tracing.TRACING
         start_span = _tracing.start_span
-        bound: Callable[..., Awaitable[Any]] | None = None
-        # Reading the clock twice costs about as much as the call itself, so a local
-        # call is timed once every LOCAL_LATENCY_SAMPLE calls; call and error counts
-        # stay exact, the latency histogram describes the timed sample.
-        countdown = 0
+        reset_to = LOCAL_LATENCY_SAMPLE - 1
 
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            nonlocal bound, countdown
-            if bound is None:
-                bound = getattr(await get_impl(component), name)
-            if countdown and not tracing.on:
-                countdown -= 1
-                try:
-                    result = await bound(*args, **kwargs)
-                except Exception:
-                    metrics.errors += 1
-                    metrics.untimed_calls += 1
-                    raise
-                metrics.untimed_calls += 1
-                return result
-            countdown = LOCAL_LATENCY_SAMPLE - 1
+        async def first_call(*args: Any, **kwargs: Any) -> Any:
+            bound = getattr(await get_impl(component), name)
+            rebind(bound)
+            return await bound(*args, **kwargs)
+
+        async def timed_call(*args: Any, **kwargs: Any) -> Any:
+            bound = current()
+            # With tracing on, the countdown stays at 0, so every call comes here and
+            # gets its span (a countdown already running finishes untraced).
+            if not metrics.countdown and not tracing.on:
+                metrics.countdown = reset_to
+                metrics.countdown_resets += 1
             start = clock()
             try:
                 if tracing.on:
@@ -335,8 +407,7 @@ class Weavelet:
             record(clock() - start, False)
             return result
 
-        call.__name__ = name
-        call.__qualname__ = f"{component}.{name}"
+        call, rebind, current = _local_fast_path(method, first_call, metrics, timed_call)
         return call
 
     def _remote_method(
