@@ -436,6 +436,8 @@ class MethodMetrics:
     __slots__ = (
         "caller",
         "component",
+        "countdown",
+        "countdown_resets",
         "errors",
         "latency_counts",
         "latency_sum_ns",
@@ -445,10 +447,8 @@ class MethodMetrics:
         "reply_sum",
         "request_counts",
         "request_sum",
-        "untimed_calls",
-        "countdown",
-        "countdown_resets",
         "sample_every",
+        "untimed_calls",
     )
 
     def __init__(self, caller: str, component: str, method: str, remote: bool) -> None:
