@@ -480,6 +480,10 @@ class Weavelet:
         encode_exception = codec.encode_exception
         get_impl = self.get_impl
         name = method.name
+        span_name = method.full_name
+        tracing = _tracing.TRACING
+        start_span = _tracing.start_span
+        server_kind = _tracing.SpanKind.SERVER
         bound: Callable[..., Awaitable[Any]] | None = None
 
         async def handle(payload: bytes) -> bytes:
@@ -488,7 +492,11 @@ class Weavelet:
             if bound is None:
                 bound = getattr(await get_impl(component), name)
             try:
-                result = await bound(*args)
+                if tracing.on:
+                    with start_span(span_name, server_kind):
+                        result = await bound(*args)
+                else:
+                    result = await bound(*args)
             except Exception as exc:
                 return encode_exception(exc)
             return encode_result(result)

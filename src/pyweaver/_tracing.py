@@ -57,6 +57,8 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
+from pyweaver.call import _tracing as _call_tracing
+
 __all__ = [
     "TRACING",
     "DictSpanProcessor",
@@ -161,6 +163,7 @@ def enable_tracing(
     _state.provider = provider
     _state.tracer = provider.get_tracer("pyweaver")
     TRACING.on = True
+    _call_tracing.enable_tracing(True)  # carry span contexts on remote calls too
     if set_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         trace.set_tracer_provider(provider)
     if previous is not None:
@@ -171,6 +174,7 @@ def enable_tracing(
 def disable_tracing() -> None:
     """Turn tracing off, flushing and shutting down pyweaver's provider."""
     TRACING.on = False
+    _call_tracing.enable_tracing(False)
     provider, _state.provider = _state.provider, None
     _state.tracer = trace.NoOpTracer()
     if provider is not None:
