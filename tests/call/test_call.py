@@ -186,19 +186,49 @@ async def test_cancel_while_the_handler_runs(server_address: str, driver: str) -
         raise AssertionError("unreachable")
 
     async with running(server_address, {SLOW: slow, ECHO: echo}, driver) as (server, client):
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(client.call, SLOW, b"x")
+        # The first time, the handler starts inline and is handed its own task when it
+        # suspends; later, the server knows it suspends and gives it a task up front.
+        for _ in range(3):
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(client.call, SLOW, b"x")
+                with anyio.fail_after(5):
+                    await started.wait()
+                task_group.cancel_scope.cancel()
             with anyio.fail_after(5):
-                await started.wait()
-            task_group.cancel_scope.cancel()
-        with anyio.fail_after(5):
-            await handler_cancelled.wait()
+                await handler_cancelled.wait()
+            started, handler_cancelled = anyio.Event(), anyio.Event()
         # The connection is still good, and a call cancelled after its answer is harmless.
         with anyio.CancelScope() as scope:
             assert await client.call(ECHO, b"x") == b"x"
             scope.cancel()
         assert await client.call(ECHO, b"y") == b"y"
         assert server.connections == 1
+
+
+async def test_suspending_handlers_run_concurrently(server_address: str, driver: str) -> None:
+    arrived = 0
+    all_arrived = anyio.Event()
+
+    async def gather(payload: bytes) -> bytes:
+        nonlocal arrived
+        await anyio.lowlevel.checkpoint()
+        arrived += 1
+        if arrived == 20:
+            all_arrived.set()
+        await all_arrived.wait()  # only returns once all 20 run at the same time
+        return payload
+
+    async with running(server_address, {SLOW: gather}, driver) as (_, client):
+        results: list[bytes] = []
+
+        async def one(i: int) -> None:
+            results.append(await client.call(SLOW, b"%d" % i))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as task_group:
+                for i in range(20):
+                    task_group.start_soon(one, i)
+        assert sorted(results) == sorted(b"%d" % i for i in range(20))
 
 
 async def test_deadline_reaches_the_handler(server_address: str, driver: str) -> None:
@@ -218,8 +248,10 @@ async def test_deadline_reaches_the_handler(server_address: str, driver: str) ->
 
 async def test_deadline_expiry_cancels_the_handler(server_address: str, driver: str) -> None:
     handler_cancelled = anyio.Event()
+    seen: list[float] = []
 
     async def slow(payload: bytes) -> bytes:
+        seen.append(anyio.current_effective_deadline() - anyio.current_time())
         try:
             await anyio.sleep_forever()
         except anyio.get_cancelled_exc_class():
@@ -228,11 +260,14 @@ async def test_deadline_expiry_cancels_the_handler(server_address: str, driver: 
         raise AssertionError("unreachable")
 
     async with running(server_address, {SLOW: slow}, driver) as (_, client):
-        with anyio.move_on_after(0.1) as scope:
-            await client.call(SLOW, b"")
-        assert scope.cancelled_caught
-        with anyio.fail_after(5):
-            await handler_cancelled.wait()
+        for _ in range(3):  # inline first, then in a task of its own (see above)
+            with anyio.move_on_after(0.1) as scope:
+                await client.call(SLOW, b"")
+            assert scope.cancelled_caught
+            with anyio.fail_after(5):
+                await handler_cancelled.wait()
+            handler_cancelled = anyio.Event()
+        assert all(0 < left <= 0.1 for left in seen)
 
 
 # ------------------------------------------------------------------ context

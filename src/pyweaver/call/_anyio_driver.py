@@ -9,8 +9,9 @@ checkpoint per frame, which is what makes a naive anyio-streams protocol slow.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, cast
 
 import anyio
 import anyio.abc
@@ -27,6 +28,28 @@ _FLUSH_TIMEOUT = 1.0  # seconds a closing connection may take to send what is qu
 # Batches are cut into chunks of half the frames in flight, as in _asyncio_driver.
 _MIN_CHUNK = 16
 _DIVISOR = 2
+
+
+class _Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class _Group(Protocol):
+    """What anyio task groups and trio nurseries share."""
+
+    @property
+    def cancel_scope(self) -> _Cancellable: ...
+    def start_soon(self, function: Callable[..., Awaitable[Any]], /, *args: Any) -> None: ...
+
+
+def _task_group(backend: Backend) -> AbstractAsyncContextManager[_Group]:
+    """A trio nursery on trio (anyio's task group wraps every task in one more cancel
+    scope, which a request that suspends pays for), an anyio task group elsewhere."""
+    if backend.name == "trio":
+        import trio
+
+        return cast(AbstractAsyncContextManager[_Group], trio.open_nursery())
+    return cast(AbstractAsyncContextManager[_Group], anyio.create_task_group())
 
 
 class StreamDriver:
@@ -60,9 +83,9 @@ class StreamDriver:
         self._closed = False
         self._writer_wakeup: FutureLike[None] | None = None
         self._drained: list[FutureLike[None]] = []
-        self._scope: anyio.CancelScope | None = None
+        self._scope: _Cancellable | None = None
         self._read_scope: anyio.CancelScope | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
+        self._task_group: _Group | None = None
         self._writer_done = anyio.Event()
         self._corked = False
         self._sending = False  # the writer task is inside stream.send()
@@ -82,7 +105,7 @@ class StreamDriver:
     async def run(self, on_started: Callable[[], None] | None = None) -> None:
         """Read and write until the connection ends; then close the stream."""
         try:
-            async with anyio.create_task_group() as task_group:
+            async with _task_group(self._backend) as task_group:
                 self._task_group = task_group
                 self._scope = task_group.cancel_scope
                 task_group.start_soon(self._write_loop)

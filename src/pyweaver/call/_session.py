@@ -28,6 +28,7 @@ import math
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 import anyio
@@ -374,6 +375,8 @@ class ServerSession:
         "_handlers",
         "_queue",
         "_scopes",
+        "_suspending",
+        "_tasks",
         "_wakeup",
         "draining",
         "open",
@@ -402,6 +405,10 @@ class ServerSession:
         self._scopes: dict[int, Scope] = {}
         self._cancelled: set[int] = set()  # requests cancelled while still queued
         self._wakeup: FutureLike[None] | None = None  # the parked dispatcher's
+        # Methods whose handler was seen to suspend: their requests get a task each
+        # up front, instead of running inline and handing the queue over.
+        self._suspending: set[bytes] = set()
+        self._tasks = 0  # request tasks spawned and not finished
         # Handlers run in copies of this context: the one the server was started in.
         self._context = contextvars.copy_context()
         self.open = True
@@ -412,7 +419,7 @@ class ServerSession:
     def busy(self) -> bool:
         """Requests queued or running (a request only runs past one loop iteration
         once its handler suspended, and then it has a scope here)."""
-        return bool(self._queue or self._scopes)
+        return bool(self._queue or self._scopes or self._tasks)
 
     def backlog(self) -> int:
         """Requests received and not yet answered (drivers size write batches by it)."""
@@ -513,6 +520,10 @@ class ServerSession:
                 driver.cork()
                 while queue:
                     request = queue.popleft()
+                    if request.method_key in self._suspending:
+                        self._tasks += 1
+                        driver.spawn(partial(self._run_in_task, request))
+                        continue
                     if request.deadline_us:
                         deadline = clock() + request.deadline_us / 1e6
                         scope.deadline = deadline
@@ -533,6 +544,7 @@ class ServerSession:
                     # dispatcher takes over the queue.
                     driver.uncork()
                     handed_off = request
+                    self._suspending.add(request.method_key)
                     self._scopes[request.request_id] = scope
                     driver.spawn(self._dispatch)
                     try:
@@ -543,15 +555,39 @@ class ServerSession:
                 driver.uncork()
             if handed_off is not None:
                 if scope.cancelled_caught:
-                    if handed_off.deadline_us and clock() >= deadline:
-                        failure = (
-                            _kinds.DEADLINE,
-                            f"deadline of {handed_off.deadline_us} µs exceeded",
-                        )
-                    else:
-                        failure = (_kinds.CANCELLED, "cancelled by the client")
-                    self._answer(handed_off.request_id, None, failure)
+                    self._answer_cancelled(handed_off, deadline)
                 return
+
+    async def _run_in_task(self, request: Request) -> None:
+        """Run one request in a task of its own, under its own cancel scope."""
+        request_id = request.request_id
+        backend = self._backend
+        deadline = backend.clock() + request.deadline_us / 1e6 if request.deadline_us else _INF
+        try:
+            with backend.new_scope(deadline) as scope:
+                self._scopes[request_id] = scope
+                try:
+                    runner = self._run(request)
+                    context = self._context.copy()
+                    try:
+                        yielded = context.run(runner.send, None)
+                    except StopIteration:
+                        pass
+                    else:
+                        await _drive(runner, yielded, context)
+                finally:
+                    del self._scopes[request_id]
+            if scope.cancelled_caught:
+                self._answer_cancelled(request, deadline)
+        finally:
+            self._tasks -= 1
+
+    def _answer_cancelled(self, request: Request, deadline: float) -> None:
+        if request.deadline_us and self._backend.clock() >= deadline:
+            failure = (_kinds.DEADLINE, f"deadline of {request.deadline_us} µs exceeded")
+        else:
+            failure = (_kinds.CANCELLED, "cancelled by the client")
+        self._answer(request.request_id, None, failure)
 
     async def _run(self, request: Request) -> None:
         """Run one request's handler and answer it (except when the request is
