@@ -11,13 +11,18 @@ The session holds the sans-IO :class:`~._protocol.Connection` and does the rest:
 
 Server dispatch (Service Weaver's "run inline until it blocks", with tasks): one
 *dispatcher* task per connection runs queued requests one after another, inside
-itself. Most handlers finish without ever suspending, and then a request costs no
-task at all, and the answers of a whole batch of requests go out in one write. When a
-handler does suspend, the dispatcher hands the rest of the queue to a fresh dispatcher
-task and stays with that handler until it finishes, so a slow handler never holds up
-the others. Each handler runs in its own copy of the connection's
-``contextvars.Context`` (driven step by step with ``Context.run``), so the metadata and
-trace context it gets, and anything it sets, never leak into other requests.
+itself, under one cancel scope per batch whose deadline is set to each request's before
+it runs. Most handlers finish without ever suspending, and then a request costs no task
+and no scope of its own, and the answers of a whole batch go out in one write. When a
+handler does suspend, the dispatcher leaves the rest of the queue to a fresh dispatcher
+task and stays with that handler (and the scope, now its alone) until it finishes, so a
+slow handler never holds up the others. The method is then remembered as one that
+suspends, and its later requests each get a task and a scope up front, which lets many
+of them wait at once without handing the queue over again and again.
+
+Each handler runs in its own copy of the connection's ``contextvars.Context`` (driven
+step by step with ``Context.run``), so the metadata and trace context it gets, and
+anything it sets, never leak into other requests.
 """
 
 from __future__ import annotations
