@@ -139,6 +139,7 @@ def test_status_junk_bytes_and_ctrl_c(
             sock.connect(str(path))
             try:
                 sock.sendall(junk)
+                sock.shutdown(socket.SHUT_WR)
                 sock.recv(4096)
             except OSError:
                 pass  # the server may hang up on us: that is the point

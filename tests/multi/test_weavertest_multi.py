@@ -149,12 +149,14 @@ async def test_routed_calls_keep_their_replica() -> None:
             assert await store.owner(key) == owners[key]
         replacement: set[int] = set()
         with anyio.fail_after(30):
+            previous: dict[str, int] = {}
             while True:
                 now = {key: await store.owner(key) for key in keys}
                 new = set(now.values()) - set(owners.values())
-                if new:
+                if new and now == previous:  # the replacement is in and routing settled
                     replacement = new
                     break
+                previous = now
                 await anyio.sleep(0.05)
         (new_pid,) = replacement
         assert {k for k, pid in now.items() if pid == new_pid} == {
