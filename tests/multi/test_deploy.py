@@ -125,6 +125,12 @@ def test_status_junk_bytes_and_ctrl_c(
     assert len(groups["app.Adder"]["replicas"]) == 2
     text = run(pyweaver("multi", "status"), env).stdout
     assert "app.Adder" in text and "healthy" in text
+    # Metrics of every weavelet, merged: main called Adder.add once.
+    metrics = run(pyweaver("multi", "metrics", "serviceweaver_method_count"), env).stdout
+    assert 'serviceweaver_app="chain"' in metrics
+    assert any(
+        'component="app.Adder"' in line and 'method="add"' in line for line in metrics.splitlines()
+    )
 
     # Junk on every socket the deployment opened: the control and data sockets of
     # every weavelet, and the status socket.

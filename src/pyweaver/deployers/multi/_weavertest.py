@@ -10,6 +10,7 @@ over the call protocol, exactly as in ``pyweaver multi deploy``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -36,14 +37,28 @@ __all__ = ["component_modules", "weavertest_deployment"]
 
 
 def component_modules(exclude: Sequence[str] = ()) -> list[str]:
-    """The modules that define the registered implementations (what a child process
-    must import to have the same app), except those of ``exclude``d components."""
-    modules = {
-        impl.__module__
-        for name, impl in implementations().items()
-        if name not in exclude and impl.__module__ != "__main__"
-    }
-    return sorted(modules)
+    """What a child process must import to have the same app: the modules that define
+    the registered implementations (except those of ``exclude``d components), by name,
+    or by file for a module that was loaded from a path and is not importable by name."""
+    targets: set[str] = set()
+    for name, impl in implementations().items():
+        module_name = impl.__module__
+        if name in exclude or module_name == "__main__":
+            continue
+        targets.add(_import_target(module_name))
+    return sorted(targets)
+
+
+def _import_target(module_name: str) -> str:
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None)
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and (file is None or spec.origin == file):
+        return module_name
+    return file or module_name
 
 
 def _absolute_sys_path() -> list[str]:
