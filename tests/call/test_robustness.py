@@ -352,3 +352,40 @@ def test_public_names_are_pinned() -> None:
     )
     for name in call.__all__:
         assert getattr(call, name) is not None
+
+
+def test_endpoint_strings() -> None:
+    parse = _transport.parse_address
+    assert parse("tcp://127.0.0.1:1234") == _transport.Address("tcp", host="127.0.0.1", port=1234)
+    assert parse("tcp://[::1]:1234") == _transport.Address("tcp", host="::1", port=1234)
+    assert str(parse("tcp://[::1]:1234")) == "tcp://[::1]:1234"
+    assert parse("unix:///path/to.sock") == _transport.Address("unix", path="/path/to.sock")
+    assert parse("mem://name") == _transport.Address("mem", path="name")
+    for bad in [
+        "127.0.0.1:1",
+        "tcp://::1:1",
+        "tcp://host",
+        "tcp://h:99999",
+        "unix://",
+        "udp://x:1",
+    ]:
+        with pytest.raises(ValueError, match="endpoint"):
+            parse(bad)
+
+
+async def test_ipv6_loopback() -> None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    async with (
+        call.serve(
+            "tcp://[::1]:0", {ECHO: echo}, deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT
+        ) as server,
+        call.Client([server.address], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT) as client,
+    ):
+        assert server.address.startswith("tcp://[::1]:")
+        assert await client.call(ECHO, b"v6") == b"v6"
