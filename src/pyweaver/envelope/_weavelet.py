@@ -635,4 +635,7 @@ def main() -> None:
             sys.path.insert(0, directory)
     for target in bootstrap.app:
         load_app(target)
-    anyio.run(run_weavelet, backend=bootstrap.backend or "asyncio")
+    backend = bootstrap.backend or "asyncio"
+    # Nothing but pyweaver runs in this process: asyncio may as well be uvloop.
+    options = call.use_uvloop() if backend == "asyncio" else {}
+    anyio.run(run_weavelet, backend=backend, backend_options=options)
