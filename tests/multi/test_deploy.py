@@ -162,3 +162,8 @@ def test_status_junk_bytes_and_ctrl_c(
     assert not any(pid_alive(pid) for pid in pids)
     assert Registry(data_dir).list() == []
     assert not run_dir.exists()
+    # Every Adder weavelet ran its shutdown hook, and said so in the deployment's logs.
+    logs = run(pyweaver("multi", "logs", "--format", "json", "msg == 'adder shutdown'"), env)
+    stopped = {json.loads(line)["attrs"]["pid"] for line in logs.stdout.splitlines()}
+    adder_pids = {r["pid"] for r in groups["app.Adder"]["replicas"]}
+    assert stopped == {str(pid) for pid in adder_pids}

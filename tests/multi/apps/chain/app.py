@@ -27,6 +27,9 @@ class AdderImpl(weaver.Implements[Adder]):
             os._exit(3)
         self.logger.info("adder ready", pid=os.getpid())
 
+    async def shutdown(self) -> None:
+        self.logger.info("adder shutdown", pid=os.getpid())
+
     async def add(self, a: int, b: int) -> int:
         return a + b
 
