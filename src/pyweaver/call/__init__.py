@@ -1,11 +1,33 @@
 """``pyweaver.call``: the framed-CBOR call protocol every remote component call uses.
 
-- :func:`serve` answers calls with handlers (``async (payload: bytes) -> bytes``) keyed by
-  :func:`method_key`; :class:`Client` makes calls to a set of server endpoints with a
-  balancer, reconnects, deadlines, cancellation and bounded retries.
+::
+
+    from pyweaver import call
+
+    key = call.method_key("app.Reverser", "reverse")    # 16 bytes
+
+    async def reverse(payload: bytes) -> bytes:         # a Handler: payload in, payload out
+        return payload[::-1]
+
+    handlers = {key: reverse}                            # looked up per request: may grow
+    async with call.serve("tcp://127.0.0.1:0", handlers, deployment_id=d, fingerprint=f) as server:
+        async with call.Client([server.address], deployment_id=d, fingerprint=f) as client:
+            assert await client.call(key, b"abc") == b"cba"
+
+- :func:`serve` answers calls; a handler raises :class:`Unavailable` for "not ready"
+  (the client retries elsewhere) and anything else for an ``internal`` error. Payloads
+  are opaque: application results and exceptions travel inside them.
+- :class:`Client` calls a set of endpoints: one multiplexed connection each, a
+  :class:`Balancer` (default :class:`RoundRobin`; ``shard_key`` goes to the balancer),
+  reconnects with backoff, :meth:`Client.update_endpoints` with draining, the caller's
+  deadline, ``weaver.metadata`` and (with :func:`enable_tracing`) the span context sent
+  along, bounded retries (:class:`RetryPolicy`). Failures raise ``RetriableError`` (the
+  method did not run) or ``RemoteCallError`` (it may have).
 - :class:`Connection` is the protocol itself as a pure state machine (bytes in, events
   out); the wire format is written out in ``pyweaver/call/_wire.py``.
 - Endpoints: ``tcp://HOST:PORT``, ``tcp://[V6]:PORT``, ``unix:///PATH``, ``mem://NAME``.
+- Both run on asyncio (``asyncio.Protocol`` driver; uvloop with
+  ``anyio.run(main, backend_options=call.use_uvloop())``) and on trio (anyio streams).
 """
 
 from pyweaver._errors import (
