@@ -13,6 +13,7 @@ import pytest
 from pyweaver.envelope._process import (
     ChildProcess,
     CrashLoopError,
+    ProcessError,
     ProcessExitedError,
     ProcessSpec,
     ReadinessTimeoutError,
@@ -240,3 +241,21 @@ async def test_supervisor_restart_on_success() -> None:
         async with Supervisor(python("pass"), policy=policy) as supervisor:
             await supervisor.wait()
     assert info.value.returncode == 0
+
+
+async def test_supervisor_cannot_start_a_missing_program(tmp_path: Path) -> None:
+    spec = ProcessSpec(argv=(str(tmp_path / "no-such-program"),))
+    with pytest.raises(ProcessError, match="cannot start the process") as info:
+        async with Supervisor(spec, policy=FAST):
+            pytest.fail("never started")
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+async def test_supervisor_on_start_failure_is_reported() -> None:
+    async def broken(child: ChildProcess) -> None:
+        raise RuntimeError("cannot register the replica")
+
+    spec = python(READY_THEN_SLEEP + SLEEP, ready_line="READY")
+    with pytest.raises(RuntimeError, match="cannot register"):
+        async with Supervisor(spec, policy=FAST, on_start=broken):
+            pytest.fail("never started")

@@ -402,7 +402,7 @@ class Supervisor:
         self._child: ChildProcess | None = None
         self._started = anyio.Event()
         self._done = anyio.Event()
-        self._error: ProcessError | None = None
+        self._error: Exception | None = None
         self._returncode: int | None = None
         self.starts = 0
         """How many children have been started and became ready."""
@@ -415,7 +415,7 @@ class Supervisor:
     async def __aenter__(self) -> Supervisor:
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
-        self._group.start_soon(self._run)
+        self._group.start_soon(self._supervise)
         try:
             async with anyio.create_task_group() as first:
 
@@ -455,6 +455,18 @@ class Supervisor:
         assert self._returncode is not None
         return self._returncode
 
+    async def _supervise(self) -> None:
+        try:
+            await self._run()
+        except Exception as exc:  # reported by __aexit__ / wait(), not lost
+            self._fail(exc)
+
+    def _fail(self, error: Exception) -> None:
+        self._error = error
+        self._done.set()
+        assert self._group is not None
+        self._group.cancel_scope.cancel()
+
     async def _run(self) -> None:
         policy = self.policy
         crashes: deque[float] = deque()
@@ -474,6 +486,16 @@ class Supervisor:
                     last = child
             except (ProcessExitedError, ReadinessTimeoutError) as exc:
                 returncode, last = exc.returncode, exc
+            except OSError as exc:  # cannot even start it: restarting will not help
+                error = ProcessError(
+                    f"cannot start the process ({exc})",
+                    argv=self.spec.argv,
+                    returncode=None,
+                    last_lines=(),
+                )
+                error.__cause__ = exc
+                self._fail(error)
+                return
             finally:
                 self._child = None
             if returncode == 0 and not policy.restart_on_success:
@@ -487,15 +509,14 @@ class Supervisor:
             while crashes and crashes[0] <= now - policy.window:
                 crashes.popleft()
             if len(crashes) >= policy.max_crashes:
-                self._error = CrashLoopError(
-                    f"crashed {len(crashes)} times within {policy.window:g} s; giving up",
-                    argv=self.spec.argv,
-                    returncode=returncode,
-                    last_lines=last.last_lines,
+                self._fail(
+                    CrashLoopError(
+                        f"crashed {len(crashes)} times within {policy.window:g} s; giving up",
+                        argv=self.spec.argv,
+                        returncode=returncode,
+                        last_lines=last.last_lines,
+                    )
                 )
-                self._done.set()
-                assert self._group is not None
-                self._group.cancel_scope.cancel()
                 return
             await anyio.sleep(backoff)
             backoff = min(backoff * policy.multiplier, policy.max_backoff)
