@@ -9,6 +9,7 @@ instead of the single-process runtime.
 from __future__ import annotations
 
 import base64
+import datetime
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,8 +33,14 @@ _converter.register_structure_hook(Path, lambda value, _: Path(value))
 
 
 def pack_config(config: AppConfig) -> dict[str, Any]:
-    """``config`` as plain data for the bootstrap (no re-parsing in the weavelet)."""
+    """``config`` as plain data for the bootstrap (no re-parsing in the weavelet).
+
+    Component sections keep their TOML values as they are (dates and times included:
+    the bootstrap's CBOR carries them, see :func:`_tag_local_times`).
+    """
     data: dict[str, Any] = _converter.unstructure(config)
+    data["sections"] = config.sections
+    data["deployers"] = config.deployers
     return data
 
 
@@ -43,6 +50,36 @@ def unpack_config(data: Mapping[str, Any]) -> AppConfig:
         return _converter.structure(dict(data), AppConfig)
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
         raise BootstrapError(f"malformed app config in {BOOTSTRAP_ENV}: {exc!r}") from exc
+
+
+# TOML has local times and local date-times, which CBOR has no tag for: they travel
+# as a private tag holding [kind, ISO text].
+_LOCAL_TIME_TAG: Final = 60001
+
+
+def _tag_local_times(value: Any) -> Any:
+    """``value`` with naive date-times and times replaced by their private tag."""
+    if isinstance(value, dict):
+        return {key: _tag_local_times(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tag_local_times(item) for item in value]
+    if isinstance(value, datetime.datetime) and value.tzinfo is None:
+        return cbor2.CBORTag(_LOCAL_TIME_TAG, ["datetime", value.isoformat()])
+    if isinstance(value, datetime.time):
+        return cbor2.CBORTag(_LOCAL_TIME_TAG, ["time", value.isoformat()])
+    return value
+
+
+def _decode_extra(*args: Any) -> Any:
+    # cbor2's tag hook gets (decoder, tag) in some versions and (tag, immutable) in
+    # others: find the tag.
+    tag = next(arg for arg in args if isinstance(arg, cbor2.CBORTag))
+    if tag.tag == _LOCAL_TIME_TAG:
+        kind, text = tag.value
+        if kind == "datetime":
+            return datetime.datetime.fromisoformat(text)
+        return datetime.time.fromisoformat(text)
+    return tag
 
 
 class BootstrapError(PyWeaverError):
@@ -89,12 +126,15 @@ class Bootstrap:
 
     def encode(self) -> str:
         """The environment variable's value."""
-        return base64.b64encode(cbor2.dumps(_converter.unstructure(self))).decode("ascii")
+        # attrs.asdict, not the converter: the config's section values stay as they are.
+        data = cbor2.dumps(_tag_local_times(attrs.asdict(self, recurse=False)))
+        return base64.b64encode(data).decode("ascii")
 
     @classmethod
     def decode(cls, text: str) -> Bootstrap:
         try:
-            return _converter.structure(cbor2.loads(base64.b64decode(text, validate=True)), cls)
+            data = cbor2.loads(base64.b64decode(text, validate=True), tag_hook=_decode_extra)
+            return _converter.structure(data, cls)
         except (ValueError, TypeError, cbor2.CBORDecodeError, cattrs.BaseValidationError) as exc:
             raise BootstrapError(f"malformed {BOOTSTRAP_ENV}: {exc!r}") from exc
 
