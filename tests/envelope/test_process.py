@@ -244,7 +244,7 @@ async def test_supervisor_restart_on_success() -> None:
 
 
 async def test_supervisor_cannot_start_a_missing_program(tmp_path: Path) -> None:
-    spec = ProcessSpec(argv=(str(tmp_path / "no-such-program"),))
+    spec = ProcessSpec(argv=(str(tmp_path / "no-such-program"),))  # type: ignore[arg-type]
     with pytest.raises(ProcessError, match="cannot start the process") as info:
         async with Supervisor(spec, policy=FAST):
             pytest.fail("never started")
