@@ -286,6 +286,13 @@ class TcpProxy:
         return None
 
     async def _handle(self, client: anyio.abc.SocketStream) -> None:
+        # One connection's failure never takes the listener down.
+        try:
+            await self._proxy_connection(client)
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+
+    async def _proxy_connection(self, client: anyio.abc.SocketStream) -> None:
         async with client:
             connected = await self._connect()
             if connected is None:
