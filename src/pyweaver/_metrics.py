@@ -559,6 +559,15 @@ def method_metrics(caller: str, component: str, method: str, remote: bool) -> Me
     return metrics
 
 
+def stop_countdowns() -> None:
+    """End every sampling countdown now, keeping counts exact, so the very next call
+    of every method takes the timed path (used when tracing is turned on: only the
+    timed path makes spans)."""
+    for metrics in _method_metrics.values():
+        metrics.untimed_calls -= metrics.countdown
+        metrics.countdown = 0
+
+
 # -- export ---------------------------------------------------------------------------
 
 

@@ -390,7 +390,7 @@ class Weavelet:
         async def timed_call(*args: Any, **kwargs: Any) -> Any:
             bound = current()
             # With tracing on, the countdown stays at 0, so every call comes here and
-            # gets its span (a countdown already running finishes untraced).
+            # gets its span (enable_tracing ends running countdowns).
             if not metrics.countdown and not tracing.on:
                 metrics.countdown = reset_to
                 metrics.countdown_resets += 1

@@ -57,6 +57,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
+from pyweaver import _metrics
 from pyweaver.call import _tracing as _call_tracing
 
 __all__ = [
@@ -163,6 +164,7 @@ def enable_tracing(
     _state.provider = provider
     _state.tracer = provider.get_tracer("pyweaver")
     TRACING.on = True
+    _metrics.stop_countdowns()  # so local stubs take their traced path at once
     _call_tracing.enable_tracing(True)  # carry span contexts on remote calls too
     if set_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         trace.set_tracer_provider(provider)
