@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
+from pyweaver._errors import PyWeaverError
 from pyweaver.deployers._registry import Registry, pid_alive
 from pyweaver.deployers.multi._status import STATUS, fetch
 
@@ -99,9 +100,13 @@ def _status(data_dir: Path, *, replicas: int) -> dict[str, Any]:
         deployments = Registry(data_dir).list("multi")
         if deployments:
             (deployment,) = deployments
-            report: dict[str, Any] = anyio.run(
-                fetch, deployment.status_address, deployment.id, STATUS
-            )
+            try:
+                report: dict[str, Any] = anyio.run(
+                    fetch, deployment.status_address, deployment.id, STATUS
+                )
+            except PyWeaverError:
+                time.sleep(0.1)  # still starting, or a slow machine: ask again
+                continue
             ready = [r for g in report["groups"] for r in g["replicas"] if r["state"] == "ready"]
             if len(ready) >= replicas:
                 return report
@@ -167,3 +172,16 @@ def test_status_junk_bytes_and_ctrl_c(
     stopped = {json.loads(line)["attrs"]["pid"] for line in logs.stdout.splitlines()}
     adder_pids = {r["pid"] for r in groups["app.Adder"]["replicas"]}
     assert stopped == {str(pid) for pid in adder_pids}
+
+
+def test_weavelets_do_not_outlive_a_killed_deployer(
+    serving: tuple[subprocess.Popen[str], dict[str, str]], data_dir: Path
+) -> None:
+    process, _ = serving
+    pids = _pids(_status(data_dir, replicas=3))
+    process.kill()  # SIGKILL: the deployer cannot stop anything itself
+    process.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(pid_alive(pid) for pid in pids)

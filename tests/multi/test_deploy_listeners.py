@@ -17,6 +17,7 @@ import anyio
 import httpx
 import pytest
 
+from pyweaver._errors import PyWeaverError
 from pyweaver.deployers._registry import Registry, pid_alive
 from pyweaver.deployers.multi._status import STATUS, fetch
 
@@ -53,9 +54,13 @@ def wait_for_listener(data_dir: Path, process: subprocess.Popen[bytes]) -> dict[
         deployments = Registry(data_dir).list("multi")
         if deployments:
             (deployment,) = deployments
-            report: dict[str, Any] = anyio.run(
-                fetch, deployment.status_address, deployment.id, STATUS
-            )
+            try:
+                report: dict[str, Any] = anyio.run(
+                    fetch, deployment.status_address, deployment.id, STATUS
+                )
+            except PyWeaverError:
+                time.sleep(0.1)  # still starting, or a slow machine: ask again
+                continue
             if report["listeners"] and report["listeners"][0]["backends"]:
                 return report
         time.sleep(0.1)

@@ -63,6 +63,7 @@ __all__ = [
 
 _LOG_BATCH: Final = 256  # entries: ship at once when this many are waiting
 _LOG_INTERVAL: Final = 0.1  # seconds between shipments otherwise
+_PARENT_POLL: Final = 0.5  # seconds between checks that the deployer still runs
 
 
 def app_fingerprint(registry: Registry) -> bytes:
@@ -395,6 +396,17 @@ class WeaveletAgent:
             m.SHUTDOWN.key: m.SHUTDOWN.handler(shutdown),
         }
 
+    async def _watch_parent(self, parent: int) -> None:
+        """Stop when the deployer that started this process is gone (killed with
+        SIGKILL, say), so that no weavelet outlives its deployment. The process is
+        then re-parented, which changes ``getppid()``."""
+        while os.getppid() == parent:
+            await anyio.sleep(_PARENT_POLL)
+        if self.bootstrap.run_main:
+            os.kill(os.getpid(), signal.SIGTERM)  # main unwinds as on a deployer stop
+        else:
+            self.stop()
+
     async def _build(self, component: str) -> None:
         try:
             await self.weavelet.get_impl(component)
@@ -405,7 +417,7 @@ class WeaveletAgent:
     # -- running ---------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _serving(self) -> AsyncIterator[WeaveletAgent]:
+    async def _serving(self, *, watch_parent: bool = True) -> AsyncIterator[WeaveletAgent]:
         bootstrap = self.bootstrap
         served = [c for c in bootstrap.components if c in self.registry.specs]
         async with anyio.create_task_group() as group:
@@ -433,6 +445,8 @@ class WeaveletAgent:
                     self._control = control
                     self.logs.start()
                     group.start_soon(self.logs.run, control)
+                    if watch_parent:
+                        group.start_soon(self._watch_parent, os.getppid())
                     reply: m.RegisterReply = await self._call(
                         m.REGISTER,
                         m.Register(
@@ -470,10 +484,12 @@ async def serve_weavelet(
     fakes: Mapping[str, object] | None = None,
     registry: Registry | None = None,
     process_logging: bool = True,
+    watch_parent: bool = True,
 ) -> AsyncIterator[WeaveletAgent]:
     """Run a weavelet's services for the span of ``async with`` (see the module
     docstring). With ``process_logging`` every stdlib log record of this process is
-    shipped to the envelope (off for an in-process weavelet in a test)."""
+    shipped to the envelope; with ``watch_parent`` the weavelet stops when the process
+    that started it dies (both off for an in-process weavelet in a test)."""
     config = _load_config(bootstrap)
     agent = WeaveletAgent(bootstrap, config, registry or Registry(), fakes)
     if process_logging:
@@ -487,7 +503,7 @@ async def serve_weavelet(
             app=config.name,
             deployment=bootstrap.deployment_id,
         )
-    async with agent._serving():
+    async with agent._serving(watch_parent=watch_parent):
         yield agent
 
 

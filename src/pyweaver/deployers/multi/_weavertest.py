@@ -89,7 +89,7 @@ async def weavertest_deployment(
 
     async def main_weavelet(bootstrap: Bootstrap) -> None:
         async with serve_weavelet(
-            bootstrap, fakes=fakes, registry=registry, process_logging=False
+            bootstrap, fakes=fakes, registry=registry, process_logging=False, watch_parent=False
         ) as agent:
             holder["weavelet"] = agent.weavelet
             await anyio.sleep_forever()
