@@ -1,8 +1,10 @@
 """The hello example under ``pyweaver multi deploy``: HTTP through the listener proxy,
-junk bytes on the proxy port, and a proxy address already in use."""
+junk bytes on the proxy port, traces across processes, and a proxy address already in
+use."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -36,11 +38,11 @@ def write_config(directory: Path, address: str) -> Path:
     return path
 
 
-def start(config: Path, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+def start(config: Path, data_dir: Path, log: Path, *options: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYWEAVER_DATA_DIR": str(data_dir)}
     with log.open("wb") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", "pyweaver", "multi", "deploy", str(config)],
+            [sys.executable, "-m", "pyweaver", "multi", "deploy", *options, str(config)],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -68,11 +70,14 @@ def wait_for_listener(data_dir: Path, process: subprocess.Popen[bytes]) -> dict[
 
 
 @pytest.fixture
-def hello(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any]]]:
+def hello(
+    tmp_path: Path,
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any], Path]]:
     data_dir = tmp_path / "data"
-    process = start(write_config(tmp_path, "127.0.0.1:0"), data_dir, tmp_path / "deploy.log")
+    config = write_config(tmp_path, "127.0.0.1:0")
+    process = start(config, data_dir, tmp_path / "deploy.log", "--trace", "1")
     try:
-        yield process, wait_for_listener(data_dir, process)
+        yield process, wait_for_listener(data_dir, process), data_dir
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -84,9 +89,9 @@ def hello(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, A
 
 
 def test_http_and_junk_through_the_proxy(
-    hello: tuple[subprocess.Popen[bytes], dict[str, Any]],
+    hello: tuple[subprocess.Popen[bytes], dict[str, Any], Path],
 ) -> None:
-    process, report = hello
+    process, report, data_dir = hello
     (listener,) = report["listeners"]
     address = listener["proxy"]
     with httpx.Client(base_url=f"http://{address}", timeout=10) as client:
@@ -107,6 +112,27 @@ def test_http_and_junk_through_the_proxy(
         assert client.get("/hello", params={"name": "ab"}).text == "Hello, ba!\n"
     pids = {r["pid"] for g in report["groups"] for r in g["replicas"] if r["pid"]}
     assert process.poll() is None and all(pid_alive(pid) for pid in pids)
+
+    # Tracing: each request's trace spans main (HTTP, client) and Reverser (server).
+    (deployment,) = Registry(data_dir).list("multi")
+    path = Registry(data_dir).logs_dir(deployment.id) / "traces.jsonl"
+
+    def linked(spans: list[dict[str, Any]]) -> bool:
+        """A Reverser server span whose parent is main's client span, in one trace."""
+        clients = {(s["trace_id"], s["span_id"]) for s in spans if s["kind"] == "client"}
+        return any(
+            s["kind"] == "server" and (s["trace_id"], s["parent_span_id"]) in clients for s in spans
+        )
+
+    deadline = time.monotonic() + 10
+    spans: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not linked(spans):
+        time.sleep(0.1)
+        if path.exists():
+            spans = [json.loads(line) for line in path.read_text().splitlines()]
+    assert linked(spans), spans
+    replicas = {span["resource"].get("pyweaver.replica") for span in spans}
+    assert len(replicas) >= 2  # main's and a Reverser replica's
 
 
 def test_a_proxy_address_in_use_is_a_clear_immediate_error(tmp_path: Path) -> None:

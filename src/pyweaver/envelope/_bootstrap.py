@@ -108,6 +108,8 @@ class Bootstrap:
         backend: the anyio backend a non-main weavelet started by ``python -m
             pyweaver.envelope`` runs on ("" = asyncio).
         log_level: the level the weavelet logs at.
+        trace_sample_ratio: the fraction of new traces to record (0: tracing off);
+            recorded spans are shipped to the envelope.
     """
 
     deployment_id: str
@@ -123,6 +125,7 @@ class Bootstrap:
     sys_path: list[str] = attrs.field(factory=list)
     backend: str = ""
     log_level: str = "info"
+    trace_sample_ratio: float = 0.0
 
     def encode(self) -> str:
         """The environment variable's value."""

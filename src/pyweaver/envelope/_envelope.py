@@ -325,6 +325,7 @@ class Envelope:
         sys_path: Sequence[str] = (),
         backend: str = "",
         log_level: str = "info",
+        trace_sample_ratio: float = 0.0,
         child: Child,
         handler: EnvelopeHandler,
         socket_dir: Path,
@@ -354,6 +355,7 @@ class Envelope:
             sys_path=list(sys_path),
             backend=backend,
             log_level=log_level,
+            trace_sample_ratio=trace_sample_ratio,
         )
         self.info: m.Register | None = None
         self.started_at = 0.0

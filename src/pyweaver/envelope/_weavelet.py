@@ -37,7 +37,7 @@ import anyio
 import anyio.abc
 import sniffio
 
-from pyweaver import _metrics, call
+from pyweaver import _metrics, _tracing, call
 from pyweaver._component import Instance
 from pyweaver._config import AppConfig
 from pyweaver._errors import PyWeaverError
@@ -64,6 +64,7 @@ __all__ = [
 _LOG_BATCH: Final = 256  # entries: ship at once when this many are waiting
 _LOG_INTERVAL: Final = 0.1  # seconds between shipments otherwise
 _PARENT_POLL: Final = 0.5  # seconds between checks that the deployer still runs
+_MAX_PENDING_SPANS: Final = 100_000  # spans kept while the envelope is slow; older dropped
 
 
 def app_fingerprint(registry: Registry) -> bytes:
@@ -191,6 +192,36 @@ class _LogShipper:
                 raise
 
 
+class _SpanShipper:
+    """Buffers finished spans (plain dicts) and ships them to the envelope in batches.
+    Spans that cannot be shipped are dropped: tracing is best effort."""
+
+    def __init__(self) -> None:
+        self._pending: deque[dict[str, Any]] = deque(maxlen=_MAX_PENDING_SPANS)
+        self._wake = anyio.Event()
+
+    def sink(self, span: dict[str, Any]) -> None:
+        # Called in whatever thread ended the span; deque.append is thread-safe.
+        self._pending.append(span)
+
+    async def run(self, control: call.Client) -> None:
+        try:
+            while True:
+                await anyio.sleep(_LOG_INTERVAL)
+                await self._flush(control)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                await self._flush(control)
+
+    async def _flush(self, control: call.Client) -> None:
+        while self._pending:
+            batch = [self._pending.popleft() for _ in range(min(len(self._pending), 512))]
+            try:
+                await control.call(m.TRACE_SPANS.key, m.encode(m.TraceSpans(spans=batch)))
+            except PyWeaverError:
+                return
+
+
 def _write_stderr(entry: LogEntry) -> None:
     # The envelope turns such a line back into the entry (see LOG_LINE_PREFIX).
     try:
@@ -252,6 +283,7 @@ class WeaveletAgent:
         )
         self.stopped = anyio.Event()
         self.logs = _LogShipper()
+        self.spans = _SpanShipper()
         self._group: anyio.abc.TaskGroup | None = None
         self._control: call.Client | None = None
         self._groups: dict[str, _GroupClient] = {}  # group -> its client
@@ -445,6 +477,8 @@ class WeaveletAgent:
                     self._control = control
                     self.logs.start()
                     group.start_soon(self.logs.run, control)
+                    if bootstrap.trace_sample_ratio > 0:
+                        group.start_soon(self.spans.run, control)
                     if watch_parent:
                         group.start_soon(self._watch_parent, os.getppid())
                     reply: m.RegisterReply = await self._call(
@@ -503,6 +537,19 @@ async def serve_weavelet(
             app=config.name,
             deployment=bootstrap.deployment_id,
         )
+    if process_logging and bootstrap.trace_sample_ratio > 0:
+        # Spans of this process go to the envelope; trace context crosses every call.
+        _tracing.enable_tracing(
+            agent.spans.sink,
+            sample_ratio=min(bootstrap.trace_sample_ratio, 1.0),
+            service_name=config.name,
+            resource_attributes={
+                "pyweaver.deployment": bootstrap.deployment_id,
+                "pyweaver.group": bootstrap.group,
+                "pyweaver.replica": bootstrap.replica_id,
+            },
+        )
+        call.enable_tracing(True)
     async with agent._serving(watch_parent=watch_parent):
         yield agent
 

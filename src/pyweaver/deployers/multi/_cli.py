@@ -9,6 +9,7 @@ registry (``$PYWEAVER_DATA_DIR``, else the XDG data dir).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -69,7 +70,29 @@ def _app_argv(config: Any, base: Path, config_file: str) -> list[str]:
     raise click.ClickException(f"{config_file}: [serviceweaver] names neither binary nor module")
 
 
-async def _deploy(path: Path, config_file: str, fmt: Literal["pretty", "json"]) -> int:
+class _SpanFile:
+    """Writes every recorded span as one JSON line to the deployment's ``traces.jsonl``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: Any = None
+
+    def __call__(self, spans: Sequence[dict[str, Any]]) -> None:
+        if self.file is None:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.file = self.path.open("a", encoding="utf-8")
+        for span in spans:
+            self.file.write(json.dumps(span, separators=(",", ":"), default=str) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+async def _deploy(
+    path: Path, config_file: str, fmt: Literal["pretty", "json"], trace: float = 0.0
+) -> int:
     from pyweaver._config import load_config
 
     try:
@@ -96,9 +119,12 @@ async def _deploy(path: Path, config_file: str, fmt: Literal["pretty", "json"]) 
             child_factory=child,
             socket_dir=socket_dir,
             sys_path=[str(base)],
+            trace_sample_ratio=trace,
         )
         store = LogStore(registry.logs_root)
         registry.logs_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        spans = _SpanFile(registry.logs_dir(deployer.deployment_id) / "traces.jsonl")
+        deployer.span_sink = spans
         with store.writer(deployer.deployment_id) as writer:
             deployer.log_sink = _Console(writer, fmt, color=sys.stdout.isatty())
             click.echo(
@@ -108,7 +134,10 @@ async def _deploy(path: Path, config_file: str, fmt: Literal["pretty", "json"]) 
                 f"╰──────────────────────────────────────────────────────╯",
                 err=True,
             )
-            return await _run_deployment(deployer, registry, path)
+            try:
+                return await _run_deployment(deployer, registry, path)
+            finally:
+                spans.close()
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)
         if deployer is not None:
@@ -178,13 +207,20 @@ async def _run_deployment(deployer: MultiDeployer, registry: Registry, path: Pat
     default="pretty",
     help="How to print log entries.",
 )
-def deploy(config: str, fmt: Literal["pretty", "json"]) -> None:
+@click.option(
+    "--trace",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    help="Record this fraction of traces (0 to 1); spans go to the deployment's "
+    "traces.jsonl next to its logs.",
+)
+def deploy(config: str, fmt: Literal["pretty", "json"], trace: float) -> None:
     """Deploy the app of CONFIG (a weaver.toml) as many processes, in the foreground.
 
     Ctrl-C (or SIGTERM) stops every process; when main returns, the deployment stops
     and this command exits with main's status.
     """
-    sys.exit(anyio.run(_deploy, Path(config).resolve(), config, fmt))
+    sys.exit(anyio.run(_deploy, Path(config).resolve(), config, fmt, trace))
 
 
 # -- status, metrics ------------------------------------------------------------------------

@@ -82,6 +82,7 @@ ChildFactory = Callable[[str, bool], Child]
 """``factory(group, run_main)``: how to start a weavelet of ``group``."""
 
 LogSink = Callable[[Sequence[LogEntry]], None]
+SpanSink = Callable[[Sequence[dict[str, Any]]], None]
 
 
 class DeploymentFailed(PyWeaverError):
@@ -192,6 +193,8 @@ class MultiDeployer:
         deployment_id: the deployment's id (default: a new UUID).
         app, sys_path, backend: what non-main weavelets import (see ``Bootstrap``).
         log_sink: receives every log entry of every weavelet.
+        trace_sample_ratio: the fraction of traces the weavelets record (0: off).
+        span_sink: receives the recorded spans (plain dicts) of every weavelet.
         default_replicas: replicas per group when weaver.toml does not say.
         main_replicas: replicas of the main group when weaver.toml does not say.
         restart: when to restart crashed weavelets and when to give up.
@@ -211,6 +214,8 @@ class MultiDeployer:
         backend: str = "",
         log_sink: LogSink | None = None,
         log_level: str = "info",
+        trace_sample_ratio: float = 0.0,
+        span_sink: SpanSink | None = None,
         default_replicas: int = DEFAULT_REPLICAS,
         main_replicas: int = 1,
         main_components: Sequence[str] = (),
@@ -227,6 +232,8 @@ class MultiDeployer:
         self.backend = backend
         self.log_sink = log_sink
         self.log_level = log_level
+        self.trace_sample_ratio = trace_sample_ratio
+        self.span_sink = span_sink
         self.default_replicas = default_replicas
         self.main_replicas = main_replicas
         self.restart = restart or RestartPolicy()
@@ -398,6 +405,7 @@ class MultiDeployer:
                 sys_path=self.sys_path,
                 backend=self.backend,
                 log_level=self.log_level,
+                trace_sample_ratio=self.trace_sample_ratio,
                 child=self.child_factory(group.name, group.is_main),
                 handler=self,
                 socket_dir=self.socket_dir,
@@ -677,7 +685,8 @@ class MultiDeployer:
         self.log_sink([entry if entry.app else attrs.evolve(entry, app=app) for entry in entries])
 
     def handle_spans(self, envelope: Envelope, spans: Sequence[dict[str, Any]]) -> None:
-        return None  # no trace store yet: spans are dropped
+        if self.span_sink is not None:
+            self.span_sink(spans)
 
     def _log_system(self, level: str, message: str) -> None:
         if self.log_sink is None:
