@@ -211,8 +211,8 @@ async def test_process_that_dies_at_start_reports_its_last_lines(socket_dir: Pat
     assert ("stderr", "boom: no such component") in failure.value.last_lines
     # Its output was delivered as log entries too (the two pipes are read concurrently).
     assert sorted((e.source, e.message) for e in handler.logs) == [
-        ("stdout", "starting"),
         ("stderr", "boom: no such component"),
+        ("stdout", "starting"),
     ]
 
 
