@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from pyweaver._errors import PyWeaverError
 from pyweaver.deployers._registry import Registry, pid_alive
+from pyweaver.deployers.multi._dashboard import dashboard_app
 from pyweaver.deployers.multi._status import STATUS, fetch
 
 CHAIN = Path(__file__).parent / "apps" / "chain" / "weaver.toml"
@@ -114,6 +116,16 @@ def _status(data_dir: Path, *, replicas: int) -> dict[str, Any]:
     raise AssertionError("the deployment did not come up")
 
 
+async def _dashboard(data_dir: Path) -> tuple[str, Any, str]:
+    app = dashboard_app(data_dir)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as client:
+        page = (await client.get("/")).text
+        api = (await client.get("/api/status")).json()
+        prometheus = (await client.get("/metrics")).text
+    return page, api, prometheus
+
+
 def _pids(report: dict[str, Any]) -> set[int]:
     return {r["pid"] for g in report["groups"] for r in g["replicas"] if r["pid"]}
 
@@ -136,6 +148,12 @@ def test_status_junk_bytes_and_ctrl_c(
     assert any(
         'component="app.Adder"' in line and 'method="add"' in line for line in metrics.splitlines()
     )
+
+    # The dashboard shows the same.
+    page, api, prometheus = anyio.run(_dashboard, data_dir)
+    assert "app.Adder#1" in page and "healthy" in page
+    assert api[0]["status"]["deployment"] == api[0]["deployment"]["id"]
+    assert 'serviceweaver_app="chain"' in prometheus
 
     # Junk on every socket the deployment opened: the control and data sockets of
     # every weavelet, and the status socket.

@@ -336,6 +336,33 @@ def metrics(regex: str) -> None:
     click.echo(prometheus_text(samples), nl=False)
 
 
+@multi.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=0, show_default=True, help="Port (0: any free port).")
+def dashboard(host: str, port: int) -> None:
+    """Serve a web page showing the running deployments (and /api/status, /metrics)."""
+    from pyweaver._listener import bind_listener, format_address, serve_asgi
+
+    from ._dashboard import dashboard_app
+
+    listener = bind_listener("dashboard", format_address(host, port))
+    click.echo(f"pyweaver multi dashboard: http://{listener.address}/", err=True)
+
+    async def serve() -> None:
+        async with anyio.create_task_group() as tasks:
+
+            async def on_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        tasks.cancel_scope.cancel()
+                        return
+
+            tasks.start_soon(on_signals)
+            await serve_asgi(listener, dashboard_app())
+
+    anyio.run(serve)
+
+
 # -- logs, purge ----------------------------------------------------------------------------
 
 
