@@ -13,6 +13,8 @@ import pytest
 
 import pyweaver as weaver
 from pyweaver import weavertest
+from pyweaver._config import parse_config
+from pyweaver.deployers.multi import MultiDeployer, weavertest_deployment
 from tests.components import Counter, Greeter, OutOfStock, Shape, Shapes
 from tests.multi.routed import Store
 
@@ -162,3 +164,42 @@ async def test_routed_calls_keep_their_replica() -> None:
         assert {k for k, pid in now.items() if pid == new_pid} == {
             k for k, pid in owners.items() if pid == victim
         }
+
+
+async def test_scaling_a_routed_group_moves_a_third_of_the_keys() -> None:
+    deployers: list[MultiDeployer] = []
+    config = parse_config("")
+    async with weavertest_deployment(config, {}, None, on_deployer=deployers.append) as weavelet:
+        (deployer,) = deployers
+        store = await weavelet.get(Store)
+        await _distinct(store.pid, 2)
+        keys = [f"key-{i}" for i in range(300)]
+
+        async def settled() -> dict[str, int]:
+            previous: dict[str, int] = {}
+            with anyio.fail_after(30):
+                while True:
+                    owners = {key: await store.owner(key) for key in keys}
+                    if owners == previous:
+                        return owners
+                    previous = owners
+                    await anyio.sleep(0.1)
+
+        before = await settled()
+        group = deployer.group_of("tests.multi.routed.Store").name
+        assert await deployer.scale(group, 3) == pytest.approx(1 / 3, abs=0.01)
+        with anyio.fail_after(30):
+            while len(set((await settled()).values())) < 3:
+                await anyio.sleep(0.1)
+        after = await settled()
+        moved = [key for key in keys if after[key] != before[key]]
+        (new_pid,) = set(after.values()) - set(before.values())
+        assert all(after[key] == new_pid for key in moved)
+        assert 0.2 < len(moved) / len(keys) < 0.47
+        print(f"adding a third replica moved {len(moved) / len(keys):.1%} of 300 keys")
+
+        assert await deployer.scale(group, 2) == pytest.approx(1 / 3, abs=0.01)
+        with anyio.fail_after(30):
+            while new_pid in (await settled()).values():
+                await anyio.sleep(0.1)
+        assert await settled() == before  # every key is back on its first replica

@@ -119,6 +119,7 @@ class Slot:
     last_exit: int | None = None
     replica_id: str = ""
     pusher: _Pusher | None = None
+    retired: bool = False  # removed by scale(): stop it, do not restart it
 
     @property
     def id(self) -> str:
@@ -392,7 +393,7 @@ class MultiDeployer:
         policy = self.restart
         crashes: deque[float] = deque()
         backoff = policy.initial_backoff
-        while not self._stopping:
+        while not self._stopping and not slot.retired:
             slot.replica_id = f"{slot.index}-{uuid.uuid4().hex[:6]}"
             envelope = Envelope(
                 deployment_id=self.deployment_id,
@@ -439,9 +440,9 @@ class MultiDeployer:
                 slot.envelope = None
                 slot.pusher = None
                 slot.last_exit = status
-                slot.state = "stopped" if self._stopping else "restarting"
+                slot.state = "stopped" if self._stopping or slot.retired else "restarting"
                 self._replica_down(slot)
-            if self.stopping:
+            if self.stopping or slot.retired:
                 return
             if group.is_main and error is None:
                 self._main_exited(status if status is not None else 1)
@@ -499,8 +500,6 @@ class MultiDeployer:
         wanted = sorted(group.activated & set(group.components))
         if wanted and slot.pusher is not None:
             slot.pusher.push_components(wanted)
-        for listener, proxy in self.proxies.items():
-            del listener, proxy  # backends are added when the weavelet exports them
 
     def _replica_down(self, slot: Slot) -> None:
         group = slot.group
@@ -565,6 +564,8 @@ class MultiDeployer:
                 self._task_group.start_soon(self._run_slot, slot)
         removed = group.slots[replicas:]
         group.slots = group.slots[:replicas]
+        for slot in removed:
+            slot.retired = True
         group.replicas = replicas
         before = len(group.moved_fractions)
         if group.routed:

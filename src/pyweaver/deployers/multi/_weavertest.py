@@ -14,7 +14,7 @@ import importlib.util
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -79,9 +79,11 @@ async def weavertest_deployment(
     *,
     replicas: int = 2,
     log_sink: Any = None,
+    on_deployer: Callable[[MultiDeployer], None] | None = None,
 ) -> AsyncIterator[Weavelet]:
     """Deploy the app's components in child processes for one test; yields the test
-    process's weavelet (see the module docstring)."""
+    process's weavelet (see the module docstring). ``on_deployer`` receives the
+    deployer once it runs (to scale a group, read its status, ...)."""
     targets = [app] if app else component_modules()
     sys_path = _absolute_sys_path()
     holder: dict[str, Weavelet] = {}
@@ -115,6 +117,8 @@ async def weavertest_deployment(
             stop_grace=3.0,
         ) as deployer:
             await deployer.start_main()
+            if on_deployer is not None:
+                on_deployer(deployer)
             weavelet = holder["weavelet"]
             try:
                 yield weavelet
