@@ -210,8 +210,8 @@ class StreamDriver:
         buffer = self._buffer
         buffer.append(data)
         self._buffered += len(data)
-        if len(buffer) >= self._chunk:
-            self._flush()
+        if len(buffer) >= self._chunk or (not self._corked and self.backlog() <= 1):
+            self._flush()  # a full chunk, or a lone call: nothing to batch it with
         elif not self._corked:
             self._wake_writer()  # it runs after the tasks running now: the batch's end
 

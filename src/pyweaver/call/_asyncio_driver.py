@@ -135,8 +135,8 @@ class AsyncioDriver(asyncio.Protocol):
             return
         buffer = self._buffer
         buffer.append(data)
-        if len(buffer) >= self._chunk:
-            self._flush()
+        if len(buffer) >= self._chunk or (not self._corked and self.backlog() <= 1):
+            self._flush()  # a full chunk, or a lone call: nothing to batch it with
         elif not self._scheduled and not self._corked:
             self._scheduled = True
             self._loop.call_soon(self._flush_scheduled)
