@@ -3,7 +3,9 @@
 One reader task feeds whatever each ``receive`` returned (up to 256 KiB, many frames) to
 the session; one writer task sends everything queued since its last send in a single
 ``send``. Callers only append to the queue and wake the writer: no lock per frame and no
-checkpoint per frame, which is what makes a naive anyio-streams protocol slow.
+checkpoint per frame, which is what makes a naive anyio-streams protocol slow. On trio,
+full chunks (see :mod:`._asyncio_driver`) and lone calls go straight to the socket with
+a non-blocking ``send`` while the writer is idle, as asyncio's ``transport.write`` does.
 """
 
 from __future__ import annotations

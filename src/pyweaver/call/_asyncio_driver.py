@@ -2,8 +2,10 @@
 
 There is no reader task and no stream layer: the loop calls ``data_received`` with
 whatever one ``recv`` returned, and the session turns all the frames in it into events
-at once. Writes are coalesced: everything written while a batch is corked, or during
-one loop iteration, goes out in a single ``transport.write`` (one ``send`` syscall).
+at once. Writes are coalesced: what is written while a batch is corked, or during one
+loop iteration, goes out in as few ``transport.write`` calls (``send`` syscalls) as the
+chunking below allows; a lone call (nothing else in flight) goes out at once.
+
 Flow control follows the transport's high/low-water marks: a server stops reading from
 a client that does not read its answers, and a client's calls wait while its requests
 cannot drain.
