@@ -19,6 +19,7 @@ import anyio
 import httpx
 import pytest
 
+from pyweaver import call
 from pyweaver._errors import PyWeaverError
 from pyweaver.deployers._registry import Registry, pid_alive
 from pyweaver.deployers.multi._dashboard import dashboard_app
@@ -116,6 +117,21 @@ def _status(data_dir: Path, *, replicas: int) -> dict[str, Any]:
     raise AssertionError("the deployment did not come up")
 
 
+async def _call_as_stranger(address: str) -> str:
+    """Why a client of another deployment cannot call ``address``."""
+    try:
+        async with call.Client(
+            [address], deployment_id="another-deployment", fingerprint=b"\0" * 16, replica_wait=0.2
+        ) as client:
+            await client.call(call.method_key("app.Adder", "add"), b"", retriable=False)
+    except BaseExceptionGroup as errors:
+        (error,) = errors.exceptions
+        return str(error)
+    except PyWeaverError as error:
+        return str(error)
+    return "the call succeeded"
+
+
 async def _dashboard(data_dir: Path) -> tuple[str, Any, str]:
     app = dashboard_app(data_dir)
     transport = httpx.ASGITransport(app=app)
@@ -172,6 +188,9 @@ def test_status_junk_bytes_and_ctrl_c(
                 sock.recv(4096)
             except OSError:
                 pass  # the server may hang up on us: that is the point
+    # Another deployment (another id in the handshake) is refused by every server.
+    for path in sockets:
+        assert "refused by the server" in anyio.run(_call_as_stranger, f"unix://{path}")
     after = _status(data_dir, replicas=3)
     assert _pids(after) == pids
     assert all(r["health"].get("healthy") for g in after["groups"] for r in g["replicas"]), after
