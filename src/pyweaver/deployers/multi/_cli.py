@@ -299,7 +299,7 @@ def status() -> None:
                     short,
                     group["name"],
                     "\n".join(group["components"]),
-                    replica["slot"],
+                    f"#{replica['slot'].rsplit('#', 1)[-1]} {replica['replica']}",
                     str(replica["pid"] or "-"),
                     replica["state"],
                     text,
