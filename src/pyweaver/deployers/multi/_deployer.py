@@ -43,11 +43,10 @@ SIGTERM, grace period, SIGKILL, under a shield.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -780,8 +779,3 @@ class MultiDeployer:
             "serviceweaver_version": self.deployment_id,
         }
         return add_labels(merge_snapshots(snapshots), labels)
-
-
-@contextlib.asynccontextmanager
-async def _nothing() -> AsyncIterator[None]:  # pragma: no cover - placeholder for typing
-    yield

@@ -35,13 +35,6 @@ STATUS: Final = method_key(_SERVICE, "status")
 METRICS: Final = method_key(_SERVICE, "metrics")
 
 
-class _Source:
-    """What the status server asks (the deployer)."""
-
-    status: Callable[[], Awaitable[dict[str, Any]]]
-    metrics: Callable[[], Awaitable[list[dict[str, Any]]]]
-
-
 @asynccontextmanager
 async def serve_status(
     address: str,
