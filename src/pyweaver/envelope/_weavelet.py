@@ -63,6 +63,7 @@ __all__ = [
 
 _LOG_BATCH: Final = 256  # entries: ship at once when this many are waiting
 _LOG_INTERVAL: Final = 0.1  # seconds between shipments otherwise
+_REPLICA_WAIT: Final = 15.0  # seconds a call waits for some replica of its group
 _PARENT_POLL: Final = 0.5  # seconds between checks that the deployer still runs
 _MAX_PENDING_SPANS: Final = 100_000  # spans kept while the envelope is slow; older dropped
 
@@ -299,7 +300,8 @@ class WeaveletAgent:
     # -- control calls ---------------------------------------------------------------
 
     async def _call(self, method: m.ControlMethod[Any, Any], request: object) -> Any:
-        assert self._control is not None
+        if self._control is None:
+            raise PyWeaverError("this weavelet is stopped: it no longer talks to its deployer")
         return m.decode(method.reply, await self._control.call(method.key, m.encode(request)))
 
     # -- placement -------------------------------------------------------------------
@@ -360,6 +362,8 @@ class WeaveletAgent:
             deployment_id=self.bootstrap.deployment_id,
             fingerprint=self.fingerprint,
             balancer=balancer,
+            # Long enough for the deployer to restart a group whose replicas all died.
+            replica_wait=_REPLICA_WAIT,
         ) as client:
             holder = _GroupClient(client, balancer, info)
             self._groups[group] = holder
