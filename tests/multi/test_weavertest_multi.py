@@ -203,3 +203,14 @@ async def test_scaling_a_routed_group_moves_a_third_of_the_keys() -> None:
             while new_pid in (await settled()).values():
                 await anyio.sleep(0.1)
         assert await settled() == before  # every key is back on its first replica
+
+
+async def test_a_call_waits_for_a_group_whose_replicas_all_died() -> None:
+    async with weavertest.Runner("multi") as app:
+        greeter = await app.get(Greeter)
+        before = await _distinct(greeter.whoami, 2)
+        for who in before:
+            os.kill(int(who.split("/")[0]), signal.SIGKILL)
+        # Retriable: the call waits (bounded) for the deployer to restart the group.
+        after = await greeter.whoami()
+        assert after not in before

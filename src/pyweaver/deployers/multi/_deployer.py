@@ -119,6 +119,8 @@ class Slot:
     replica_id: str = ""
     pusher: _Pusher | None = None
     retired: bool = False  # removed by scale(): stop it, do not restart it
+    task_started: bool = False  # a task keeps it filled ...
+    finished: anyio.Event = attrs.Factory(anyio.Event)  # ... and has returned
 
     @property
     def id(self) -> str:
@@ -312,6 +314,14 @@ class MultiDeployer:
         assert self._task_group is not None
         with anyio.CancelScope(shield=True):
             await self._stop_all()
+            # Let every slot's task see its weavelet end and return by itself: one
+            # cancelled while its envelope unwinds would turn a weavelet's expected
+            # exit into an error of the whole deployer.
+            with anyio.move_on_after(self.stop_grace + 5.0):
+                for group in list(self.groups.values()):
+                    for slot in group.slots:
+                        if slot.task_started:
+                            await slot.finished.wait()
         self._task_group.cancel_scope.cancel()
         return bool(await self._task_group.__aexit__(exc_type, exc, traceback))
 
@@ -370,7 +380,7 @@ class MultiDeployer:
         group.started = True
         assert self._task_group is not None
         for slot in group.slots:
-            self._task_group.start_soon(self._run_slot, slot)
+            self._start_slot(slot)
 
     async def _wait_ready(self, group: Group) -> None:
         with anyio.move_on_after(ACTIVATION_TIMEOUT):
@@ -386,8 +396,19 @@ class MultiDeployer:
         self._sockets += 1
         return f"w{self._sockets}"
 
+    def _start_slot(self, slot: Slot) -> None:
+        assert self._task_group is not None
+        slot.task_started = True
+        self._task_group.start_soon(self._run_slot, slot)
+
     async def _run_slot(self, slot: Slot) -> None:
         """Keeps ``slot`` filled with a live weavelet, restarting it with backoff."""
+        try:
+            await self._fill_slot(slot)
+        finally:
+            slot.finished.set()
+
+    async def _fill_slot(self, slot: Slot) -> None:
         group = slot.group
         policy = self.restart
         crashes: deque[float] = deque()
@@ -560,7 +581,7 @@ class MultiDeployer:
             slot = Slot(group=group, index=len(group.slots))
             group.slots.append(slot)
             if group.started:
-                self._task_group.start_soon(self._run_slot, slot)
+                self._start_slot(slot)
         removed = group.slots[replicas:]
         group.slots = group.slots[:replicas]
         for slot in removed:
