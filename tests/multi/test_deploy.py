@@ -47,8 +47,9 @@ def run(
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_deploy_exits_with_mains_status_and_keeps_the_logs(data_dir: Path) -> None:
-    env = env_for(data_dir, CHAIN_EXIT="3")
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_deploy_exits_with_mains_status_and_keeps_the_logs(data_dir: Path, backend: str) -> None:
+    env = env_for(data_dir, CHAIN_EXIT="3", CHAIN_BACKEND=backend)
     result = run(pyweaver("multi", "deploy", str(CHAIN)), env)
     assert result.returncode == 3, result.stderr
     assert "total=5" in result.stdout

@@ -1,7 +1,8 @@
 """A tiny app for ``pyweaver multi deploy`` tests: main asks ``Adder`` (another
 process) for 2 + 3, prints it, then exits with ``CHAIN_EXIT`` (default 0) or, with
 ``CHAIN_SERVE=1``, keeps running until stopped. ``CHAIN_CRASH=1`` makes every Adder
-weavelet die while it builds Adder (a crash loop)."""
+weavelet die while it builds Adder (a crash loop). ``CHAIN_BACKEND`` picks the anyio
+backend (default asyncio)."""
 
 from __future__ import annotations
 
@@ -49,4 +50,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    anyio.run(main, backend=os.environ.get("CHAIN_BACKEND", "asyncio"))
