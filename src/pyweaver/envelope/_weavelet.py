@@ -29,6 +29,7 @@ import hashlib
 import os
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
@@ -62,7 +63,8 @@ __all__ = [
 ]
 
 _LOG_BATCH: Final = 256  # entries: ship at once when this many are waiting
-_LOG_INTERVAL: Final = 0.1  # seconds between shipments otherwise
+_LOG_INTERVAL: Final = 0.1  # seconds a batch may gather before it is shipped
+_LOG_IDLE_POLL: Final = 1.0  # seconds between looks for entries logged by other threads
 _REPLICA_WAIT: Final = 15.0  # seconds a call waits for some replica of its group
 _PARENT_POLL: Final = 0.5  # seconds between checks that the deployer still runs
 _MAX_PENDING_SPANS: Final = 100_000  # spans kept while the envelope is slow; older dropped
@@ -150,23 +152,32 @@ class _LogShipper:
         self._pending: deque[LogEntry] = deque()
         self._wake = anyio.Event()
         self._shipping = False
+        self._loop_thread = 0
 
     def sink(self, entry: LogEntry) -> None:
         if not self._shipping:
             _write_stderr(entry)
             return
-        self._pending.append(entry)
-        if len(self._pending) >= _LOG_BATCH:
+        self._pending.append(entry)  # deque.append is safe from any thread
+        # Wake the shipper for the first entry of a batch (and for a full batch), but
+        # only from the event loop's thread: an anyio Event is not thread-safe. Entries
+        # logged by other threads are picked up by the shipper's idle poll.
+        if (len(self._pending) == 1 or len(self._pending) >= _LOG_BATCH) and (
+            threading.get_ident() == self._loop_thread
+        ):
             self._wake.set()
 
     def start(self) -> None:
+        self._loop_thread = threading.get_ident()
         self._shipping = True
 
     async def run(self, control: call.Client) -> None:
         while self._shipping:
-            with anyio.move_on_after(_LOG_INTERVAL):
+            with anyio.move_on_after(_LOG_IDLE_POLL):
                 await self._wake.wait()
             self._wake = anyio.Event()
+            if len(self._pending) < _LOG_BATCH:
+                await anyio.sleep(_LOG_INTERVAL)  # let a batch gather
             await self._flush(control)
 
     async def close(self, control: call.Client, *, ship: bool = True) -> None:
