@@ -83,14 +83,10 @@ def single_deploy(config: str) -> None:
     os.execve(sys.executable, argv, env)
 
 
-def _add_deployer_groups() -> None:
-    try:
-        from .deployers.multi._cli import multi
-    except ImportError:  # the multi deployer is optional while it is being built
-        return
-    cli.add_command(multi)
-
-
 def main() -> None:
-    _add_deployer_groups()
+    # Each deployer contributes its command group; imported late to keep the
+    # deployers out of `import pyweaver._cli` (tests build the group themselves).
+    from .deployers.multi._cli import multi
+
+    cli.add_command(multi)
     cli()
