@@ -267,7 +267,7 @@ async def test_deadline_expiry_cancels_the_handler(server_address: str, driver: 
             with anyio.fail_after(5):
                 await handler_cancelled.wait()
             handler_cancelled = anyio.Event()
-        assert all(0 < left <= 0.1 for left in seen)
+        assert all(0 < left <= 0.1 + 1e-6 for left in seen), seen  # float rounding only
 
 
 # ------------------------------------------------------------------ context

@@ -389,3 +389,39 @@ async def test_ipv6_loopback() -> None:
     ):
         assert server.address.startswith("tcp://[::1]:")
         assert await client.call(ECHO, b"v6") == b"v6"
+
+
+async def test_a_closed_connection_cancels_its_requests(server_address: str, driver: str) -> None:
+    started = anyio.Event()
+    handler_cancelled = anyio.Event()
+
+    async def slow(payload: bytes) -> bytes:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            handler_cancelled.set()
+        raise AssertionError("unreachable")
+
+    async with call.serve(
+        server_address,
+        {SLOW: slow},
+        deployment_id=DEPLOYMENT,
+        fingerprint=FINGERPRINT,
+        driver=driver,  # type: ignore[arg-type]
+    ) as server:
+        async with RawClient.connect(server.address) as raw:
+            await raw.handshake()
+            await raw.stream.send(raw.core.send_request(1, SLOW, 0, b""))
+            with anyio.fail_after(5):
+                await started.wait()
+        # The client is gone without a word: its request is cancelled.
+        with anyio.fail_after(5):
+            await handler_cancelled.wait()
+        await eventually_no_connections(server)
+
+
+async def eventually_no_connections(server: call.Server) -> None:
+    with anyio.fail_after(5):
+        while server.connections:
+            await anyio.sleep(0.005)

@@ -323,7 +323,8 @@ class Client:
                         raise RetriableError(
                             f"deadline expired before calling method {method_key.hex()}; not sent"
                         )
-                    deadline_us = math.ceil(remaining * 1e6)
+                    # Truncated: the server never gets more time than the caller has.
+                    deadline_us = int(remaining * 1e6) or 1
                 ready = self._ready
                 endpoint = self._balancer.pick(ready, shard_key) if ready else None
                 session = self._live.get(endpoint) if endpoint is not None else None
