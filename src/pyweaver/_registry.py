@@ -169,11 +169,17 @@ class Registry:
 
     def fingerprint(self) -> bytes:
         """A digest of every component's method signatures: two processes of one
-        deployment must agree on it before they exchange calls."""
+        deployment must agree on it before they exchange calls.
+
+        Built from the codecs' schemas, which spell types by full name (``app.Shape``
+        whether ``app.py`` runs as ``__main__`` or is imported) and spell out the
+        fields of every class, so any change to what travels changes the digest.
+        """
         digest = hashlib.sha256()
         for name in sorted(self.specs):
             for method in self.specs[name].methods.values():
-                line = f"{method.full_name}({method.params!r})->{method.result!r};"
+                retriable = "" if method.retriable else " not-retriable"
+                line = f"{method.full_name}{method.codec.schema}{retriable};"
                 digest.update(line.encode())
         return digest.digest()[:16]
 

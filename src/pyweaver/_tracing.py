@@ -58,7 +58,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import Attributes
 
 from pyweaver import _metrics
-from pyweaver.call import _tracing as _call_tracing
+from pyweaver import call as _call
 
 __all__ = [
     "TRACING",
@@ -165,7 +165,7 @@ def enable_tracing(
     _state.tracer = provider.get_tracer("pyweaver")
     TRACING.on = True
     _metrics.stop_countdowns()  # so local stubs take their traced path at once
-    _call_tracing.enable_tracing(True)  # carry span contexts on remote calls too
+    _call.enable_tracing(True)  # carry span contexts on remote calls too
     if set_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         trace.set_tracer_provider(provider)
     if previous is not None:
@@ -176,7 +176,7 @@ def enable_tracing(
 def disable_tracing() -> None:
     """Turn tracing off, flushing and shutting down pyweaver's provider."""
     TRACING.on = False
-    _call_tracing.enable_tracing(False)
+    _call.enable_tracing(False)
     provider, _state.provider = _state.provider, None
     _state.tracer = trace.NoOpTracer()
     if provider is not None:

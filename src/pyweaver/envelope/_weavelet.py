@@ -25,7 +25,6 @@ loop finishes, as in a single-process app.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import sys
@@ -57,7 +56,6 @@ __all__ = [
     "MultiPlacement",
     "SlotBalancer",
     "WeaveletAgent",
-    "app_fingerprint",
     "run_weavelet",
     "serve_weavelet",
 ]
@@ -68,23 +66,6 @@ _LOG_IDLE_POLL: Final = 1.0  # seconds between looks for entries logged by other
 _REPLICA_WAIT: Final = 15.0  # seconds a call waits for some replica of its group
 _PARENT_POLL: Final = 0.5  # seconds between checks that the deployer still runs
 _MAX_PENDING_SPANS: Final = 100_000  # spans kept while the envelope is slow; older dropped
-
-
-def app_fingerprint(registry: Registry) -> bytes:
-    """A digest of every component's method signatures.
-
-    Like ``Registry.fingerprint`` but insensitive to whether the app's script runs as
-    ``__main__`` (the main process) or is imported under its file stem (the others):
-    type names say ``app.Shape`` in both.
-    """
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None) or "__main__"
-    stem = os.path.basename(main_file).removesuffix(".py")
-    digest = hashlib.sha256()
-    for name in sorted(registry.specs):
-        for method in registry.specs[name].methods.values():
-            line = f"{method.full_name}({method.params!r})->{method.result!r};"
-            digest.update(line.replace("__main__.", f"{stem}.").encode())
-    return digest.digest()[:16]
 
 
 class SlotBalancer:
@@ -283,7 +264,7 @@ class WeaveletAgent:
         self.bootstrap = bootstrap
         self.config = config
         self.registry = registry
-        self.fingerprint = app_fingerprint(registry)
+        self.fingerprint = registry.fingerprint()
         self.weavelet = Weavelet(
             registry,
             config,
