@@ -131,8 +131,9 @@ LOCAL_JOBS: tuple[RowsJob, ...] = (
 )
 
 COLLATZ_JOBS: tuple[RowsJob, ...] = (
-    RowsJob("collatz", COLLATZ_SCRIPT, "Collatz example app (issue 4)", suite="collatz",
-            missing_reason=f"issue 4: benchmarks/{COLLATZ_SCRIPT} not written yet"),
+    RowsJob("collatz", COLLATZ_SCRIPT,
+            "collatz example: one process vs multi (colocated, split), us per step",
+            suite="collatz"),
 )
 
 # (measurement, metric names its JSON line yields, as row metric names)
@@ -188,6 +189,10 @@ TARGETS: tuple[Target, ...] = (
     _t("colocated call / plain await, asyncio", "local-asyncio/pyweaver-call", "local-asyncio/plain-await", "ns_per_call", "<=", 3),
     _t("colocated call / plain await, trio", "local-trio/pyweaver-call", "local-trio/plain-await", "ns_per_call", "<=", 3),
     _t("codec round trip / pickle, medium message", "codec-medium/pyweaver-codec", "codec-medium/pickle", "us_per_round_trip", "<=", 0.8),
+    # issue 4: the colocation argument (information, no target)
+    _t("collatz: multi all colocated / one process", "collatz/multi-all-colocated", "collatz/single-process", "us_per_step", "<=", 1.5, False),
+    _t("collatz: multi Odd+Even colocated / one process", "collatz/multi-odd-even-colocated", "collatz/single-process", "us_per_step", ">=", 1.0, False),
+    _t("collatz: multi process per component / one process", "collatz/multi-process-per-component", "collatz/single-process", "us_per_step", ">=", 1.0, False),
 )
 
 
