@@ -74,6 +74,10 @@ _INF = math.inf
 Handler = Callable[[bytes], Awaitable[bytes]]
 
 
+# The most requests one connection may have queued or running at once; beyond it the
+# server answers "unavailable" (retriable) instead of starting more handlers.
+MAX_REQUESTS_PER_CONNECTION = 10_000
+
 class Driver(Protocol):
     """What a session asks of the driver that pumps its bytes."""
 
@@ -456,6 +460,17 @@ class ServerSession:
                             event.request_id,  # type: ignore[union-attr]
                             _kinds.UNAVAILABLE,
                             "the server is shutting down",
+                        )
+                    )
+                elif self._tasks + len(self._scopes) + len(queue) >= MAX_REQUESTS_PER_CONNECTION:
+                    # A peer that floods suspending methods must not grow tasks without
+                    # bound; it gets a retriable refusal instead.
+                    self._driver.write(
+                        self._core.send_error(
+                            event.request_id,  # type: ignore[union-attr]
+                            _kinds.UNAVAILABLE,
+                            f"over {MAX_REQUESTS_PER_CONNECTION} requests in flight "
+                            "on one connection",
                         )
                     )
                 else:
