@@ -442,24 +442,24 @@ async def test_a_flood_of_suspending_requests_is_refused_past_the_cap(
         await release.wait()
         return payload
 
-    async with call.serve(
+    server_context = call.serve(
         server_address,
         {SLOW: slow},
         deployment_id=DEPLOYMENT,
         fingerprint=FINGERPRINT,
         driver=driver,  # type: ignore[arg-type]
-    ) as server:
-        async with RawClient.connect(server.address) as raw:
-            await raw.handshake()
-            for request_id in range(1, 6):
-                await raw.stream.send(raw.core.send_request(request_id, SLOW, 0, b"x"))
-            refused = [await raw.next_event() for _ in range(2)]
-            assert all(isinstance(event, Error) for event in refused)
-            assert {event.request_id for event in refused} == {4, 5}  # type: ignore[attr-defined]
-            assert all(event.kind == _kinds.UNAVAILABLE for event in refused)  # type: ignore[attr-defined]
-            assert "in flight" in refused[0].message  # type: ignore[attr-defined]
-            assert running == 3
-            release.set()
-            answers = [await raw.next_event() for _ in range(3)]
-            assert sorted(e.request_id for e in answers) == [1, 2, 3]  # type: ignore[attr-defined]
-            assert all(isinstance(event, Response) for event in answers)
+    )
+    async with server_context as server, RawClient.connect(server.address) as raw:
+        await raw.handshake()
+        for request_id in range(1, 6):
+            await raw.stream.send(raw.core.send_request(request_id, SLOW, 0, b"x"))
+        refused = [await raw.next_event() for _ in range(2)]
+        assert all(isinstance(event, Error) for event in refused)
+        assert {event.request_id for event in refused} == {4, 5}  # type: ignore[attr-defined]
+        assert all(event.kind == _kinds.UNAVAILABLE for event in refused)  # type: ignore[attr-defined]
+        assert "in flight" in refused[0].message  # type: ignore[attr-defined]
+        assert running == 3
+        release.set()
+        answers = [await raw.next_event() for _ in range(3)]
+        assert sorted(e.request_id for e in answers) == [1, 2, 3]  # type: ignore[attr-defined]
+        assert all(isinstance(event, Response) for event in answers)

@@ -78,6 +78,7 @@ Handler = Callable[[bytes], Awaitable[bytes]]
 # server answers "unavailable" (retriable) instead of starting more handlers.
 MAX_REQUESTS_PER_CONNECTION = 10_000
 
+
 class Driver(Protocol):
     """What a session asks of the driver that pumps its bytes."""
 
