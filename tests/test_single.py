@@ -83,6 +83,9 @@ def test_signals_run_shutdown_hooks(backend: str, sig: signal.Signals) -> None:
             proc.kill()
             proc.wait()
     assert "store shutdown" in out, err
+    if sig == signal.SIGTERM:  # stopped, not crashed: no traceback, the signal's status
+        assert proc.returncode == -signal.SIGTERM, err
+        assert "Traceback" not in err, err
 
 
 @pytest.mark.parametrize(

@@ -31,13 +31,16 @@ def free_port() -> int:
 def run(title: str, argv: list[str], config: Path) -> None:
     print(f"--- {title}: {' '.join(argv)}")
     env = dict(os.environ, PYWEAVER_CONFIG=str(config), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    # The app logs to stderr; the multi deployer prints every process's logs to stdout.
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
-        assert proc.stderr is not None
+        assert proc.stdout is not None
         deadline = time.monotonic() + 60
         address = None
         while address is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
+            line = proc.stdout.readline()
             if not line:
                 raise SystemExit(f"the app exited early (status {proc.wait()})")
             print("   ", line.rstrip())
@@ -63,6 +66,7 @@ def run(title: str, argv: list[str], config: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             status = proc.wait()
+        proc.stdout.close()
         print(f"stopped with SIGTERM (exit status {status})")
 
 

@@ -21,7 +21,9 @@ The caller cannot tell them apart except by latency.
 
 from __future__ import annotations
 
+import atexit
 import inspect
+import logging
 import os
 import signal
 import sys
@@ -576,26 +578,53 @@ async def _shutdown_on_exit(weavelet: Weavelet) -> AsyncGenerator[None, None]:
 
 
 def _route_sigterm_like_sigint() -> None:
-    """Make SIGTERM stop the app the way Ctrl-C does (the event loop's own SIGINT
-    handler cancels main and raises KeyboardInterrupt out of ``run``)."""
+    """Make SIGTERM stop the app the way Ctrl-C does: the event loop's own SIGINT
+    handler cancels main, so ``shutdown`` hooks run as it unwinds. The process then
+    ends as killed by SIGTERM (status 143 in a shell), without a KeyboardInterrupt
+    traceback: being stopped is expected, not an error."""
     try:
         handler = signal.getsignal(signal.SIGINT)
     except ValueError:  # pragma: no cover - not the main thread
         return
-    if not callable(handler):
+    if not callable(handler) or getattr(handler, "_pyweaver_sigterm", False):
         return
-    if sniffio.current_async_library() == "trio":
-        # trio's handler insists on being called for SIGINT.
-        def on_sigterm(signum: int, frame: Any) -> None:
-            handler(signal.SIGINT, frame)
+    trio = sniffio.current_async_library() == "trio"
 
-        install: Any = on_sigterm
-    else:
-        install = handler
+    def on_sigterm(signum: int, frame: Any) -> None:
+        global _terminated
+        _terminated = True
+        # (trio's handler insists on being called for SIGINT.)
+        handler(signal.SIGINT if trio else signum, frame)
+
+    on_sigterm._pyweaver_sigterm = True  # type: ignore[attr-defined]
     try:
-        signal.signal(signal.SIGTERM, install)
+        signal.signal(signal.SIGTERM, on_sigterm)
     except ValueError:  # pragma: no cover - not the main thread
-        pass
+        return
+    previous_hook = sys.excepthook
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if _terminated and issubclass(kind, KeyboardInterrupt):
+            atexit.register(_die_by_sigterm)
+            return
+        previous_hook(kind, value, tb)
+
+    sys.excepthook = excepthook
+
+
+_terminated = False
+
+
+def _die_by_sigterm() -> None:
+    """At exit, after SIGTERM unwound main: end the process by that signal."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def get(iface: type[T], requester: Instance) -> T:

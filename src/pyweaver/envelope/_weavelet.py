@@ -622,41 +622,7 @@ async def _start_main(bootstrap: Bootstrap) -> Instance:
     await lifecycle.__anext__()
     _main_lifecycle = lifecycle
     _runtime._route_sigterm_like_sigint()
-    _quiet_when_terminated()
     return agent.weavelet.main_instance()
-
-
-_terminated = False
-
-
-def _quiet_when_terminated() -> None:
-    """SIGTERM is how the deployer stops main: it unwinds main like Ctrl-C (so shutdown
-    hooks run), but the KeyboardInterrupt that ends the process is expected, not an
-    error worth a traceback in the deployment's logs."""
-    try:
-        routed = signal.getsignal(signal.SIGTERM)
-    except ValueError:  # pragma: no cover - not the main thread
-        return
-    if not callable(routed):
-        return
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        global _terminated
-        _terminated = True
-        routed(signum, frame)
-
-    try:
-        signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:  # pragma: no cover - not the main thread
-        return
-    previous = sys.excepthook
-
-    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        if _terminated and issubclass(kind, KeyboardInterrupt):
-            return
-        previous(kind, value, tb)
-
-    sys.excepthook = excepthook
 
 
 def _spawn_system_task(function: Callable[[], Awaitable[None]]) -> None:
