@@ -143,3 +143,11 @@ def test_examples_serve_http_in_one_process(
             proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+def test_make_demo_runs_hello_in_one_process_and_in_many(tmp_path: Path) -> None:
+    result = run_app(str(EXAMPLES / "hello" / "demo.py"), env={"PYWEAVER_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    answers = [line for line in result.stdout.splitlines() if line.startswith("GET ")]
+    assert len(answers) == 2, result.stdout
+    assert all(line.endswith("200: Hello, revaewyp!") for line in answers), answers
