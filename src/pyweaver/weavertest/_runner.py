@@ -22,9 +22,8 @@ import attrs
 from pyweaver._component import Instance, full_name
 from pyweaver._config import AppConfig, parse_config
 from pyweaver._errors import PyWeaverError
-from pyweaver._listener import Listener, ListenerOptions, bind_listener
 from pyweaver._registry import Registry
-from pyweaver._runtime import CallClient, Weavelet
+from pyweaver._runtime import CallClient, SinglePlacement, Weavelet
 
 __all__ = ["MODES", "Fake", "Runner", "fake"]
 
@@ -47,28 +46,19 @@ def fake(iface: type[T], impl: T) -> Fake[T]:
     return Fake(iface, impl)
 
 
-class _RpcPlacement:
-    """rpc mode: every component is reached through the call protocol on loopback."""
+class _RpcPlacement(SinglePlacement):
+    """rpc mode: every component is reached through the call protocol on loopback
+    (listeners bind as in a single process)."""
 
     def __init__(self, config: AppConfig, clients: dict[str, CallClient]) -> None:
-        self.config = config
+        super().__init__(config)
         self.clients = clients
 
     def is_local(self, component: str) -> bool:
         return False
 
-    async def activate(self, component: str) -> None:
-        return None
-
     async def client(self, component: str) -> CallClient:
         return self.clients["*"]
-
-    async def listener(self, name: str, options: ListenerOptions | None) -> Listener:
-        configured = self.config.single.listeners.get(name)
-        address = (
-            configured if configured is not None else (options or ListenerOptions()).local_address
-        )
-        return bind_listener(name, address)
 
 
 class Runner:
@@ -134,8 +124,6 @@ class Runner:
 
     @contextlib.asynccontextmanager
     async def _local(self) -> AsyncIterator[Weavelet]:
-        from pyweaver._runtime import SinglePlacement
-
         weavelet = Weavelet(Registry(), self.config, SinglePlacement(self.config), fakes=self.fakes)
         try:
             yield weavelet
