@@ -49,9 +49,9 @@ async def test_rpc_mode_runs_retriable_calls_twice_and_not_retriable_once(mode: 
         assert calls == (2 if mode == "local" else 3)
 
 
-@pytest.mark.parametrize("mode", IN_PROCESS_MODES)
+@pytest.mark.parametrize("mode", weavertest.MODES)
 async def test_application_exceptions(mode: str) -> None:
-    async with weavertest.Runner(mode) as app:
+    async with weavertest.Runner(mode, app="tests.components") as app:
         greeter = await app.get(Greeter)
         with pytest.raises(OutOfStock) as stock:
             await greeter.fail("stock")
@@ -67,7 +67,7 @@ async def test_application_exceptions(mode: str) -> None:
             assert "raise ValueError" in remote.value.remote_traceback
 
 
-@pytest.mark.parametrize("mode", IN_PROCESS_MODES)
+@pytest.mark.parametrize("mode", weavertest.MODES)
 async def test_automarshal_arguments(mode: str) -> None:
     async with weavertest.Runner(mode) as app:
         shapes = await app.get(Shapes)
@@ -76,7 +76,7 @@ async def test_automarshal_arguments(mode: str) -> None:
         assert await shapes.maybe(None) is None
 
 
-@pytest.mark.parametrize("mode", IN_PROCESS_MODES)
+@pytest.mark.parametrize("mode", weavertest.MODES)
 async def test_metadata_travels_with_calls(mode: str) -> None:
     async with weavertest.Runner(mode) as app:
         greeter = await app.get(Greeter)
@@ -85,7 +85,7 @@ async def test_metadata_travels_with_calls(mode: str) -> None:
         assert await greeter.echo_metadata() == {}
 
 
-@pytest.mark.parametrize("mode", IN_PROCESS_MODES)
+@pytest.mark.parametrize("mode", weavertest.MODES)
 async def test_fakes_replace_components(mode: str) -> None:
     async with weavertest.Runner(mode, fakes=[weavertest.fake(Clock, FakeClock())]) as app:
         clock = await app.get(Clock)

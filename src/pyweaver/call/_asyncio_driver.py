@@ -89,7 +89,14 @@ class AsyncioDriver(asyncio.Protocol):
 
     # -------------------------------------------------------------- asyncio.Protocol
 
+    def refuse(self) -> None:
+        """Close the connection as soon as it is made (the server is stopping)."""
+        self._closed = True
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._closed:  # refused
+            transport.close()
+            return
         # uvloop's transports do not subclass asyncio.Transport but have its methods.
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
@@ -252,7 +259,8 @@ async def listen(
         session = make_session(driver)  # also sets driver.on_lost
         driver.receive = session.receive
         driver.backlog = session.backlog
-        session.start()
+        if session.open:  # (not when refused: the server is stopping)
+            session.start()
         return driver
 
     if isinstance(address, socket.socket):

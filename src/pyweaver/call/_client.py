@@ -66,6 +66,9 @@ __all__ = ["Client"]
 _INF = math.inf
 
 
+_DEADLINE_SLACK = 0.01  # seconds; see _after_failure
+
+
 class _Endpoint:
     """One server endpoint the client wants (or is draining)."""
 
@@ -355,8 +358,9 @@ class Client:
         if isinstance(failure, ServerError) and failure.kind not in _kinds.RETRIABLE_KINDS:
             if failure.kind == _kinds.DEADLINE and deadline != _INF:
                 # The server gave up at the same deadline we have: let the caller's own
-                # scope cancel it, as a local call would be.
-                await anyio.sleep_until(deadline)
+                # scope cancel it, as a local call would be. (The slack lets that scope's
+                # timer fire first on loops with millisecond clocks, such as uvloop.)
+                await anyio.sleep_until(deadline + _DEADLINE_SLACK)
             raise RemoteCallError(
                 f"call of method {key.hex()} on {failure.endpoint} failed: {failure.message}"
             ) from failure

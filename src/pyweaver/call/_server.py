@@ -139,8 +139,16 @@ async def _serve_protocol(
 
     tasks = _asyncio_driver.TaskSet(asyncio.get_running_loop())
 
+    stopping = False
+
     def make_session(driver: _asyncio_driver.AsyncioDriver) -> ServerSession:
         session = server._make_session(driver)
+        if stopping:
+            # Accepted while the server was closing (a client reconnecting to a
+            # server that just said goodbye): close it as soon as it is made.
+            driver.refuse()
+            session.open = False
+            return session
         unregister = server._register(session)
 
         def lost(exc: BaseException | None) -> None:
@@ -158,7 +166,14 @@ async def _serve_protocol(
         grace = 0.0
         raise
     finally:
+        stopping = True
         with anyio.CancelScope(shield=True):
+            # Connections the loop has accepted but not yet made into transports must
+            # be made (and refused) before the asyncio server closes: CPython 3.11
+            # asserts in Server._attach on a transport made after close() and leaks
+            # the socket.
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
             listener.close()
             await server._drain(grace)
             await tasks.cancel_and_wait()

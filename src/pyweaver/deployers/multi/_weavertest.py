@@ -84,7 +84,9 @@ async def weavertest_deployment(
     """Deploy the app's components in child processes for one test; yields the test
     process's weavelet (see the module docstring). ``on_deployer`` receives the
     deployer once it runs (to scale a group, read its status, ...)."""
-    targets = [app] if app else component_modules()
+    # Children import every module the test process has components from (and the
+    # app), so both sides register the same components and agree on the fingerprint.
+    targets = sorted({*component_modules(), *([app] if app else [])})
     sys_path = _absolute_sys_path()
     holder: dict[str, Weavelet] = {}
     registry = Registry()
