@@ -198,3 +198,15 @@ async def test_local_stubs_keep_the_interface_signature() -> None:
             assert await shaper.shape(1, b=4) == "1-4-x"
             with pytest.raises(TypeError):
                 await shaper.shape(a=1)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("mode", ["rpc", "multi"])
+async def test_a_wrongly_typed_remote_argument_is_a_clear_error(mode: str) -> None:
+    async with weavertest.Runner(mode) as app:
+        greeter = await app.get(Greeter)
+        with pytest.raises(weaver.RemoteCallError, match=r"Greeter\.greet.*parameter 'name'"):
+            await greeter.greet(123)  # type: ignore[arg-type]
+        shapes = await app.get(Shapes)
+        with pytest.raises(weaver.RemoteCallError, match=r"Shapes\.grow.*cannot encode"):
+            await shapes.grow("not a shape")  # type: ignore[arg-type]
+        assert await greeter.greet("still") == "Hello, still!"  # the rest keeps serving

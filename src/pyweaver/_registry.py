@@ -269,7 +269,9 @@ class Registry:
         if not self._check_type(result, f"{where} return type") or not ok:
             return None
         try:
-            codec = self.codec.method_codec([tp for _, tp in params], result, where)
+            codec = self.codec.method_codec(
+                [tp for _, tp in params], result, where, arg_names=[name for name, _ in params]
+            )
         except RegistrationError as exc:
             self.errors.append(str(exc))
             return None
