@@ -194,7 +194,7 @@ def _local_fast_path(
 
 
 class _Stub:
-    """A component stub: one attribute per method, set by :meth:`Weavelet._stub`."""
+    """A component stub: one attribute per method, set by :meth:`Weavelet._make_stub`."""
 
     __slots__ = ("__dict__", "_pyweaver_component", "_pyweaver_remote")
 
