@@ -307,18 +307,16 @@ class Weavelet:
         cls: Any = spec.impl
         impl = cls.__new__(cls)
         if spec.config_type is not None:
-            section_name = component
             impl.config = component_config(
                 spec.config_type,
-                self.config.sections.get(section_name),
+                self.config.sections.get(component),
                 file=str(self.config.path or "<config>"),
-                section_name=section_name,
+                section_name=component,
             )
         self._fill_identity(impl, component)
         for attr, target in spec.refs.items():
             setattr(impl, attr, Ref(self.stub(target, component)))
-        init_method = getattr(cls, "__init__", object.__init__)
-        if init_method is not object.__init__:
+        if cls.__init__ is not object.__init__:  # an implementation's own no-argument __init__
             impl.__init__()
         for name in spec.listeners:
             setattr(impl, name, await self.listener(component, name, None))
