@@ -285,3 +285,27 @@ def test_unknown_component_is_named() -> None:
 @attrs.frozen
 class _Cfg:
     size: int = 3
+
+
+def test_lifecycle_hooks_must_be_async_and_take_nothing() -> None:
+    def build() -> None:
+        class Hooked(Protocol):
+            async def run(self) -> None: ...
+
+        class HookedImpl(weaver.Implements[Hooked]):
+            def __init__(self, size: int) -> None:
+                self.size = size
+
+            def init(self) -> None:  # not async: would silently never run
+                pass
+
+            async def shutdown(self, reason: str) -> None:
+                pass
+
+            async def run(self) -> None:
+                pass
+
+    errors = errors_of(build)
+    assert any("HookedImpl.init" in e and "async def" in e for e in errors), errors
+    assert any("HookedImpl.shutdown" in e and "no parameters" in e for e in errors), errors
+    assert any("HookedImpl.__init__" in e and "no parameters" in e for e in errors), errors

@@ -190,6 +190,7 @@ class Registry:
         if iface is None:  # pragma: no cover - Implements only registers with an argument
             return None
         errors_before = len(self.errors)
+        self._check_lifecycle(impl)
         methods = self._methods(name, iface, impl)
         refs, listeners = self._fields(name, impl)
         config_type = self._config_type(name, impl)
@@ -208,6 +209,26 @@ class Registry:
             config_type=config_type,
             router_type=router_type,
         )
+
+    def _check_lifecycle(self, impl: type[Any]) -> None:
+        """``init``/``shutdown`` hooks are ``async def`` with no parameters, and an own
+        ``__init__`` takes none: pyweaver constructs components itself."""
+        for hook_name in ("init", "shutdown"):
+            hook = getattr(impl, hook_name, None)
+            if hook is None:
+                continue
+            where = f"{full_name(impl)}.{hook_name}"
+            if not inspect.iscoroutinefunction(hook):
+                self.errors.append(
+                    f"{where}: lifecycle hooks must be 'async def' (it would not run)"
+                )
+            elif _required_parameters(hook):
+                self.errors.append(f"{where}: lifecycle hooks take no parameters besides self")
+        if impl.__init__ is not object.__init__ and _required_parameters(impl.__init__):
+            self.errors.append(
+                f"{full_name(impl)}.__init__: must take no parameters besides self "
+                "(pyweaver constructs components; use init() and WithConfig instead)"
+            )
 
     def _methods(self, component: str, iface: type[Any], impl: type[Any]) -> dict[str, MethodSpec]:
         declared = interface_methods(iface)
@@ -386,6 +407,16 @@ class Registry:
         if len(key_types) > 1:
             shown = ", ".join(sorted(getattr(t, "__name__", repr(t)) for t in key_types))
             self.errors.append(f"{where}: all router methods must return one key type, got {shown}")
+
+
+def _required_parameters(function: Any) -> list[str]:
+    """Parameters after ``self`` that have no default (and are not *args/**kwargs)."""
+    parameters = list(inspect.signature(function).parameters.values())[1:]
+    return [
+        p.name
+        for p in parameters
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
 
 
 def _show_params(params: Iterable[tuple[str, Any]]) -> str:
