@@ -11,7 +11,7 @@ see the same CPU state; each row reports the median batch (ns per call,
 including the loop) and the batch min..max.
 
 usage: local_calls.py --backend asyncio|asyncio+uvloop|trio [--seconds S]
-prints {"rows": {"plain-await": {...}, "pyweaver-call": {...} or {"missing": why}}}
+prints {"rows": {"plain-await": {...}, "pyweaver-call": {...} or {"failed": why}}}
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
+
+import pyweaver as weaver
 
 BATCHES = 3
 
@@ -36,16 +38,9 @@ class Plain:
         return x
 
 
-PYWEAVER_MISSING = ""
-try:
-    import pyweaver as weaver
-
-    class EchoImpl(weaver.Implements[Echo]):
-        async def echo(self, x: int) -> int:
-            return x
-
-except Exception as exc:  # the runtime is absent or incomplete: report it, measure the rest
-    PYWEAVER_MISSING = f"pyweaver component API unavailable: {exc!r}"
+class EchoImpl(weaver.Implements[Echo]):
+    async def echo(self, x: int) -> int:
+        return x
 
 
 async def loop(target: Any, n: int) -> float:
@@ -73,17 +68,14 @@ def row(samples: list[float]) -> dict[str, float]:
 async def measure(seconds: float) -> dict[str, Any]:
     targets: dict[str, Any] = {"plain-await": Plain()}
     rows: dict[str, Any] = {}
-    if PYWEAVER_MISSING:
-        rows["pyweaver-call"] = {"missing": PYWEAVER_MISSING}
-    else:
-        try:
-            root = await weaver.init()
-            stub = await weaver.get(Echo, root)  # type: ignore[type-abstract]  # a Protocol is the interface
-            if await stub.echo(7) != 7:
-                raise RuntimeError("the component stub returned a wrong value")
-            targets["pyweaver-call"] = stub
-        except Exception as exc:
-            rows["pyweaver-call"] = {"failed": f"weaver.init()/get() failed: {exc!r}"}
+    try:
+        root = await weaver.init()
+        stub = await weaver.get(Echo, root)  # type: ignore[type-abstract]  # a Protocol is the interface
+        if await stub.echo(7) != 7:
+            raise RuntimeError("the component stub returned a wrong value")
+        targets["pyweaver-call"] = stub
+    except Exception as exc:
+        rows["pyweaver-call"] = {"failed": f"weaver.init()/get() failed: {exc!r}"}
     batch_s = seconds / (2 * BATCHES + 2)
     sizes = {name: await calibrate(target, batch_s) for name, target in targets.items()}
     samples: dict[str, list[float]] = {name: [] for name in targets}
@@ -102,10 +94,8 @@ async def measure(seconds: float) -> dict[str, Any]:
 
 def tracing_state() -> str:
     """Recorded with the result: the target is for the runtime's default, tracing off."""
-    try:
-        from pyweaver._tracing import tracing_enabled
-    except ImportError:
-        return "unknown"
+    from pyweaver._tracing import tracing_enabled
+
     return "on" if tracing_enabled() else "off"
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ._config import AppConfig, check_sections, component_config, load_config
 from ._errors import ConfigError, PyWeaverError
 from ._registry import Registry
@@ -73,9 +71,9 @@ def check_app(target: str) -> CheckReport:
     errors: list[str] = []
     if target.endswith(".toml"):
         config = load_config(target)
-        if config.binary:
-            base = Path(config.path).parent if config.path else Path(".")
-            target = str(base / config.binary)
+        script = config.binary_path()
+        if script is not None:
+            target = str(script)
         elif config.module:
             target = config.module
         else:

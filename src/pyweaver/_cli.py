@@ -64,21 +64,11 @@ def single_deploy(config: str) -> None:
     from ._config import load_config
 
     try:
-        app_config = load_config(config)
+        app_config = load_config(Path(config).resolve())
+        argv = app_config.app_argv()
     except PyWeaverError as exc:
         raise click.ClickException(str(exc)) from exc
-    base = Path(config).resolve().parent
-    env = dict(os.environ)
-    for item in app_config.env:
-        key, _, value = item.partition("=")
-        env[key] = value
-    env["PYWEAVER_CONFIG"] = str(Path(config).resolve())
-    if app_config.binary:
-        argv = [sys.executable, str(base / app_config.binary), *app_config.args]
-    elif app_config.module:
-        argv = [sys.executable, "-m", app_config.module, *app_config.args]
-    else:
-        raise click.ClickException(f"{config}: [serviceweaver] names neither binary nor module")
+    env = {**os.environ, **app_config.env_vars(), "PYWEAVER_CONFIG": str(app_config.path)}
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from datetime import date, datetime, time
@@ -131,6 +132,17 @@ class AppConfig:
             return None
         base = self.path.parent if self.path is not None else Path()
         return base / self.binary
+
+    def app_argv(self) -> list[str]:
+        """How to run the app: ``[python, script, *args]`` or ``[python, -m, module, *args]``."""
+        script = self.binary_path()
+        if script is not None:
+            return [sys.executable, str(script), *self.args]
+        if self.module:
+            return [sys.executable, "-m", self.module, *self.args]
+        raise ConfigError(
+            f"{self.path or '<config>'}: [serviceweaver] names neither binary nor module"
+        )
 
     def env_vars(self) -> dict[str, str]:
         """``env`` as a mapping (a later entry wins)."""

@@ -27,7 +27,14 @@ from ._errors import ConfigError
 
 _GRACE = 5.0  # seconds serve_asgi gives open connections when it is cancelled
 
-__all__ = ["Listener", "ListenerOptions", "bind_listener", "parse_address", "serve_asgi"]
+__all__ = [
+    "Listener",
+    "ListenerOptions",
+    "bind_listener",
+    "format_address",
+    "parse_address",
+    "serve_asgi",
+]
 
 ASGIApp = Callable[
     [

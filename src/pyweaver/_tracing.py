@@ -58,7 +58,6 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import Attributes
 
 from pyweaver import _metrics
-from pyweaver import call as _call
 
 __all__ = [
     "TRACING",
@@ -116,6 +115,14 @@ class _State:
 _state = _State()
 
 
+def _set_call_tracing(enabled: bool) -> None:
+    # Imported here: the call protocol is not needed to import pyweaver (and costs
+    # start-up time), only to switch its context propagation.
+    from pyweaver import call
+
+    call.enable_tracing(enabled)
+
+
 def tracing_enabled() -> bool:
     """Whether pyweaver creates spans in this process."""
     return TRACING.on
@@ -165,7 +172,7 @@ def enable_tracing(
     _state.tracer = provider.get_tracer("pyweaver")
     TRACING.on = True
     _metrics.stop_countdowns()  # so local stubs take their traced path at once
-    _call.enable_tracing(True)  # carry span contexts on remote calls too
+    _set_call_tracing(True)  # carry span contexts on remote calls too
     if set_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         trace.set_tracer_provider(provider)
     if previous is not None:
@@ -176,7 +183,7 @@ def enable_tracing(
 def disable_tracing() -> None:
     """Turn tracing off, flushing and shutting down pyweaver's provider."""
     TRACING.on = False
-    _call.enable_tracing(False)
+    _set_call_tracing(False)
     provider, _state.provider = _state.provider, None
     _state.tracer = trace.NoOpTracer()
     if provider is not None:

@@ -41,6 +41,7 @@ import anyio.abc
 import attrs
 
 from pyweaver._errors import PyWeaverError
+from pyweaver._listener import format_address
 
 __all__ = [
     "BackendStats",
@@ -86,10 +87,6 @@ def parse_address(address: str, *, default_host: str = "127.0.0.1") -> Backend:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host or default_host, int(port_text)
-
-
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _as_backend(backend: Backend | str) -> Backend:

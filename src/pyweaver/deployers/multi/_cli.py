@@ -62,14 +62,6 @@ class _Console:
             click.echo(text, err=False)
 
 
-def _app_argv(config: Any, base: Path, config_file: str) -> list[str]:
-    if config.binary:
-        return [sys.executable, str(base / config.binary), *config.args]
-    if config.module:
-        return [sys.executable, "-m", config.module, *config.args]
-    raise click.ClickException(f"{config_file}: [serviceweaver] names neither binary nor module")
-
-
 class _SpanFile:
     """Writes every recorded span as one JSON line to the deployment's ``traces.jsonl``."""
 
@@ -97,14 +89,11 @@ async def _deploy(
 
     try:
         config = load_config(str(path))
+        argv = config.app_argv()
     except PyWeaverError as exc:
         raise click.ClickException(str(exc)) from exc
     base = path.parent
-    argv = _app_argv(config, base, config_file)
-    env = dict(os.environ)
-    for item in config.env:
-        key, _, value = item.partition("=")
-        env[key] = value
+    env = {**os.environ, **config.env_vars()}
     env.pop("PYWEAVER_CONFIG", None)
 
     def child(group: str, run_main: bool) -> Child:
