@@ -42,7 +42,7 @@ CONFIGS: dict[str, tuple[str, str]] = {
 
 async def measure(name: str, seconds: float, batches: int) -> dict[str, Any]:
     from pyweaver import weavertest
-    from pyweaver._appload import load_app
+    from pyweaver._runtime._appload import load_app
 
     app_module = load_app(str(APP))
     mode, config = CONFIGS[name]

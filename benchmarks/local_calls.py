@@ -94,7 +94,7 @@ async def measure(seconds: float) -> dict[str, Any]:
 
 def tracing_state() -> str:
     """Recorded with the result: the target is for the runtime's default, tracing off."""
-    from pyweaver._tracing import tracing_enabled
+    from pyweaver._runtime._tracing import tracing_enabled
 
     return "on" if tracing_enabled() else "off"
 

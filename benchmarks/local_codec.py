@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 
 from pyweaver import AutoMarshal
-from pyweaver._codec import Codec
+from pyweaver._runtime._codec import Codec
 
 BATCHES = 3
 

@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from pyweaver._asgi import Message, Scope, _RootSampler, instrument_handler
-from pyweaver._metrics import snapshot
-from pyweaver._tracing import (
+from pyweaver._runtime._asgi import Message, Scope, _RootSampler, instrument_handler
+from pyweaver._runtime._metrics import snapshot
+from pyweaver._runtime._tracing import (
     InMemorySpanCollector,
     disable_tracing,
     enable_tracing,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pyweaver._check import check_app
-from pyweaver._component import isolated_registrations
+from pyweaver._runtime._component import isolated_registrations
 
 APPS = Path(__file__).parent / "apps"
 EXAMPLES = Path(__file__).parent.parent / "examples"

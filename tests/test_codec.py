@@ -18,9 +18,9 @@ import attrs
 import cbor2
 import pytest
 
-from pyweaver._automarshal import AutoMarshal
-from pyweaver._codec import Codec, MethodCodec
 from pyweaver._errors import RegistrationError, RemoteCallError, RemoteException
+from pyweaver._runtime._automarshal import AutoMarshal
+from pyweaver._runtime._codec import Codec, MethodCodec
 
 T = TypeVar("T")
 UserId = NewType("UserId", int)

@@ -9,7 +9,7 @@ import types
 import attrs
 import pytest
 
-from pyweaver._automarshal import AutoMarshal, ensure_attrs, full_name, lookup, registered
+from pyweaver._runtime._automarshal import AutoMarshal, ensure_attrs, full_name, lookup, registered
 
 
 class Point(AutoMarshal):

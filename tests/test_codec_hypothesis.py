@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pyweaver._automarshal import AutoMarshal
-from pyweaver._codec import Codec, MethodCodec
 from pyweaver._errors import RegistrationError, RemoteCallError
+from pyweaver._runtime._automarshal import AutoMarshal
+from pyweaver._runtime._codec import Codec, MethodCodec
 
 SETTINGS = settings(
     max_examples=150,

@@ -10,7 +10,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from pyweaver._config import (
+from pyweaver._errors import ConfigError
+from pyweaver.contract._config import (
     AppConfig,
     MultiConfig,
     SingleConfig,
@@ -19,7 +20,6 @@ from pyweaver._config import (
     load_config,
     parse_config,
 )
-from pyweaver._errors import ConfigError
 
 FULL = """\
 [serviceweaver]

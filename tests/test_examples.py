@@ -13,8 +13,8 @@ import pytest
 
 import pyweaver as weaver
 from pyweaver import weavertest
-from pyweaver._appload import load_app
-from pyweaver._component import isolated_registrations
+from pyweaver._runtime._appload import load_app
+from pyweaver._runtime._component import isolated_registrations
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 import pyweaver as weaver
-from pyweaver._listener import bind_listener, parse_address
+from pyweaver._net import parse_address
+from pyweaver._runtime._listener import bind_listener
 
 pytestmark = pytest.mark.anyio
 

@@ -13,15 +13,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyweaver._logentry import LogEntry
-from pyweaver._logging import (
+from pyweaver._runtime._logging import (
     configure_logging,
-    format_json,
-    format_pretty,
     make_logger,
     unconfigure_logging,
 )
-from pyweaver._tracing import disable_tracing, enable_tracing, start_span
+from pyweaver._runtime._tracing import disable_tracing, enable_tracing, start_span
+from pyweaver.contract._logentry import LogEntry, format_json, format_pretty
 
 
 class Captured:
@@ -165,7 +163,7 @@ def test_configure_logging_is_idempotent_and_sink_only_works() -> None:
     try:
         configure_logging(stream=stream)
         configure_logging(fmt=None, sink=entries.append)
-        ours = [h for h in root.handlers if type(h).__module__ == "pyweaver._logging"]
+        ours = [h for h in root.handlers if type(h).__module__ == "pyweaver._runtime._logging"]
         assert len(ours) == 1
         make_logger("shop.Cart").info("only to the sink")
         assert [entry.message for entry in entries] == ["only to the sink"]
@@ -177,7 +175,7 @@ def test_configure_logging_is_idempotent_and_sink_only_works() -> None:
     finally:
         unconfigure_logging()
         root.setLevel(level)
-    assert not [h for h in root.handlers if type(h).__module__ == "pyweaver._logging"]
+    assert not [h for h in root.handlers if type(h).__module__ == "pyweaver._runtime._logging"]
 
 
 def test_a_sink_that_logs_does_not_recurse() -> None:

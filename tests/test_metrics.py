@@ -13,19 +13,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pyweaver.metrics as weaver_metrics
-from pyweaver import _metrics
 from pyweaver._errors import RegistrationError
-from pyweaver._metrics import (
+from pyweaver._runtime import _metrics
+from pyweaver._runtime._metrics import (
     GENERATED_BOUNDS,
     Counter,
     Gauge,
     Histogram,
+    method_metrics,
+    snapshot,
+)
+from pyweaver.contract._metrics import (
     add_labels,
     merge_snapshots,
-    method_metrics,
     method_summaries,
     prometheus_text,
-    snapshot,
 )
 
 _names = itertools.count()

@@ -11,8 +11,8 @@ import attrs
 import pytest
 
 import pyweaver as weaver
-from pyweaver._component import isolated_registrations
-from pyweaver._registry import Registry, method_key
+from pyweaver._runtime._component import isolated_registrations
+from pyweaver._runtime._registry import Registry, method_key
 
 
 def errors_of(build: Callable[[], Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Tests for pyweaver._routing: shard keys and consistent slice assignments."""
+"""Tests for pyweaver.contract._routing: shard keys and consistent slice assignments."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyweaver._errors import RemoteProtocolError
-from pyweaver._routing import (
+from pyweaver.contract._routing import (
     GRID_BITS,
     Assignment,
     load_spread,

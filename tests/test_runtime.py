@@ -8,7 +8,7 @@ import pytest
 
 import pyweaver as weaver
 from pyweaver import weavertest
-from pyweaver._metrics import snapshot
+from pyweaver._runtime._metrics import snapshot
 
 from .components import Clock, Counter, Greeter, OutOfStock, Shape, Shapes
 
@@ -157,7 +157,7 @@ async def test_unknown_mode_is_rejected() -> None:
 
 
 async def test_local_call_counts_stay_exact_while_latency_is_sampled() -> None:
-    from pyweaver._metrics import method_metrics
+    from pyweaver._runtime._metrics import method_metrics
 
     async with weavertest.Runner("local") as app:
         greeter = await app.get(Greeter)
@@ -180,7 +180,7 @@ async def test_local_call_counts_stay_exact_while_latency_is_sampled() -> None:
 async def test_local_stubs_keep_the_interface_signature() -> None:
     from typing import Protocol
 
-    from pyweaver._component import isolated_registrations
+    from pyweaver._runtime._component import isolated_registrations
 
     with isolated_registrations():
 

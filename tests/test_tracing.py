@@ -14,8 +14,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from pyweaver import _tracing
-from pyweaver._tracing import (
+from pyweaver._runtime import _tracing
+from pyweaver._runtime._tracing import (
     TRACING,
     InMemorySpanCollector,
     SpanKind,
@@ -210,7 +210,7 @@ def test_the_global_provider_is_set_once_for_user_code() -> None:
     # In a fresh interpreter: OpenTelemetry's global provider can be set only once.
     script = """
 from opentelemetry import trace
-from pyweaver._tracing import InMemorySpanCollector, enable_tracing, start_span
+from pyweaver._runtime._tracing import InMemorySpanCollector, enable_tracing, start_span
 spans = InMemorySpanCollector()
 enable_tracing(spans)
 with start_span("pyweaver-root", require_parent=False):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from pyweaver import weavertest
-from pyweaver._tracing import (
+from pyweaver._runtime._tracing import (
     InMemorySpanCollector,
     disable_tracing,
     enable_tracing,

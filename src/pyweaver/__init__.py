@@ -18,33 +18,33 @@ process, in many processes on one machine, or across machines, unchanged::
         print(await rev.reverse("hello"))
 
 This module is the app author's whole API; everything else is private or belongs to
-deployer authors (``pyweaver.call``, ``pyweaver.envelope``).
+deployer authors (``pyweaver.call``, ``pyweaver.contract``, ``pyweaver.envelope``).
 """
 
-from . import metrics as metrics
-from ._asgi import instrument_handler as instrument_handler
-from ._automarshal import AutoMarshal as AutoMarshal
-from ._component import Implements as Implements
-from ._component import Instance as Instance
-from ._component import Ref as Ref
-from ._component import WeaverInfo as WeaverInfo
-from ._component import WithConfig as WithConfig
-from ._component import WithRouter as WithRouter
-from ._component import not_retriable as not_retriable
-from ._errors import ConfigError as ConfigError
-from ._errors import PyWeaverError as PyWeaverError
-from ._errors import RegistrationError as RegistrationError
-from ._errors import RemoteCallError as RemoteCallError
-from ._errors import RemoteException as RemoteException
-from ._errors import RetriableError as RetriableError
-from ._listener import Listener as Listener
-from ._listener import ListenerOptions as ListenerOptions
-from ._listener import serve_asgi as serve_asgi
-from ._logging import Logger as Logger
-from ._metadata import metadata as metadata
-from ._runtime import get as get
-from ._runtime import init as init
-from ._version import __version__ as __version__
+from pyweaver import metrics as metrics
+from pyweaver._errors import ConfigError as ConfigError
+from pyweaver._errors import PyWeaverError as PyWeaverError
+from pyweaver._errors import RegistrationError as RegistrationError
+from pyweaver._errors import RemoteCallError as RemoteCallError
+from pyweaver._errors import RemoteException as RemoteException
+from pyweaver._errors import RetriableError as RetriableError
+from pyweaver._runtime._asgi import instrument_handler as instrument_handler
+from pyweaver._runtime._automarshal import AutoMarshal as AutoMarshal
+from pyweaver._runtime._component import Implements as Implements
+from pyweaver._runtime._component import Instance as Instance
+from pyweaver._runtime._component import Ref as Ref
+from pyweaver._runtime._component import WeaverInfo as WeaverInfo
+from pyweaver._runtime._component import WithConfig as WithConfig
+from pyweaver._runtime._component import WithRouter as WithRouter
+from pyweaver._runtime._component import not_retriable as not_retriable
+from pyweaver._runtime._listener import Listener as Listener
+from pyweaver._runtime._listener import ListenerOptions as ListenerOptions
+from pyweaver._runtime._listener import serve_asgi as serve_asgi
+from pyweaver._runtime._logging import Logger as Logger
+from pyweaver._runtime._weavelet import get as get
+from pyweaver._runtime._weavelet import init as init
+from pyweaver._version import __version__ as __version__
+from pyweaver.call._metadata import metadata as metadata
 
 __all__ = [
     "AutoMarshal",

@@ -1,5 +1,5 @@
 """``python -m pyweaver``: the same as the ``pyweaver`` command."""
 
-from ._cli import main
+from pyweaver._cli import main
 
 main()

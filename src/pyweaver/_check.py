@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ._config import AppConfig, check_sections, component_config, load_config
-from ._errors import ConfigError, PyWeaverError
-from ._registry import Registry
+from pyweaver._errors import ConfigError, PyWeaverError
+from pyweaver._runtime._registry import Registry
+from pyweaver.contract._config import AppConfig, check_sections, component_config, load_config
 
 __all__ = ["CheckReport", "check_app"]
 
@@ -65,7 +65,7 @@ def _type_name(tp: object) -> str:
 def check_app(target: str) -> CheckReport:
     """Import ``target`` (a script, a module, or a weaver.toml naming one) and validate
     every component, method, type, router, Ref, listener and config section."""
-    from ._appload import load_app
+    from pyweaver._runtime._appload import load_app
 
     config: AppConfig | None = None
     errors: list[str] = []

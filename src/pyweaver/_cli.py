@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from ._errors import PyWeaverError
-from ._version import __version__
+from pyweaver._errors import PyWeaverError
+from pyweaver._version import __version__
 
 __all__ = ["main"]
 
@@ -39,7 +39,7 @@ def check(app: str, mermaid: bool) -> None:
     Checks every component, method signature, type, router, Ref, listener and config
     section; prints the component graph; exits 1 if anything is wrong.
     """
-    from ._check import check_app
+    from pyweaver._check import check_app
 
     try:
         report = check_app(app)
@@ -61,7 +61,7 @@ def single() -> None:
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 def single_deploy(config: str) -> None:
     """Run the app named by CONFIG's [serviceweaver] binary/module in this process."""
-    from ._config import load_config
+    from pyweaver.contract._config import load_config
 
     try:
         app_config = load_config(Path(config).resolve())
@@ -76,7 +76,7 @@ def single_deploy(config: str) -> None:
 def main() -> None:
     # Each deployer contributes its command group; imported late to keep the
     # deployers out of `import pyweaver._cli` (tests build the group themselves).
-    from .deployers.multi._cli import multi
+    from pyweaver.deployers.multi._cli import multi
 
     cli.add_command(multi)
     cli()

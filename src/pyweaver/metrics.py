@@ -17,7 +17,7 @@ Declare metrics at module scope; names must be Prometheus-safe and unique, and
 Across replicas, counters and histograms are summed, and so are gauges.
 """
 
-from ._metrics import (
+from pyweaver._runtime._metrics import (
     Counter,
     CounterChild,
     Gauge,

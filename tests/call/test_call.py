@@ -13,8 +13,9 @@ import anyio.abc
 import cbor2
 import pytest
 
-from pyweaver import _metadata, call
-from pyweaver._metadata import metadata
+from pyweaver import call
+from pyweaver.call import _metadata
+from pyweaver.call._metadata import metadata
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from pyweaver._logentry import LogEntry
+from pyweaver.contract._logentry import LogEntry
 from pyweaver.deployers._logstore import LogQuery, LogQueryError, LogStore, LogWriter
 
 T0 = int(datetime(2026, 11, 25, 3, 0, 0).timestamp()) * 10**9  # local time

@@ -14,17 +14,17 @@ import anyio
 import pytest
 
 from pyweaver import call
-from pyweaver._config import AppConfig
 from pyweaver._errors import PyWeaverError, RemoteCallError
-from pyweaver._logentry import LogEntry
+from pyweaver.contract import Bootstrap
+from pyweaver.contract import messages as m
+from pyweaver.contract._config import AppConfig
+from pyweaver.contract._logentry import LogEntry
 from pyweaver.envelope import (
-    Bootstrap,
     Envelope,
     InProcessChild,
     ProcessChild,
     ProcessExitedError,
 )
-from pyweaver.envelope import messages as m
 
 pytestmark = pytest.mark.anyio
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import pyweaver.contract as contract
 import pyweaver.deployers.multi as multi
 import pyweaver.envelope as envelope
 
 ENVELOPE = {
-    "BOOTSTRAP_ENV",
-    "Bootstrap",
-    "BootstrapError",
     "Child",
     "CrashLoopError",
     "Envelope",
@@ -20,7 +18,6 @@ ENVELOPE = {
     "ReadinessTimeoutError",
     "RestartPolicy",
     "RunningChild",
-    "messages",
 }
 
 MULTI = {
@@ -29,10 +26,27 @@ MULTI = {
     "Group",
     "MultiDeployer",
     "Slot",
-    "component_modules",
     "group_layout",
-    "weavertest_deployment",
 }
+
+CONTRACT = {
+    "BOOTSTRAP_ENV",
+    "CONFIG_ENV",
+    "MAIN",
+    "AppConfig",
+    "Assignment",
+    "Bootstrap",
+    "BootstrapError",
+    "LogEntry",
+    "load_config",
+    "messages",
+    "parse_config",
+}
+
+
+def test_contract_exports() -> None:
+    assert set(contract.__all__) == CONTRACT
+    assert all(hasattr(contract, name) for name in CONTRACT)
 
 
 def test_envelope_exports() -> None:

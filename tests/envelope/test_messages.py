@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from pyweaver._config import parse_config
 from pyweaver._errors import RemoteProtocolError
-from pyweaver._logentry import LogEntry
-from pyweaver._routing import Assignment, shard_key
-from pyweaver.envelope import Bootstrap, BootstrapError
-from pyweaver.envelope import messages as m
-from pyweaver.envelope._bootstrap import pack_config, unpack_config
-from pyweaver.envelope._weavelet import SlotBalancer
+from pyweaver._runtime._remote import SlotBalancer
+from pyweaver.contract import Bootstrap, BootstrapError
+from pyweaver.contract import messages as m
+from pyweaver.contract._bootstrap import pack_config, unpack_config
+from pyweaver.contract._config import parse_config
+from pyweaver.contract._logentry import LogEntry
+from pyweaver.contract._routing import Assignment, shard_key
 
 CONFIG = """
 [serviceweaver]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pyweaver._config import parse_config
-from pyweaver._routing import moved_fraction, shard_key
+from pyweaver.contract._config import parse_config
+from pyweaver.contract._routing import moved_fraction, shard_key
 from pyweaver.deployers.multi import MultiDeployer, group_layout
 from pyweaver.envelope import Child
 

@@ -13,8 +13,9 @@ import pytest
 
 import pyweaver as weaver
 from pyweaver import weavertest
-from pyweaver._config import parse_config
-from pyweaver.deployers.multi import MultiDeployer, weavertest_deployment
+from pyweaver.contract._config import parse_config
+from pyweaver.deployers.multi import MultiDeployer
+from pyweaver.weavertest._multi import weavertest_deployment
 from tests.components import Counter, Greeter, OutOfStock, Shape, Shapes
 from tests.multi.routed import Store
 

@@ -42,35 +42,34 @@ from pyweaver._errors import (
 from pyweaver._errors import (
     RetriableError as RetriableError,
 )
-
-from ._backend import use_uvloop as use_uvloop
-from ._balancer import Balancer as Balancer
-from ._balancer import HashBalancer as HashBalancer
-from ._balancer import RoundRobin as RoundRobin
-from ._client import Client as Client
-from ._kinds import Unavailable as Unavailable
-from ._protocol import Cancel as Cancel
-from ._protocol import Connection as Connection
-from ._protocol import ConnectionClosed as ConnectionClosed
-from ._protocol import Error as Error
-from ._protocol import Event as Event
-from ._protocol import Goodbye as Goodbye
-from ._protocol import Handshake as Handshake
-from ._protocol import HandshakeError as HandshakeError
-from ._protocol import Request as Request
-from ._protocol import Response as Response
-from ._protocol import Role as Role
-from ._protocol import State as State
-from ._retry import RetryPolicy as RetryPolicy
-from ._server import Server as Server
-from ._server import serve as serve
-from ._session import Handler as Handler
-from ._tracing import enable_tracing as enable_tracing
-from ._tracing import tracing_enabled as tracing_enabled
-from ._wire import DEFAULT_MAX_FRAME as DEFAULT_MAX_FRAME
-from ._wire import PROTOCOL_VERSION as PROTOCOL_VERSION
-from ._wire import TraceContext as TraceContext
-from ._wire import method_key as method_key
+from pyweaver.call._backend import use_uvloop as use_uvloop
+from pyweaver.call._balancer import Balancer as Balancer
+from pyweaver.call._balancer import HashBalancer as HashBalancer
+from pyweaver.call._balancer import RoundRobin as RoundRobin
+from pyweaver.call._client import Client as Client
+from pyweaver.call._kinds import Unavailable as Unavailable
+from pyweaver.call._protocol import Cancel as Cancel
+from pyweaver.call._protocol import Connection as Connection
+from pyweaver.call._protocol import ConnectionClosed as ConnectionClosed
+from pyweaver.call._protocol import Error as Error
+from pyweaver.call._protocol import Event as Event
+from pyweaver.call._protocol import Goodbye as Goodbye
+from pyweaver.call._protocol import Handshake as Handshake
+from pyweaver.call._protocol import HandshakeError as HandshakeError
+from pyweaver.call._protocol import Request as Request
+from pyweaver.call._protocol import Response as Response
+from pyweaver.call._protocol import Role as Role
+from pyweaver.call._protocol import State as State
+from pyweaver.call._retry import RetryPolicy as RetryPolicy
+from pyweaver.call._server import Server as Server
+from pyweaver.call._server import serve as serve
+from pyweaver.call._session import Handler as Handler
+from pyweaver.call._tracing import enable_tracing as enable_tracing
+from pyweaver.call._tracing import tracing_enabled as tracing_enabled
+from pyweaver.call._wire import DEFAULT_MAX_FRAME as DEFAULT_MAX_FRAME
+from pyweaver.call._wire import PROTOCOL_VERSION as PROTOCOL_VERSION
+from pyweaver.call._wire import TraceContext as TraceContext
+from pyweaver.call._wire import method_key as method_key
 
 __all__ = [
     "DEFAULT_MAX_FRAME",

@@ -18,9 +18,9 @@ from typing import Any, Protocol, cast
 import anyio
 import anyio.abc
 
-from ._backend import Backend, FutureLike, current_backend
-from ._session import ClientSession, ServerSession
-from ._transport import Address, connect_stream
+from pyweaver.call._backend import Backend, FutureLike, current_backend
+from pyweaver.call._session import ClientSession, ServerSession
+from pyweaver.call._transport import Address, connect_stream
 
 __all__ = ["StreamDriver", "connect", "serve_stream"]
 

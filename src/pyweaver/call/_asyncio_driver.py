@@ -19,9 +19,9 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-from . import _backend
-from ._session import ClientSession, ServerSession
-from ._transport import Address, socket_address
+from pyweaver.call import _backend
+from pyweaver.call._session import ClientSession, ServerSession
+from pyweaver.call._transport import Address, socket_address
 
 __all__ = ["AsyncioDriver", "TaskSet", "connect", "listen"]
 

@@ -49,17 +49,15 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from pyweaver import _metadata
 from pyweaver._errors import RemoteCallError, RetriableError
-
-from . import _anyio_driver, _asyncio_driver, _kinds, _tracing
-from ._backend import current_backend
-from ._balancer import Balancer, RoundRobin
-from ._retry import RetryBudget, RetryPolicy, backoff_delay
-from ._server import DriverName
-from ._session import CallFailure, ClientSession, ConnectionLost, ServerError
-from ._transport import Address, parse_address
-from ._wire import DEFAULT_MAX_FRAME
+from pyweaver.call import _anyio_driver, _asyncio_driver, _kinds, _metadata, _tracing
+from pyweaver.call._backend import current_backend
+from pyweaver.call._balancer import Balancer, RoundRobin
+from pyweaver.call._retry import RetryBudget, RetryPolicy, backoff_delay
+from pyweaver.call._server import DriverName
+from pyweaver.call._session import CallFailure, ClientSession, ConnectionLost, ServerError
+from pyweaver.call._transport import Address, parse_address
+from pyweaver.call._wire import DEFAULT_MAX_FRAME
 
 __all__ = ["Client"]
 

@@ -44,9 +44,8 @@ from collections.abc import Mapping
 from typing import Final, NamedTuple
 
 from pyweaver._errors import LocalProtocolError, RemoteProtocolError
-
-from . import _wire
-from ._wire import (
+from pyweaver.call import _wire
+from pyweaver.call._wire import (
     CANCEL,
     DEFAULT_MAX_FRAME,
     ERROR,

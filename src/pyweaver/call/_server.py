@@ -25,11 +25,11 @@ from typing import Literal
 import anyio
 import anyio.abc
 
-from . import _anyio_driver, _asyncio_driver, _kinds
-from ._backend import current_backend
-from ._session import Driver, Handler, ServerSession
-from ._transport import Address, listen_stream, parse_address
-from ._wire import DEFAULT_MAX_FRAME
+from pyweaver.call import _anyio_driver, _asyncio_driver, _kinds
+from pyweaver.call._backend import current_backend
+from pyweaver.call._session import Driver, Handler, ServerSession
+from pyweaver.call._transport import Address, listen_stream, parse_address
+from pyweaver.call._wire import DEFAULT_MAX_FRAME
 
 __all__ = ["DriverName", "Server", "serve"]
 

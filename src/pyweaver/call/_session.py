@@ -38,13 +38,11 @@ from typing import Any, Protocol
 
 import anyio
 
-from pyweaver import _metadata
 from pyweaver._errors import LocalProtocolError, RemoteProtocolError
-
-from . import _kinds, _tracing
-from ._backend import Backend, FutureLike, Scope
-from ._kinds import Unavailable
-from ._protocol import (
+from pyweaver.call import _kinds, _metadata, _tracing
+from pyweaver.call._backend import Backend, FutureLike, Scope
+from pyweaver.call._kinds import Unavailable
+from pyweaver.call._protocol import (
     Cancel,
     Connection,
     Error,
@@ -55,7 +53,7 @@ from ._protocol import (
     Response,
     Role,
 )
-from ._wire import TraceContext
+from pyweaver.call._wire import TraceContext
 
 __all__ = [
     "CallFailure",

@@ -7,7 +7,7 @@ runtime turns it on with :func:`enable_tracing` once it has configured an SDK.
 
 from __future__ import annotations
 
-from ._wire import TraceContext
+from pyweaver.call._wire import TraceContext
 
 __all__ = ["attach", "current", "enable_tracing", "state", "tracing_enabled"]
 

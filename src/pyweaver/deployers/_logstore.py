@@ -2,7 +2,7 @@
 ``pyweaver multi logs [QUERY]``.
 
 Layout: one directory per deployment under the registry's ``logs/`` dir, holding an
-append-only JSON-lines file (one :class:`~pyweaver._logentry.LogEntry` per line, as
+append-only JSON-lines file (one :class:`~pyweaver.contract._logentry.LogEntry` per line, as
 ``LogEntry.to_wire()``)::
 
     logs/<deployment id>/log.jsonl      newest entries
@@ -69,7 +69,7 @@ import anyio
 import attrs
 
 from pyweaver._errors import PyWeaverError
-from pyweaver._logentry import LogEntry
+from pyweaver.contract._logentry import LogEntry
 
 __all__ = [
     "LogQuery",
@@ -296,8 +296,8 @@ class _Parser:
             target, suffix = value.text, "." + value.text
             equal = op == "=="
             return lambda entry: (
-                entry.component == target or entry.component.endswith(suffix)
-            ) == equal
+                (entry.component == target or entry.component.endswith(suffix)) == equal
+            )
         test = self.text_test(op_token, value, prefix=name in _PREFIX_FIELDS)
         return lambda entry: test(getter(entry))
 

@@ -41,7 +41,7 @@ import anyio.abc
 import attrs
 
 from pyweaver._errors import PyWeaverError
-from pyweaver._listener import format_address
+from pyweaver._net import format_address
 
 __all__ = [
     "BackendStats",
@@ -228,9 +228,7 @@ class TcpProxy:
         self._group.cancel_scope.cancel()
         await self._closed.wait()
 
-    async def _serve(
-        self, listener: anyio.abc.SocketListener, group: anyio.abc.TaskGroup
-    ) -> None:
+    async def _serve(self, listener: anyio.abc.SocketListener, group: anyio.abc.TaskGroup) -> None:
         while True:
             try:
                 client = await listener.accept()
@@ -319,4 +317,3 @@ async def _pipe(
         await sink.send_eof()
     except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
         pair.cancel()
-

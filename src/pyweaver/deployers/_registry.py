@@ -128,8 +128,10 @@ class PurgeResult:
 
 def _valid_id(deployment_id: str) -> bool:
     # Ids become file names: refuse anything that could leave the directory.
-    return bool(deployment_id) and all(c.isalnum() or c in "-_." for c in deployment_id) and (
-        not deployment_id.startswith(".")
+    return (
+        bool(deployment_id)
+        and all(c.isalnum() or c in "-_." for c in deployment_id)
+        and (not deployment_id.startswith("."))
     )
 
 
@@ -215,9 +217,7 @@ class Registry:
         if not matches:
             raise DeploymentNotFoundError(f"no live deployment with id {id_or_prefix!r}")
         ids = ", ".join(d.id for d in matches)
-        raise DeploymentNotFoundError(
-            f"deployment id prefix {id_or_prefix!r} is ambiguous: {ids}"
-        )
+        raise DeploymentNotFoundError(f"deployment id prefix {id_or_prefix!r} is ambiguous: {ids}")
 
     def purge(self) -> PurgeResult:
         """Remove the registry entries and logs of every deployment that is not running.

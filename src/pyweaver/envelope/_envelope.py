@@ -35,13 +35,17 @@ import anyio
 import anyio.abc
 
 from pyweaver import call
-from pyweaver._config import AppConfig
 from pyweaver._errors import PyWeaverError
-from pyweaver._logentry import LogEntry
-
-from . import _messages as m
-from ._bootstrap import BOOTSTRAP_ENV, Bootstrap, pack_config
-from ._process import ChildProcess, ProcessExitedError, ProcessSpec, ReadinessTimeoutError
+from pyweaver.contract import _messages as m
+from pyweaver.contract._bootstrap import BOOTSTRAP_ENV, Bootstrap, pack_config
+from pyweaver.contract._config import AppConfig
+from pyweaver.contract._logentry import LogEntry
+from pyweaver.envelope._process import (
+    ChildProcess,
+    ProcessExitedError,
+    ProcessSpec,
+    ReadinessTimeoutError,
+)
 
 __all__ = [
     "Child",

@@ -23,9 +23,9 @@ Modes:
 Main is never run; the test is the caller. Fakes always live in the test process.
 """
 
-from ._runner import MODES as MODES
-from ._runner import Fake as Fake
-from ._runner import Runner as Runner
-from ._runner import fake as fake
+from pyweaver.weavertest._runner import MODES as MODES
+from pyweaver.weavertest._runner import Fake as Fake
+from pyweaver.weavertest._runner import Runner as Runner
+from pyweaver.weavertest._runner import fake as fake
 
 __all__ = ["MODES", "Fake", "Runner", "fake"]

@@ -19,11 +19,11 @@ from typing import Any, Generic, TypeVar
 import anyio
 import attrs
 
-from pyweaver._component import Instance, full_name
-from pyweaver._config import AppConfig, parse_config
 from pyweaver._errors import PyWeaverError
-from pyweaver._registry import Registry
-from pyweaver._runtime import CallClient, SinglePlacement, Weavelet
+from pyweaver._runtime._component import Instance, full_name
+from pyweaver._runtime._registry import Registry
+from pyweaver._runtime._weavelet import CallClient, SinglePlacement, Weavelet
+from pyweaver.contract._config import AppConfig, parse_config
 
 __all__ = ["MODES", "Fake", "Runner", "fake"]
 
@@ -117,7 +117,7 @@ class Runner:
             async with self._rpc() as weavelet:
                 yield weavelet
         else:
-            from pyweaver.deployers.multi import weavertest_deployment
+            from pyweaver.weavertest._multi import weavertest_deployment
 
             async with weavertest_deployment(self.config, self.fakes, self.app) as weavelet:
                 yield weavelet

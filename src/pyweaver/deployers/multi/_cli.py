@@ -25,14 +25,12 @@ import anyio
 import click
 
 from pyweaver._errors import PyWeaverError
-from pyweaver._logentry import LogEntry
-from pyweaver._logging import format_json, format_pretty
+from pyweaver.contract._logentry import LogEntry, format_json, format_pretty
 from pyweaver.deployers._logstore import LogQuery, LogStore, LogWriter
 from pyweaver.deployers._registry import Deployment, Registry
+from pyweaver.deployers.multi._deployer import DeploymentFailed, MultiDeployer
+from pyweaver.deployers.multi._status import METRICS, STATUS, fetch, serve_status
 from pyweaver.envelope import Child, ProcessChild
-
-from ._deployer import DeploymentFailed, MultiDeployer
-from ._status import METRICS, STATUS, fetch, serve_status
 
 __all__ = ["multi"]
 
@@ -85,7 +83,7 @@ class _SpanFile:
 async def _deploy(
     path: Path, config_file: str, fmt: Literal["pretty", "json"], trace: float = 0.0
 ) -> int:
-    from pyweaver._config import load_config
+    from pyweaver.contract._config import load_config
 
     try:
         config = load_config(str(path))
@@ -310,7 +308,7 @@ def status() -> None:
 def metrics(regex: str) -> None:
     """Print the metrics of the running deployments (Prometheus text), merged across
     replicas; REGEX filters metric names."""
-    from pyweaver._metrics import prometheus_text
+    from pyweaver.contract._metrics import prometheus_text
 
     try:
         pattern = re.compile(regex)
@@ -330,12 +328,12 @@ def metrics(regex: str) -> None:
 @click.option("--port", default=0, show_default=True, help="Port (0: any free port).")
 def dashboard(host: str, port: int) -> None:
     """Serve a web page showing the running deployments (and /api/status, /metrics)."""
-    from pyweaver._listener import bind_listener, format_address, serve_asgi
+    from pyweaver._net import bind_socket, format_address, serve_asgi_socket
+    from pyweaver.deployers.multi._dashboard import dashboard_app
 
-    from ._dashboard import dashboard_app
-
-    listener = bind_listener("dashboard", format_address(host, port))
-    click.echo(f"pyweaver multi dashboard: http://{listener.address}/", err=True)
+    sock = bind_socket(format_address(host, port), what="dashboard")
+    address = format_address(*sock.getsockname()[:2])
+    click.echo(f"pyweaver multi dashboard: http://{address}/", err=True)
 
     async def serve() -> None:
         async with anyio.create_task_group() as tasks:
@@ -347,7 +345,7 @@ def dashboard(host: str, port: int) -> None:
                         return
 
             tasks.start_soon(on_signals)
-            await serve_asgi(listener, dashboard_app())
+            await serve_asgi_socket(sock, dashboard_app())
 
     anyio.run(serve)
 

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from pyweaver._errors import PyWeaverError
-from pyweaver._metrics import prometheus_text
+from pyweaver.contract._metrics import prometheus_text
 from pyweaver.deployers._registry import Deployment, Registry
-
-from ._status import METRICS, STATUS, fetch
+from pyweaver.deployers.multi._status import METRICS, STATUS, fetch
 
 __all__ = ["dashboard_app"]
 

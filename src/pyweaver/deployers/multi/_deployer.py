@@ -55,15 +55,15 @@ import anyio
 import anyio.abc
 import attrs
 
-from pyweaver._config import AppConfig
 from pyweaver._errors import PyWeaverError
-from pyweaver._logentry import LogEntry
-from pyweaver._metrics import add_labels, merge_snapshots
-from pyweaver._routing import Assignment, moved_fraction
-from pyweaver._runtime import MAIN
+from pyweaver.contract import MAIN
+from pyweaver.contract import messages as m
+from pyweaver.contract._config import AppConfig
+from pyweaver.contract._logentry import LogEntry
+from pyweaver.contract._metrics import add_labels, merge_snapshots
+from pyweaver.contract._routing import Assignment, moved_fraction
 from pyweaver.deployers._proxy import ListenerInUseError, ProxyError, TcpProxy
 from pyweaver.envelope import Child, Envelope, ProcessError, RestartPolicy
-from pyweaver.envelope import messages as m
 
 __all__ = [
     "DEFAULT_REPLICAS",

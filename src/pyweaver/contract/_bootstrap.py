@@ -2,7 +2,7 @@
 
 It travels in one environment variable, ``PYWEAVER_BOOTSTRAP``, as base64 of a CBOR
 map (no pickle: a process trusts only plain data from its environment). ``weaver.init()``
-sees the variable and runs the weavelet (:func:`pyweaver.envelope._weavelet.run_weavelet`)
+sees the variable and runs the weavelet (:func:`pyweaver._runtime._remote.run_weavelet`)
 instead of the single-process runtime.
 """
 
@@ -20,12 +20,20 @@ import cattrs
 import cbor2
 from cattrs.preconf.cbor2 import make_converter
 
-from pyweaver._config import AppConfig
 from pyweaver._errors import PyWeaverError
+from pyweaver.contract._config import AppConfig
+from pyweaver.contract._names import BOOTSTRAP_ENV, CONFIG_ENV, MAIN
 
-__all__ = ["BOOTSTRAP_ENV", "Bootstrap", "BootstrapError", "pack_config", "unpack_config"]
+__all__ = [
+    "BOOTSTRAP_ENV",
+    "CONFIG_ENV",
+    "MAIN",
+    "Bootstrap",
+    "BootstrapError",
+    "pack_config",
+    "unpack_config",
+]
 
-BOOTSTRAP_ENV: Final = "PYWEAVER_BOOTSTRAP"
 
 _converter = make_converter()
 _converter.register_unstructure_hook(Path, str)
@@ -106,7 +114,7 @@ class Bootstrap:
             paths or module names (empty: the process's ``__main__`` already did).
         sys_path: directories to put in front of ``sys.path`` before importing ``app``.
         backend: the anyio backend a non-main weavelet started by ``python -m
-            pyweaver.envelope`` runs on ("" = asyncio).
+            pyweaver._runtime`` runs on ("" = asyncio).
         log_level: the level the weavelet logs at.
         trace_sample_ratio: the fraction of new traces to record (0: tracing off);
             recorded spans are shipped to the envelope.

@@ -57,7 +57,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
-from pyweaver import _metrics
+from pyweaver._runtime import _metrics
 
 __all__ = [
     "TRACING",

@@ -3,7 +3,7 @@
 ``weaver.init()`` calls :func:`run_weavelet` when ``PYWEAVER_BOOTSTRAP`` is set. The
 process then
 
-* builds a :class:`~pyweaver._runtime.Weavelet` whose placement is
+* builds a :class:`~pyweaver._runtime._weavelet.Weavelet` whose placement is
   :class:`MultiPlacement`: the components of its own colocation group are local, every
   other component is reached through a call client per group whose endpoints are that
   group's replicas (Unix sockets) and whose balancer follows the routing assignment
@@ -37,20 +37,20 @@ import anyio
 import anyio.abc
 import sniffio
 
-from pyweaver import _metrics, _tracing, call
-from pyweaver._component import Instance
-from pyweaver._config import AppConfig
+from pyweaver import call
 from pyweaver._errors import PyWeaverError
-from pyweaver._listener import Listener, ListenerOptions, bind_listener
-from pyweaver._logentry import LogEntry
-from pyweaver._logging import configure_logging, format_json
-from pyweaver._registry import Registry
-from pyweaver._routing import Assignment
-from pyweaver._runtime import CallClient, Weavelet
+from pyweaver._runtime import _metrics, _tracing
+from pyweaver._runtime._component import Instance
+from pyweaver._runtime._listener import Listener, ListenerOptions, bind_listener
+from pyweaver._runtime._logging import configure_logging
+from pyweaver._runtime._registry import Registry
+from pyweaver._runtime._weavelet import CallClient, Weavelet
 from pyweaver._version import __version__
-
-from . import _messages as m
-from ._bootstrap import Bootstrap, unpack_config
+from pyweaver.contract import _messages as m
+from pyweaver.contract._bootstrap import Bootstrap, unpack_config
+from pyweaver.contract._config import AppConfig
+from pyweaver.contract._logentry import LogEntry, format_json
+from pyweaver.contract._routing import Assignment
 
 __all__ = [
     "MultiPlacement",
@@ -596,7 +596,7 @@ async def _start_main(bootstrap: Bootstrap) -> Instance:
     global _main_agent, _main_lifecycle
     if _main_agent is not None:
         return _main_agent.weavelet.main_instance()
-    from pyweaver import _runtime
+    from pyweaver._runtime import _weavelet
 
     started = anyio.Event()
     outcome: dict[str, Any] = {}
@@ -618,10 +618,10 @@ async def _start_main(bootstrap: Bootstrap) -> Instance:
         raise outcome["error"]
     agent: WeaveletAgent = outcome["agent"]
     _main_agent = agent
-    lifecycle = _runtime._shutdown_on_exit(agent.weavelet)
+    lifecycle = _weavelet._shutdown_on_exit(agent.weavelet)
     await lifecycle.__anext__()
     _main_lifecycle = lifecycle
-    _runtime._route_sigterm_like_sigint()
+    _weavelet._route_sigterm_like_sigint()
     return agent.weavelet.main_instance()
 
 
@@ -650,9 +650,9 @@ async def _as_coroutine(function: Callable[[], Awaitable[None]]) -> None:
 
 
 def main() -> None:
-    """``python -m pyweaver.envelope``: a weavelet that imports the app itself (the
+    """``python -m pyweaver._runtime``: a weavelet that imports the app itself (the
     bootstrap's ``app`` and ``sys_path``) instead of running its main."""
-    from pyweaver._appload import load_app
+    from pyweaver._runtime._appload import load_app
 
     bootstrap = Bootstrap.from_environ()
     for directory in reversed(bootstrap.sys_path):

@@ -2,7 +2,7 @@
 
 The test process is the main group: its weavelet runs in-process (an
 :class:`~pyweaver.envelope.InProcessChild`) and hosts nothing but the test's fakes.
-Every other group runs in child processes (``python -m pyweaver.envelope``; two
+Every other group runs in child processes (``python -m pyweaver._runtime``; two
 replicas per group unless weaver.toml says otherwise) that import the modules defining
 the app's components, with the test's ``sys.path``. The test's components are reached
 over the call protocol, exactly as in ``pyweaver multi deploy``.
@@ -22,16 +22,15 @@ from typing import Any
 import anyio
 import sniffio
 
-from pyweaver._component import implementations
-from pyweaver._config import AppConfig
-from pyweaver._logentry import LogEntry
-from pyweaver._logging import format_pretty
-from pyweaver._registry import Registry
-from pyweaver._runtime import Weavelet
-from pyweaver.envelope import Bootstrap, Child, InProcessChild, ProcessChild, RestartPolicy
-from pyweaver.envelope._weavelet import serve_weavelet
-
-from ._deployer import MultiDeployer
+from pyweaver._runtime._component import implementations
+from pyweaver._runtime._registry import Registry
+from pyweaver._runtime._remote import serve_weavelet
+from pyweaver._runtime._weavelet import Weavelet
+from pyweaver.contract import Bootstrap
+from pyweaver.contract._config import AppConfig
+from pyweaver.contract._logentry import LogEntry, format_pretty
+from pyweaver.deployers.multi._deployer import MultiDeployer
+from pyweaver.envelope import Child, InProcessChild, ProcessChild, RestartPolicy
 
 __all__ = ["component_modules", "weavertest_deployment"]
 
@@ -101,7 +100,7 @@ async def weavertest_deployment(
     def child(group: str, run_main: bool) -> Child:
         if run_main:
             return InProcessChild(main_weavelet)
-        return ProcessChild([sys.executable, "-m", "pyweaver.envelope"], stop_grace=3.0)
+        return ProcessChild([sys.executable, "-m", "pyweaver._runtime"], stop_grace=3.0)
 
     with tempfile.TemporaryDirectory(prefix="pwt-") as socket_dir:
         async with MultiDeployer(

@@ -14,7 +14,7 @@ Per HTTP request, labelled with the handler's ``label`` and the request's ``host
 A websocket connection is only counted. Lifespan (and any other) scopes pass
 through untouched.
 
-With tracing on (:mod:`pyweaver._tracing`), a request carrying a W3C
+With tracing on (:mod:`pyweaver._runtime._tracing`), a request carrying a W3C
 ``traceparent`` continues that trace in a server span named ``label``; a request
 without one starts a new trace, at most about once per ``trace_interval`` seconds
 (Service Weaver's sampler: after a trace, the next may start after a random
@@ -32,9 +32,9 @@ from typing import Any, Final
 
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, StatusCode
 
-from . import _tracing
-from ._metrics import GENERATED_BOUNDS, Counter, Histogram
-from ._tracing import TRACING
+from pyweaver._runtime import _tracing
+from pyweaver._runtime._metrics import GENERATED_BOUNDS, Counter, Histogram
+from pyweaver._runtime._tracing import TRACING
 
 __all__ = ["ASGIApp", "instrument_handler"]
 

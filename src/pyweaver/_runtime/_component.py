@@ -4,7 +4,7 @@
 Subclassing ``Implements[Iface]`` registers the class as *the* implementation of the
 component interface ``Iface``. Registration only records the class; every check that
 can be made without running the app (signatures, types, routers, Refs, listeners) is
-made by :mod:`pyweaver._registry` when the app starts or when ``pyweaver check`` runs,
+made by :mod:`pyweaver._runtime._registry` when the app starts or when ``pyweaver check`` runs,
 so one error report can name every fault at once.
 """
 
@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
 
-from ._automarshal import full_name
-from ._errors import RegistrationError
+from pyweaver._errors import RegistrationError
+from pyweaver._runtime._automarshal import full_name
 
 if TYPE_CHECKING:
-    from ._listener import Listener, ListenerOptions
-    from ._logging import Logger
-    from ._runtime import Weavelet
+    from pyweaver._runtime._listener import Listener, ListenerOptions
+    from pyweaver._runtime._logging import Logger
+    from pyweaver._runtime._weavelet import Weavelet
 
 __all__ = [
     "Implements",

@@ -58,7 +58,8 @@ import attrs
 import cattrs
 from cattrs.errors import ForbiddenExtraKeysError
 
-from ._errors import ConfigError
+from pyweaver._errors import ConfigError
+from pyweaver.contract._names import MAIN
 
 __all__ = [
     "AppConfig",
@@ -72,7 +73,6 @@ __all__ = [
 
 C = TypeVar("C")
 
-_MAIN = "main"
 _DEFAULT_NAME = "app"
 # Sections of deployers that read their own keys; kept raw in AppConfig.deployers.
 _DEPLOYER_SECTIONS = ("ray", "kube")
@@ -424,7 +424,7 @@ def check_sections(cfg: AppConfig, known_components: Mapping[str, type | None]) 
                 "(its implementation does not use weaver.WithConfig)"
             )
     for group in cfg.multi.group_replicas:
-        if group == _MAIN:
+        if group == MAIN:
             continue
         if group not in known_components:
             problems.append(f"{file}: [multi] replicas: {group} names no component of the app")

@@ -35,14 +35,21 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import sniffio
 
-from . import _metrics, _tracing
-from ._component import Instance, Ref, WeaverInfo, full_name
-from ._config import AppConfig, check_sections, component_config, load_config, parse_config
-from ._errors import PyWeaverError, RegistrationError
-from ._listener import Listener, ListenerOptions, bind_listener
-from ._logging import configure_logging, make_logger
-from ._registry import ComponentSpec, MethodSpec, Registry
-from ._routing import shard_key
+from pyweaver._errors import PyWeaverError, RegistrationError
+from pyweaver._runtime import _metrics, _tracing
+from pyweaver._runtime._component import Instance, Ref, WeaverInfo, full_name
+from pyweaver._runtime._listener import Listener, ListenerOptions, bind_listener
+from pyweaver._runtime._logging import configure_logging, make_logger
+from pyweaver._runtime._registry import ComponentSpec, MethodSpec, Registry
+from pyweaver.contract._config import (
+    AppConfig,
+    check_sections,
+    component_config,
+    load_config,
+    parse_config,
+)
+from pyweaver.contract._names import BOOTSTRAP_ENV, CONFIG_ENV, MAIN
+from pyweaver.contract._routing import shard_key
 
 __all__ = [
     "MAIN",
@@ -56,9 +63,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-MAIN = "main"  # the name of the component that main() runs as
-CONFIG_ENV = "PYWEAVER_CONFIG"
-BOOTSTRAP_ENV = "PYWEAVER_BOOTSTRAP"
 LOCAL_LATENCY_SAMPLE = 8  # time one local call in this many (see _local_method)
 
 Handler = Callable[[bytes], Awaitable[bytes]]
@@ -545,7 +549,7 @@ async def init() -> Instance:
     """Start this process's part of the app (see ``weaver.init`` in the docs)."""
     global _process_weavelet, _lifecycle
     if os.environ.get(BOOTSTRAP_ENV):
-        from .envelope._weavelet import run_weavelet
+        from pyweaver._runtime._remote import run_weavelet
 
         return await run_weavelet()
     if _process_weavelet is not None:

@@ -93,8 +93,8 @@ from uuid import UUID
 import attrs
 import cbor2
 
-from ._automarshal import AutoMarshal, ensure_attrs, full_name, lookup
-from ._errors import RegistrationError, RemoteCallError, RemoteException
+from pyweaver._errors import RegistrationError, RemoteCallError, RemoteException
+from pyweaver._runtime._automarshal import AutoMarshal, ensure_attrs, full_name, lookup
 
 __all__ = ["Codec", "MethodCodec"]
 

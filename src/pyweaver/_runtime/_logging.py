@@ -1,5 +1,5 @@
 """Logging: the component logger (``self.logger``), the process-wide handler that
-turns every stdlib log record into a :class:`~pyweaver._logentry.LogEntry`, and the
+turns every stdlib log record into a :class:`~pyweaver.contract._logentry.LogEntry`, and the
 pretty and JSON-lines formats.
 
 Theory of operation
@@ -23,27 +23,22 @@ uses a sink to ship entries to the envelope in batches.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from typing import Final, Literal, TextIO
 
 from opentelemetry import trace
 
-from ._logentry import LogEntry
+from pyweaver.contract._logentry import LogEntry, format_json, format_pretty
 
 __all__ = [
     "LogSink",
     "Logger",
     "configure_logging",
     "entry_from_record",
-    "format_json",
-    "format_pretty",
     "make_logger",
     "unconfigure_logging",
 ]
@@ -230,79 +225,6 @@ def entry_from_record(record: logging.LogRecord, process: _Identity | None = Non
         trace_id=format(span_context.trace_id, "032x") if span_context.is_valid else "",
         span_id=format(span_context.span_id, "016x") if span_context.is_valid else "",
     )
-
-
-# -- formats --------------------------------------------------------------------------
-
-_RESET: Final = "\x1b[0m"
-_DIM: Final = "\x1b[2m"
-_CYAN: Final = "\x1b[36m"
-_LEVEL_COLORS: Final = {
-    "debug": "\x1b[2m",
-    "info": "",
-    "warning": "\x1b[33m",
-    "error": "\x1b[31m",
-}
-_COMPONENT_WIDTH: Final = 17
-
-
-def _short_component(name: str) -> str:
-    # "shop.services.cart.Cart" -> "cart.Cart": the interface and its module.
-    parts = name.rsplit(".", 2)
-    return ".".join(parts[-2:])
-
-
-def _quote(value: str) -> str:
-    if value and not any(c.isspace() or c in '"=\\' for c in value):
-        return value
-    return json.dumps(value, ensure_ascii=False)
-
-
-def format_pretty(entry: LogEntry, *, color: bool = False) -> str:
-    """One human line (plus an indented traceback, if any)::
-
-        I1125 03:21:07.123 app.Reverser      app.py:14] ready pid=1234
-
-    Level initial and MMDD, local time to the millisecond, the short component
-    (or logger name, or stdout/stderr), the replica's first 8 characters when
-    known, file:line, message, then ``key=value`` attributes.
-    """
-    seconds, nanos = divmod(entry.time_ns, 1_000_000_000)
-    stamp = time.strftime("%m%d %H:%M:%S", time.localtime(seconds))
-    prefix = f"{entry.level[:1].upper() or '?'}{stamp}.{nanos // 1_000_000:03d}"
-    attrs = dict(entry.attrs)
-    traceback_text = attrs.pop("traceback", "")
-    if entry.component:
-        who = _short_component(entry.component)
-    elif entry.source != "logger":
-        who = entry.source
-    else:
-        who = attrs.pop("logger", "")
-    where = f"{os.path.basename(entry.file)}:{entry.line}" if entry.file else ""
-    replica = f" {entry.replica[:8]}" if entry.replica else ""
-    pairs = " ".join(f"{key}={_quote(value)}" for key, value in attrs.items())
-    if color:
-        level_color = _LEVEL_COLORS.get(entry.level, "")
-        line = (
-            f"{level_color}{prefix}{_RESET} {_CYAN}{who:<{_COMPONENT_WIDTH}}{_RESET}"
-            f"{_DIM}{replica} {where}]{_RESET} {level_color}{entry.message}{_RESET}"
-        )
-        if pairs:
-            line += f" {_DIM}{pairs}{_RESET}"
-    else:
-        line = f"{prefix} {who:<{_COMPONENT_WIDTH}}{replica} {where}] {entry.message}"
-        if pairs:
-            line += f" {pairs}"
-    if traceback_text:
-        indented = "\n".join("    " + text for text in traceback_text.splitlines())
-        line += "\n" + (f"{_DIM}{indented}{_RESET}" if color else indented)
-    return line
-
-
-def format_json(entry: LogEntry) -> str:
-    """One JSON object per line: the entry's wire form
-    (``LogEntry.from_wire(json.loads(line))`` gives the entry back)."""
-    return json.dumps(entry.to_wire(), ensure_ascii=False, separators=(",", ":"))
 
 
 # -- the process-wide handler ---------------------------------------------------------

@@ -28,8 +28,8 @@ import cbor2
 from cattrs.preconf.cbor2 import make_converter
 
 from pyweaver._errors import RemoteProtocolError
-from pyweaver._logentry import LogEntry
 from pyweaver.call import method_key
+from pyweaver.contract._logentry import LogEntry
 
 __all__ = [
     "ACTIVATE_COMPONENT",
@@ -226,7 +226,7 @@ class Health:
 
 @attrs.frozen(kw_only=True)
 class MetricsReply:
-    """The weavelet's metric snapshot (``pyweaver._metrics.snapshot()``)."""
+    """The weavelet's metric snapshot (``pyweaver._runtime._metrics.snapshot()``)."""
 
     samples: list[dict[str, Any]]
 

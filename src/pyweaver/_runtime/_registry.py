@@ -19,8 +19,9 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import attrs
 
-from ._codec import Codec, MethodCodec
-from ._component import (
+from pyweaver._errors import RegistrationError
+from pyweaver._runtime._codec import Codec, MethodCodec
+from pyweaver._runtime._component import (
     NOT_RETRIABLE_ATTR,
     Implements,
     Ref,
@@ -30,14 +31,13 @@ from ._component import (
     generic_argument,
     implementations,
 )
-from ._errors import RegistrationError
-from ._listener import Listener
+from pyweaver._runtime._listener import Listener
 
 __all__ = ["ComponentSpec", "MethodSpec", "Registry", "method_key"]
 
 _ROUTER_KEY_TYPES = (int, float, str)
 # Base classes whose own annotations (Instance's runtime slots) are not app fields.
-_OWN_MODULES = frozenset({"pyweaver._component", "typing", "builtins"})
+_OWN_MODULES = frozenset({"pyweaver._runtime._component", "typing", "builtins"})
 
 
 def method_key(component: str, method: str) -> bytes:

@@ -47,12 +47,22 @@ import itertools
 import math
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, Literal
+from collections.abc import Iterable, Sequence
+from typing import Final, Literal
 
 import attrs
 
-from ._errors import RegistrationError
+from pyweaver._errors import RegistrationError
+from pyweaver.contract._metrics import (
+    METHOD_BYTES_REPLY,
+    METHOD_BYTES_REQUEST,
+    METHOD_COUNT,
+    METHOD_ERRORS,
+    METHOD_HELP,
+    METHOD_LATENCY,
+    Sample,
+    sample_sort_key,
+)
 
 __all__ = [
     "GENERATED_BOUNDS",
@@ -63,19 +73,13 @@ __all__ = [
     "Histogram",
     "HistogramChild",
     "MethodMetrics",
-    "MethodSummary",
-    "add_labels",
-    "merge_snapshots",
     "method_metrics",
-    "method_summaries",
-    "prometheus_text",
     "reset_for_tests",
     "snapshot",
 ]
 
 Kind = Literal["counter", "gauge", "histogram"]
 LabelValue = str | int | bool
-Sample = dict[str, Any]
 
 #: Service Weaver's bounds for generated histograms: the 1-2-5 series 1 .. 5e9.
 GENERATED_BOUNDS: Final[tuple[float, ...]] = tuple(
@@ -170,18 +174,6 @@ _families: dict[str, _Family] = {}
 
 # Names of the families method_metrics() feeds; they are exported from MethodMetrics
 # objects rather than from children, but no app metric may take their names.
-_METHOD_COUNT: Final = "serviceweaver_method_count"
-_METHOD_ERRORS: Final = "serviceweaver_method_error_count"
-_METHOD_LATENCY: Final = "serviceweaver_method_latency_micros"
-_METHOD_BYTES_REQUEST: Final = "serviceweaver_method_bytes_request"
-_METHOD_BYTES_REPLY: Final = "serviceweaver_method_bytes_reply"
-_METHOD_HELP: Final[dict[str, str]] = {
-    _METHOD_COUNT: "Count of Service Weaver component method invocations",
-    _METHOD_ERRORS: "Count of Service Weaver component method invocations that result in an error",
-    _METHOD_LATENCY: "Duration, in microseconds, of Service Weaver component method execution",
-    _METHOD_BYTES_REQUEST: "Number of bytes in Service Weaver component method requests",
-    _METHOD_BYTES_REPLY: "Number of bytes in Service Weaver component method replies",
-}
 
 
 def _register(
@@ -193,7 +185,7 @@ def _register(
 ) -> _Family:
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"invalid metric name {name!r}: use letters, digits, '_' and ':'")
-    if name in _METHOD_HELP:
+    if name in METHOD_HELP:
         raise RegistrationError(f"metric name {name!r} is reserved for pyweaver")
     if not isinstance(help, str) or not help.strip():
         raise ValueError(f"metric {name!r}: help text is required")
@@ -518,11 +510,11 @@ class MethodMetrics:
         }
         calls = self.calls
         samples: list[Sample] = [
-            _scalar(_METHOD_COUNT, "counter", _METHOD_HELP[_METHOD_COUNT], labels, calls),
-            _scalar(_METHOD_ERRORS, "counter", _METHOD_HELP[_METHOD_ERRORS], labels, self.errors),
+            _scalar(METHOD_COUNT, "counter", METHOD_HELP[METHOD_COUNT], labels, calls),
+            _scalar(METHOD_ERRORS, "counter", METHOD_HELP[METHOD_ERRORS], labels, self.errors),
             _histogram(
-                _METHOD_LATENCY,
-                _METHOD_HELP[_METHOD_LATENCY],
+                METHOD_LATENCY,
+                METHOD_HELP[METHOD_LATENCY],
                 labels,
                 bounds=_LATENCY_BOUNDS_MICROS,
                 counts=_fold(self.latency_counts, _LATENCY_K),
@@ -531,13 +523,13 @@ class MethodMetrics:
         ]
         if self.remote:
             for name, counts, total in (
-                (_METHOD_BYTES_REQUEST, self.request_counts, self.request_sum),
-                (_METHOD_BYTES_REPLY, self.reply_counts, self.reply_sum),
+                (METHOD_BYTES_REQUEST, self.request_counts, self.request_sum),
+                (METHOD_BYTES_REPLY, self.reply_counts, self.reply_sum),
             ):
                 samples.append(
                     _histogram(
                         name,
-                        _METHOD_HELP[name],
+                        METHOD_HELP[name],
                         labels,
                         bounds=_BYTES_BOUNDS,
                         counts=_fold(counts, _BYTES_K),
@@ -596,10 +588,6 @@ def _histogram(
     }
 
 
-def _sort_key(sample: Sample) -> tuple[str, list[tuple[str, str]]]:
-    return sample["name"], sorted(sample["labels"].items())
-
-
 def snapshot() -> list[Sample]:
     """Every metric of this process (cumulative), one entry per family and label
     set, sorted by name then labels. Labelled families appear once a child exists."""
@@ -622,162 +610,8 @@ def snapshot() -> list[Sample]:
                 samples.append(_scalar(family.name, family.kind, family.help, labels, child.value))
     for metrics in _method_metrics.values():
         samples.extend(metrics._samples())
-    samples.sort(key=_sort_key)
+    samples.sort(key=sample_sort_key)
     return samples
-
-
-def merge_snapshots(snapshots: Iterable[Sequence[Sample]]) -> list[Sample]:
-    """Combine the snapshots of several replicas into one.
-
-    Entries with the same name and labels are added up: counters and histograms
-    (bucket by bucket, plus sum and count) because they count events, and gauges
-    too, so a gauge reads as the total over replicas (e.g. items cached by all
-    replicas); set a per-replica label (see :func:`add_labels`) before merging if
-    you want gauges kept apart. Raises ``ValueError`` when replicas disagree on a
-    metric's kind or histogram bounds (different app versions).
-    """
-    merged: dict[tuple[str, tuple[tuple[str, str], ...]], Sample] = {}
-    for samples in snapshots:
-        for sample in samples:
-            key = (sample["name"], tuple(sorted(sample["labels"].items())))
-            into = merged.get(key)
-            if into is None:
-                copy = dict(sample)
-                copy["labels"] = dict(sample["labels"])
-                if sample["kind"] == "histogram":
-                    copy["bounds"] = list(sample["bounds"])
-                    copy["counts"] = list(sample["counts"])
-                merged[key] = copy
-                continue
-            if into["kind"] != sample["kind"]:
-                raise ValueError(
-                    f"metric {sample['name']!r} is a {into['kind']} in one snapshot "
-                    f"and a {sample['kind']} in another"
-                )
-            if sample["kind"] == "histogram":
-                if list(into["bounds"]) != list(sample["bounds"]):
-                    raise ValueError(f"histogram {sample['name']!r} has different bounds")
-                into["counts"] = [
-                    a + b for a, b in zip(into["counts"], sample["counts"], strict=True)
-                ]
-                into["sum"] += sample["sum"]
-                into["count"] += sample["count"]
-            else:
-                into["value"] += sample["value"]
-    return sorted(merged.values(), key=_sort_key)
-
-
-def add_labels(samples: Iterable[Sample], labels: Mapping[str, str]) -> list[Sample]:
-    """Copies of ``samples`` with extra labels (e.g. ``serviceweaver_app``,
-    ``serviceweaver_node``); a sample's own label wins over an added one."""
-    return [{**sample, "labels": {**labels, **sample["labels"]}} for sample in samples]
-
-
-def _format_number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
-
-
-def _format_labels(labels: Mapping[str, str], extra: tuple[str, str] | None = None) -> str:
-    pairs = [f'{key}="{_escape_label(value)}"' for key, value in labels.items()]
-    if extra is not None:
-        pairs.append(f'{extra[0]}="{extra[1]}"')
-    return "{" + ",".join(pairs) + "}" if pairs else ""
-
-
-def prometheus_text(samples: Iterable[Sample]) -> str:
-    """Render samples in the Prometheus text exposition format, version 0.0.4
-    (``Content-Type: text/plain; version=0.0.4``)."""
-    by_name: dict[str, list[Sample]] = {}
-    for sample in samples:
-        by_name.setdefault(sample["name"], []).append(sample)
-    lines: list[str] = []
-    for name, group in by_name.items():
-        first = group[0]
-        help_text = first["help"].replace("\\", r"\\").replace("\n", r"\n")
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {first['kind']}")
-        for sample in group:
-            labels = sample["labels"]
-            if sample["kind"] != "histogram":
-                lines.append(f"{name}{_format_labels(labels)} {_format_number(sample['value'])}")
-                continue
-            cumulative = 0
-            for bound, count in zip(sample["bounds"], sample["counts"], strict=False):
-                cumulative += count
-                le = _format_labels(labels, ("le", _format_number(bound)))
-                lines.append(f"{name}_bucket{le} {cumulative}")
-            inf = _format_labels(labels, ("le", "+Inf"))
-            lines.append(f"{name}_bucket{inf} {sample['count']}")
-            lines.append(f"{name}_sum{_format_labels(labels)} {_format_number(sample['sum'])}")
-            lines.append(f"{name}_count{_format_labels(labels)} {sample['count']}")
-    return "\n".join(lines) + "\n" if lines else ""
-
-
-@attrs.frozen(kw_only=True)
-class MethodSummary:
-    """Totals for one component method over all its callers (status pages, tables)."""
-
-    component: str
-    method: str
-    calls: int
-    errors: int
-    latency_sum_micros: float
-    latency_count: int  # timed calls (all of them unless the stub samples)
-    request_bytes: int  # remote calls only
-    reply_bytes: int
-
-    @property
-    def mean_latency_micros(self) -> float:
-        return self.latency_sum_micros / self.latency_count if self.latency_count else 0.0
-
-
-def method_summaries(samples: Iterable[Sample]) -> list[MethodSummary]:
-    """Per-(component, method) totals from a (merged) snapshot, sorted by name.
-    Subtract two of them taken a minute apart for per-minute rates."""
-    totals: dict[tuple[str, str], dict[str, Any]] = {}
-    fields = {
-        _METHOD_COUNT: ("calls", "value"),
-        _METHOD_ERRORS: ("errors", "value"),
-        _METHOD_LATENCY: ("latency_sum_micros", "sum"),
-        _METHOD_BYTES_REQUEST: ("request_bytes", "sum"),
-        _METHOD_BYTES_REPLY: ("reply_bytes", "sum"),
-    }
-    for sample in samples:
-        field = fields.get(sample["name"])
-        if field is None:
-            continue
-        labels = sample["labels"]
-        key = (labels.get("component", ""), labels.get("method", ""))
-        entry = totals.setdefault(
-            key,
-            {
-                "calls": 0,
-                "errors": 0,
-                "latency_sum_micros": 0.0,
-                "latency_count": 0,
-                "request_bytes": 0,
-                "reply_bytes": 0,
-            },
-        )
-        entry[field[0]] += sample[field[1]]
-        if sample["name"] == _METHOD_LATENCY:
-            entry["latency_count"] += sample["count"]
-    return [
-        MethodSummary(component=component, method=method, **entry)
-        for (component, method), entry in sorted(totals.items())
-    ]
 
 
 def reset_for_tests() -> None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from ._errors import PyWeaverError
+from pyweaver._errors import PyWeaverError
 
 __all__ = ["load_app"]
 
