@@ -41,8 +41,8 @@ from pyweaver._runtime._listener import Listener as Listener
 from pyweaver._runtime._listener import ListenerOptions as ListenerOptions
 from pyweaver._runtime._listener import serve_asgi as serve_asgi
 from pyweaver._runtime._logging import Logger as Logger
-from pyweaver._runtime._weavelet import get as get
-from pyweaver._runtime._weavelet import init as init
+from pyweaver._runtime._init import get as get
+from pyweaver._runtime._init import init as init
 from pyweaver._version import __version__ as __version__
 from pyweaver.call._metadata import metadata as metadata
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, get_args, get_origin
 
 from pyweaver._errors import RegistrationError
 from pyweaver._runtime._automarshal import full_name
@@ -20,7 +20,6 @@ from pyweaver._runtime._automarshal import full_name
 if TYPE_CHECKING:
     from pyweaver._runtime._listener import Listener, ListenerOptions
     from pyweaver._runtime._logging import Logger
-    from pyweaver._runtime._weavelet import Weavelet
 
 __all__ = [
     "Implements",
@@ -71,13 +70,23 @@ class WeaverInfo:
         )
 
 
+class _Host(Protocol):
+    """What an Instance asks of the weavelet that made it."""
+
+    async def get(self, iface: type[T], requester: str) -> T: ...
+
+    async def listener(
+        self, component: str, name: str, options: ListenerOptions | None
+    ) -> Listener: ...
+
+
 class Instance:
     """What ``weaver.init()`` returns and what every implementation is.
 
     The runtime fills the private slots before the component's ``init`` hook runs.
     """
 
-    _pyweaver_weavelet: Weavelet
+    _pyweaver_weavelet: _Host
     _pyweaver_name: str
     logger: Logger
     weaver_info: WeaverInfo

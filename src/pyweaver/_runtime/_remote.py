@@ -17,9 +17,9 @@ All of that lives in :func:`serve_weavelet`, an async context manager. In a proc
 that does not run ``main``, :func:`run_weavelet` serves until the envelope asks it to
 stop or SIGTERM/SIGINT arrives, runs the components' ``shutdown`` hooks, and exits the
 process with status 0: it never returns. In the process that runs ``main`` it returns
-the main ``Instance`` and the services keep running in one background task owned by the
-event loop (``init`` must return while they serve); shutdown hooks run when the event
-loop finishes, as in a single-process app.
+the main ``Instance`` and the services keep running in the process's root task
+(:mod:`._lifetime`); shutdown hooks run when the event loop ends, as in a
+single-process app.
 """
 
 from __future__ import annotations
@@ -31,20 +31,23 @@ import sys
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Final
 
 import anyio
 import anyio.abc
-import sniffio
 
 from pyweaver import call
 from pyweaver._errors import PyWeaverError
 from pyweaver._runtime import _metrics, _tracing
 from pyweaver._runtime._component import Instance
+from pyweaver._runtime._lifetime import start_root_task
 from pyweaver._runtime._listener import Listener, ListenerOptions, bind_listener
 from pyweaver._runtime._logging import configure_logging
+from pyweaver._runtime._placement import CallClient
 from pyweaver._runtime._registry import Registry
-from pyweaver._runtime._weavelet import CallClient, Weavelet
+from pyweaver._runtime._signals import route_sigterm_like_sigint
+from pyweaver._runtime._weavelet import Weavelet
 from pyweaver._version import __version__
 from pyweaver.contract import _messages as m
 from pyweaver.contract._bootstrap import Bootstrap, unpack_config
@@ -553,8 +556,6 @@ async def serve_weavelet(
 # -- the process entry points --------------------------------------------------------------
 
 _main_agent: WeaveletAgent | None = None
-_main_lifecycle: Any = None  # keeps the shutdown-hook generator alive until the loop ends
-_background: set[Any] = set()  # asyncio tasks must be referenced to stay alive
 
 
 async def run_weavelet() -> Instance:
@@ -593,60 +594,28 @@ async def _serve_until_stopped(bootstrap: Bootstrap) -> None:
 
 
 async def _start_main(bootstrap: Bootstrap) -> Instance:
-    global _main_agent, _main_lifecycle
-    if _main_agent is not None:
-        return _main_agent.weavelet.main_instance()
-    from pyweaver._runtime import _weavelet
+    global _main_agent
+    if _main_agent is None:
+        _main_agent = await start_root_task(partial(_serve_main, bootstrap))
+        route_sigterm_like_sigint()
+    return _main_agent.weavelet.main_instance()
 
-    started = anyio.Event()
-    outcome: dict[str, Any] = {}
 
-    async def background() -> None:
+async def _serve_main(
+    bootstrap: Bootstrap,
+    *,
+    task_status: anyio.abc.TaskStatus[WeaveletAgent] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """The weavelet of the process that runs main, from ``init`` to the end of the
+    event loop (see :mod:`._lifetime`); shutdown hooks run while it still ships logs."""
+    global _main_agent
+    async with serve_weavelet(bootstrap) as agent:
         try:
-            async with serve_weavelet(bootstrap) as agent:
-                outcome["agent"] = agent
-                started.set()
-                await anyio.sleep_forever()
-        except Exception as exc:
-            outcome["error"] = exc
+            task_status.started(agent)
+            await anyio.sleep_forever()
         finally:
-            started.set()
-
-    _spawn_system_task(background)
-    await started.wait()
-    if "error" in outcome:
-        raise outcome["error"]
-    agent: WeaveletAgent = outcome["agent"]
-    _main_agent = agent
-    lifecycle = _weavelet._shutdown_on_exit(agent.weavelet)
-    await lifecycle.__anext__()
-    _main_lifecycle = lifecycle
-    _weavelet._route_sigterm_like_sigint()
-    return agent.weavelet.main_instance()
-
-
-def _spawn_system_task(function: Callable[[], Awaitable[None]]) -> None:
-    """Run ``function`` for the rest of the event loop's life.
-
-    ``init()`` has to return while the weavelet's services keep serving, so they cannot
-    live in a task group of the caller. They live in one task owned by the event loop
-    itself — a trio system task, or an asyncio task that ``asyncio.run`` cancels and
-    awaits when main ends — and inside it in task groups as everywhere else.
-    """
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        trio.lowlevel.spawn_system_task(function)
-    else:
-        import asyncio
-
-        task = asyncio.get_running_loop().create_task(_as_coroutine(function))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-
-async def _as_coroutine(function: Callable[[], Awaitable[None]]) -> None:
-    await function()
+            _main_agent = None
+            await agent.weavelet.shutdown()
 
 
 def main() -> None:

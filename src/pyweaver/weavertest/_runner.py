@@ -21,8 +21,9 @@ import attrs
 
 from pyweaver._errors import PyWeaverError
 from pyweaver._runtime._component import Instance, full_name
+from pyweaver._runtime._placement import CallClient, SinglePlacement
 from pyweaver._runtime._registry import Registry
-from pyweaver._runtime._weavelet import CallClient, SinglePlacement, Weavelet
+from pyweaver._runtime._weavelet import Weavelet
 from pyweaver.contract._config import AppConfig, parse_config
 
 __all__ = ["MODES", "Fake", "Runner", "fake"]
