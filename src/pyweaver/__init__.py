@@ -37,12 +37,12 @@ from pyweaver._runtime._component import WeaverInfo as WeaverInfo
 from pyweaver._runtime._component import WithConfig as WithConfig
 from pyweaver._runtime._component import WithRouter as WithRouter
 from pyweaver._runtime._component import not_retriable as not_retriable
+from pyweaver._runtime._init import get as get
+from pyweaver._runtime._init import init as init
 from pyweaver._runtime._listener import Listener as Listener
 from pyweaver._runtime._listener import ListenerOptions as ListenerOptions
 from pyweaver._runtime._listener import serve_asgi as serve_asgi
 from pyweaver._runtime._logging import Logger as Logger
-from pyweaver._runtime._init import get as get
-from pyweaver._runtime._init import init as init
 from pyweaver._version import __version__ as __version__
 from pyweaver.call._metadata import metadata as metadata
 

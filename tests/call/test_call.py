@@ -136,19 +136,6 @@ async def test_unavailable_is_retried_and_bounded(server_address: str, driver: s
         assert calls == 4
 
 
-async def test_inject_retries_runs_retriable_calls_again() -> None:
-    calls = 0
-
-    async def count(payload: bytes) -> bytes:
-        nonlocal calls
-        calls += 1
-        return str(calls).encode()
-
-    async with running("mem://", {ECHO: count}, inject_retries=2) as (_, client):
-        assert await client.call(ECHO, b"") == b"3"  # the last result
-        assert await client.call(ECHO, b"", retriable=False) == b"4"
-
-
 # ------------------------------------------------------------------ cancellation
 
 

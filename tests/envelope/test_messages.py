@@ -6,13 +6,12 @@ from __future__ import annotations
 import pytest
 
 from pyweaver._errors import RemoteProtocolError
-from pyweaver._runtime._remote import SlotBalancer
 from pyweaver.contract import Bootstrap, BootstrapError
 from pyweaver.contract import messages as m
 from pyweaver.contract._bootstrap import pack_config, unpack_config
 from pyweaver.contract._config import parse_config
 from pyweaver.contract._logentry import LogEntry
-from pyweaver.contract._routing import Assignment, shard_key
+from pyweaver.contract._routing import Assignment
 
 CONFIG = """
 [serviceweaver]
@@ -97,27 +96,3 @@ def test_control_method_keys_are_distinct() -> None:
     methods = [value for value in vars(m).values() if isinstance(value, m.ControlMethod)]
     assert len(methods) == 11
     assert len({method.key for method in methods}) == len(methods)
-
-
-def test_slot_balancer_routes_by_slot_and_falls_back_by_key() -> None:
-    assignment = Assignment.build(["g#0", "g#1"])
-    info = m.RoutingInfo(
-        group="g",
-        components=["g"],
-        version=1,
-        replicas={"g#0": "unix:///zero", "g#1": "unix:///one"},
-        assignment=assignment.to_wire(),
-    )
-    balancer = SlotBalancer()
-    balancer.update(info)
-    live = ["unix:///one", "unix:///zero"]
-    keys = [shard_key(f"k{i}") for i in range(200)]
-    address = {"g#0": "unix:///zero", "g#1": "unix:///one"}
-    for key in keys:
-        assert balancer.pick(live, key) == address[assignment.pick(key)]
-    # The owner of a key is down: the key goes to a live stand-in, always the same one.
-    for key in keys:
-        assert balancer.pick(["unix:///one"], key) == "unix:///one"
-    # Unrouted calls go round robin.
-    assert {balancer.pick(live, 0) for _ in range(4)} == set(live)
-    assert balancer.pick([], 7) is None

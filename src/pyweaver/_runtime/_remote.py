@@ -28,9 +28,7 @@ import contextlib
 import os
 import signal
 import sys
-import threading
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any, Final
 
@@ -40,20 +38,20 @@ import anyio.abc
 from pyweaver import call
 from pyweaver._errors import PyWeaverError
 from pyweaver._runtime import _metrics, _tracing
+from pyweaver._runtime._balancer import SlotBalancer
 from pyweaver._runtime._component import Instance
 from pyweaver._runtime._lifetime import start_root_task
 from pyweaver._runtime._listener import Listener, ListenerOptions, bind_listener
 from pyweaver._runtime._logging import configure_logging
 from pyweaver._runtime._placement import CallClient
 from pyweaver._runtime._registry import Registry
+from pyweaver._runtime._shipping import LogShipper, SpanShipper
 from pyweaver._runtime._signals import route_sigterm_like_sigint
 from pyweaver._runtime._weavelet import Weavelet
 from pyweaver._version import __version__
 from pyweaver.contract import _messages as m
 from pyweaver.contract._bootstrap import Bootstrap, unpack_config
 from pyweaver.contract._config import AppConfig
-from pyweaver.contract._logentry import LogEntry, format_json
-from pyweaver.contract._routing import Assignment
 
 __all__ = [
     "MultiPlacement",
@@ -71,42 +69,6 @@ _PARENT_POLL: Final = 0.5  # seconds between checks that the deployer still runs
 _MAX_PENDING_SPANS: Final = 100_000  # spans kept while the envelope is slow; older dropped
 
 
-class SlotBalancer:
-    """Routes calls to the replicas of one group.
-
-    Unrouted calls (shard key 0) go round robin. A routed call goes to the replica
-    slot that owns its key in the assignment, if that slot's replica is connected; if
-    not (it is restarting), to a live replica chosen by the key, so the same key keeps
-    landing on the same stand-in until the owner is back.
-    """
-
-    __slots__ = ("_addresses", "_assignment", "_next")
-
-    def __init__(self) -> None:
-        self._assignment: Assignment | None = None
-        self._addresses: dict[str, str] = {}
-        self._next = 0
-
-    def update(self, info: m.RoutingInfo) -> None:
-        self._addresses = dict(info.replicas)
-        self._assignment = (
-            Assignment.from_wire(info.assignment) if info.assignment is not None else None
-        )
-
-    def pick(self, endpoints: Sequence[str], shard_key: int) -> str | None:
-        if not endpoints:
-            return None
-        assignment = self._assignment
-        if shard_key and assignment is not None and assignment.replicas:
-            address = self._addresses.get(assignment.pick(shard_key))
-            if address is not None and address in endpoints:
-                return address
-            return endpoints[shard_key % len(endpoints)]
-        index = self._next
-        self._next = index + 1
-        return endpoints[index % len(endpoints)]
-
-
 class _GroupClient:
     """The call client that reaches one group's replicas, and its routing state."""
 
@@ -121,110 +83,6 @@ class _GroupClient:
         self.version = info.version
         self.balancer.update(info)
         self.client.update_endpoints(sorted(info.replicas.values()))
-
-
-class _LogShipper:
-    """Buffers this process's log entries and ships them to the envelope in batches.
-
-    Before the envelope is reachable and after the weavelet stopped (or when shipping
-    fails), entries are written to stderr instead, one JSON line each behind
-    ``LOG_LINE_PREFIX``, which the envelope turns back into the same entries: nothing
-    is lost, nothing is shipped twice.
-    """
-
-    def __init__(self) -> None:
-        self._pending: deque[LogEntry] = deque()
-        self._wake = anyio.Event()
-        self._shipping = False
-        self._loop_thread = 0
-
-    def sink(self, entry: LogEntry) -> None:
-        if not self._shipping:
-            _write_stderr(entry)
-            return
-        self._pending.append(entry)  # deque.append is safe from any thread
-        # Wake the shipper for the first entry of a batch (and for a full batch), but
-        # only from the event loop's thread: an anyio Event is not thread-safe. Entries
-        # logged by other threads are picked up by the shipper's idle poll.
-        if (len(self._pending) == 1 or len(self._pending) >= _LOG_BATCH) and (
-            threading.get_ident() == self._loop_thread
-        ):
-            self._wake.set()
-
-    def start(self) -> None:
-        self._loop_thread = threading.get_ident()
-        self._shipping = True
-
-    async def run(self, control: call.Client) -> None:
-        while self._shipping:
-            with anyio.move_on_after(_LOG_IDLE_POLL):
-                await self._wake.wait()
-            self._wake = anyio.Event()
-            if len(self._pending) < _LOG_BATCH:
-                await anyio.sleep(_LOG_INTERVAL)  # let a batch gather
-            await self._flush(control)
-
-    async def close(self, control: call.Client, *, ship: bool = True) -> None:
-        """Ship what is pending (bounded; not when the weavelet is being torn down,
-        when the client may be gone already), then write to stderr from now on."""
-        if ship:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
-                await self._flush(control)
-        self._shipping = False
-        while self._pending:
-            _write_stderr(self._pending.popleft())
-
-    async def _flush(self, control: call.Client) -> None:
-        while self._pending:
-            batch = [self._pending.popleft() for _ in range(min(len(self._pending), 1024))]
-            try:
-                await control.call(m.LOG_BATCH.key, m.encode(m.LogBatch(entries=batch)))
-            except PyWeaverError:
-                for entry in batch:
-                    _write_stderr(entry)
-            except BaseException:
-                for entry in batch:
-                    _write_stderr(entry)
-                raise
-
-
-class _SpanShipper:
-    """Buffers finished spans (plain dicts) and ships them to the envelope in batches.
-    Spans that cannot be shipped are dropped: tracing is best effort."""
-
-    def __init__(self) -> None:
-        self._pending: deque[dict[str, Any]] = deque(maxlen=_MAX_PENDING_SPANS)
-        self._wake = anyio.Event()
-
-    def sink(self, span: dict[str, Any]) -> None:
-        # Called in whatever thread ended the span; deque.append is thread-safe.
-        self._pending.append(span)
-
-    async def run(self, control: call.Client) -> None:
-        try:
-            while True:
-                await anyio.sleep(_LOG_INTERVAL)
-                await self._flush(control)
-        finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-                await self._flush(control)
-
-    async def _flush(self, control: call.Client) -> None:
-        while self._pending:
-            batch = [self._pending.popleft() for _ in range(min(len(self._pending), 512))]
-            try:
-                await control.call(m.TRACE_SPANS.key, m.encode(m.TraceSpans(spans=batch)))
-            except PyWeaverError:
-                return
-
-
-def _write_stderr(entry: LogEntry) -> None:
-    # The envelope turns such a line back into the entry (see LOG_LINE_PREFIX).
-    try:
-        sys.stderr.write(m.LOG_LINE_PREFIX + format_json(entry) + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
 
 
 class MultiPlacement:
@@ -278,8 +136,8 @@ class WeaveletAgent:
             group=bootstrap.group,
         )
         self.stopped = anyio.Event()
-        self.logs = _LogShipper()
-        self.spans = _SpanShipper()
+        self.logs = LogShipper()
+        self.spans = SpanShipper()
         self._group: anyio.abc.TaskGroup | None = None
         self._control: call.Client | None = None
         self._groups: dict[str, _GroupClient] = {}  # group -> its client

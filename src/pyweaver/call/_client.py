@@ -92,8 +92,6 @@ class Client:
         retry: backoff, attempt and budget bounds for retries and reconnects.
         replica_wait: how long a call waits, at most, for some endpoint to be live.
         connect_timeout: bound on one connect + handshake.
-        inject_retries: run every retriable call this many extra times (tests flush out
-            methods that should not be retriable this way).
         driver: "auto" (asyncio Protocol on asyncio for tcp/unix, anyio streams
             otherwise), or force "protocol" / "streams".
     """
@@ -109,7 +107,6 @@ class Client:
         retry: RetryPolicy | None = None,
         replica_wait: float = 5.0,
         connect_timeout: float = 5.0,
-        inject_retries: int = 0,
         driver: DriverName = "auto",
     ) -> None:
         self.deployment_id = deployment_id
@@ -120,7 +117,6 @@ class Client:
         self._budget = RetryBudget(self._retry)
         self._replica_wait = replica_wait
         self._connect_timeout = connect_timeout
-        self._inject_retries = inject_retries
         self._driver = driver
         self._use_protocol = False
         self._initial = list(dict.fromkeys(endpoints))
@@ -309,37 +305,35 @@ class Client:
         trace = _tracing.current() if _tracing.state.enabled else None
         effective_deadline = self._effective_deadline
         clock = self._clock
-        # Injected retries (tests): run the whole call again, keep the last result.
-        for _run in range(1 + self._inject_retries if retriable else 1):
-            attempt = 1
-            replica_wait_until = -_INF
-            while True:
-                deadline = effective_deadline()
-                if deadline == _INF:
-                    deadline_us = 0
-                else:
-                    remaining = deadline - clock()
-                    if remaining <= 0:
-                        await anyio.lowlevel.checkpoint()  # the caller's scope cancels here
-                        raise RetriableError(
-                            f"deadline expired before calling method {method_key.hex()}; not sent"
-                        )
-                    # Truncated: the server never gets more time than the caller has.
-                    deadline_us = int(remaining * 1e6) or 1
-                ready = self._ready
-                endpoint = self._balancer.pick(ready, shard_key) if ready else None
-                session = self._live.get(endpoint) if endpoint is not None else None
-                if session is None:
-                    if replica_wait_until == -_INF:
-                        replica_wait_until = clock() + self._replica_wait
-                    await self._wait_for_replica(method_key, replica_wait_until)
-                    continue
-                try:
-                    result = await session.call(method_key, deadline_us, payload, trace, metadata)
-                    break
-                except CallFailure as exc:
-                    await self._after_failure(exc, method_key, retriable, attempt, deadline)
-                attempt += 1
+        attempt = 1
+        replica_wait_until = -_INF
+        while True:
+            deadline = effective_deadline()
+            if deadline == _INF:
+                deadline_us = 0
+            else:
+                remaining = deadline - clock()
+                if remaining <= 0:
+                    await anyio.lowlevel.checkpoint()  # the caller's scope cancels here
+                    raise RetriableError(
+                        f"deadline expired before calling method {method_key.hex()}; not sent"
+                    )
+                # Truncated: the server never gets more time than the caller has.
+                deadline_us = int(remaining * 1e6) or 1
+            ready = self._ready
+            endpoint = self._balancer.pick(ready, shard_key) if ready else None
+            session = self._live.get(endpoint) if endpoint is not None else None
+            if session is None:
+                if replica_wait_until == -_INF:
+                    replica_wait_until = clock() + self._replica_wait
+                await self._wait_for_replica(method_key, replica_wait_until)
+                continue
+            try:
+                result = await session.call(method_key, deadline_us, payload, trace, metadata)
+                break
+            except CallFailure as exc:
+                await self._after_failure(exc, method_key, retriable, attempt, deadline)
+            attempt += 1
         return result
 
     async def _after_failure(

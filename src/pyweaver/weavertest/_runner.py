@@ -47,6 +47,23 @@ def fake(iface: type[T], impl: T) -> Fake[T]:
     return Fake(iface, impl)
 
 
+class _TwiceRetriable:
+    """rpc mode's call client: every retriable call runs twice (the second result is
+    kept), which flushes out methods that should be ``@weaver.not_retriable``."""
+
+    def __init__(self, client: CallClient) -> None:
+        self._client = client
+
+    async def call(
+        self, method_key: bytes, payload: bytes, *, retriable: bool = True, shard_key: int = 0
+    ) -> bytes:
+        if retriable:
+            await self._client.call(method_key, payload, retriable=True, shard_key=shard_key)
+        return await self._client.call(
+            method_key, payload, retriable=retriable, shard_key=shard_key
+        )
+
+
 class _RpcPlacement(SinglePlacement):
     """rpc mode: every component is reached through the call protocol on loopback
     (listeners bind as in a single process)."""
@@ -153,10 +170,9 @@ class Runner:
                     [server.address],
                     deployment_id=weavelet.deployment_id,
                     fingerprint=fingerprint,
-                    inject_retries=1,
                 ) as client,
             ):
-                clients["*"] = client
+                clients["*"] = _TwiceRetriable(client)
                 yield weavelet
         finally:
             with anyio.CancelScope(shield=True):

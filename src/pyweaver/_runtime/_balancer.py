@@ -1,0 +1,84 @@
+"""The routing balancer: which replica of a group gets a call.
+
+Unrouted calls (shard key 0) go round robin. A routed call goes to the replica slot that
+owns its key in the group's routing assignment (:class:`~pyweaver.contract.Assignment`).
+
+A freshly started weavelet has no connection yet to most replicas, and may not have the
+assignment yet either. Sending a routed call to "some live replica" then would break
+the one promise routing makes (same key, same replica) exactly when a new caller starts.
+So while the owner of a key is a replica this balancer has known for less than
+``owner_grace`` seconds (it is still being connected), or while no assignment has
+arrived within that time of the balancer's start, :meth:`SlotBalancer.pick` answers
+None and the call client waits for a change of live connections (bounded by its
+replica wait and the caller's deadline). Only after the grace, when the owner is down
+(restarting, say), does the call go to a live stand-in chosen by the key, so one key
+keeps landing on one stand-in until the owner is back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from pyweaver.contract import _messages as m
+from pyweaver.contract._routing import Assignment
+
+__all__ = ["OWNER_GRACE", "SlotBalancer"]
+
+#: Seconds a routed call waits for its key's owner (or the first assignment) to be
+#: connected before it falls back to a stand-in replica.
+OWNER_GRACE: Final = 3.0
+
+
+class SlotBalancer:
+    """Routes calls to the replicas of one group (see the module docstring).
+
+    Args:
+        owner_grace: seconds a routed call waits for its owner to be connected.
+        clock: monotonic seconds (injectable for tests).
+    """
+
+    __slots__ = ("_addresses", "_assignment", "_clock", "_grace", "_next", "_seen", "_started")
+
+    def __init__(
+        self, owner_grace: float = OWNER_GRACE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._assignment: Assignment | None = None
+        self._addresses: dict[str, str] = {}  # replica slot -> its address
+        self._seen: dict[str, float] = {}  # address -> when this balancer first knew it
+        self._next = 0
+        self._grace = owner_grace
+        self._clock = clock
+        self._started = clock()
+
+    def update(self, info: m.RoutingInfo) -> None:
+        now = self._clock()
+        self._addresses = dict(info.replicas)
+        for address in self._addresses.values():
+            self._seen.setdefault(address, now)
+        self._assignment = (
+            Assignment.from_wire(info.assignment) if info.assignment is not None else None
+        )
+
+    def pick(self, endpoints: Sequence[str], shard_key: int) -> str | None:
+        """The endpoint for a call among the live ``endpoints``; None means "wait for
+        the live endpoints to change, then ask again"."""
+        if not endpoints:
+            return None
+        if shard_key:
+            assignment = self._assignment
+            if assignment is not None and assignment.replicas:
+                address = self._addresses.get(assignment.pick(shard_key))
+                if address is not None:
+                    if address in endpoints:
+                        return address
+                    if self._clock() - self._seen.get(address, self._started) < self._grace:
+                        return None  # the owner is still being connected: wait for it
+                return endpoints[shard_key % len(endpoints)]
+            if self._clock() - self._started < self._grace:
+                return None  # no assignment yet: wait for the first one
+            return endpoints[shard_key % len(endpoints)]
+        index = self._next
+        self._next = index + 1
+        return endpoints[index % len(endpoints)]
