@@ -6,8 +6,9 @@ answers the weavelet's requests through an :class:`EnvelopeHandler`, and drives 
 the envelope's methods, restarting weavelets that crash with :func:`supervise`. What
 the two sides say to each other (control messages, bootstrap) is
 :mod:`pyweaver.contract`; the process machinery (polite stop) is ``_process``, restarts
-(policy, backoff, crash loops) are ``_supervise``. What runs inside the app process is the app-side runtime,
-which this package never imports. Deployers depend on this package, never the reverse.
+(policy, backoff, crash loops) are ``_supervise``. What runs inside the app process is
+the app-side runtime, which this package never imports. Deployers depend on this
+package, never the reverse.
 """
 
 from pyweaver.envelope._envelope import Child as Child

@@ -20,7 +20,7 @@ failure to count as a crash catches it inside ``run_once`` and reports an outcom
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import anyio
 import attrs
@@ -53,6 +53,14 @@ class RestartPolicy:
     restart_on_success: bool = False
 
 
+def _strings(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(items)
+
+
+def _lines(items: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(items)
+
+
 @attrs.frozen(kw_only=True)
 class Outcome:
     """How one supervised run ended.
@@ -66,8 +74,8 @@ class Outcome:
 
     status: int | None
     error: ProcessError | None = None
-    argv: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    last_lines: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=tuple)
+    argv: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    last_lines: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_lines)
 
 
 RunOnce = Callable[[], Awaitable[Outcome]]
