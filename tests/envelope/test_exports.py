@@ -12,12 +12,14 @@ ENVELOPE = {
     "Envelope",
     "EnvelopeHandler",
     "InProcessChild",
+    "Outcome",
     "ProcessChild",
     "ProcessError",
     "ProcessExitedError",
     "ReadinessTimeoutError",
     "RestartPolicy",
     "RunningChild",
+    "supervise",
 }
 
 MULTI = {

@@ -1,4 +1,4 @@
-"""Tests for pyweaver.envelope._process: child processes and their supervisor."""
+"""Tests for pyweaver.envelope._process: child processes (restarts: test_supervise)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,9 @@ import pytest
 
 from pyweaver.envelope._process import (
     ChildProcess,
-    CrashLoopError,
-    ProcessError,
     ProcessExitedError,
     ProcessSpec,
     ReadinessTimeoutError,
-    RestartPolicy,
-    Supervisor,
 )
 
 pytestmark = pytest.mark.anyio
@@ -182,80 +178,3 @@ async def test_grandchild_holding_the_pipes_does_not_hang_stop() -> None:
         assert gone(child.pid)
     finally:
         os.kill(grandchild, signal.SIGKILL)
-
-
-FAST = RestartPolicy(max_crashes=3, window=30, initial_backoff=0.01, max_backoff=0.05)
-
-
-async def test_supervisor_gives_up_on_a_crash_loop_at_start() -> None:
-    code = "import sys\nprint('Traceback: boom', file=sys.stderr)\nsys.exit(2)\n"
-    with pytest.raises(CrashLoopError) as info:
-        async with Supervisor(python(code, ready_line="READY"), policy=FAST):
-            pytest.fail("never ready")
-    assert info.value.returncode == 2
-    assert info.value.last_lines == (("stderr", "Traceback: boom"),)
-    assert "crashed 3 times" in str(info.value)
-
-
-async def test_supervisor_restarts_a_killed_child() -> None:
-    pids: list[int] = []
-
-    async def started(child: ChildProcess) -> None:
-        pids.append(child.pid)
-
-    spec = python("print('READY', flush=True)\n" + SLEEP, ready_line="READY")
-    async with Supervisor(spec, policy=FAST, on_start=started) as supervisor:
-        assert supervisor.starts == 1 and supervisor.child is not None
-        os.kill(pids[0], signal.SIGKILL)
-        with anyio.fail_after(30):
-            while supervisor.starts < 2:
-                await anyio.sleep(0.01)
-        assert supervisor.child is not None and supervisor.child.pid == pids[1]
-    assert len(pids) == 2 and pids[0] != pids[1]
-    assert all(gone(pid) for pid in pids)
-
-
-async def test_supervisor_crash_loop_later_cancels_the_body() -> None:
-    code = "print('READY', flush=True)\nimport sys, time\ntime.sleep(0.05)\nsys.exit(5)\n"
-    reached_end = False
-    with pytest.raises(CrashLoopError) as info:
-        async with Supervisor(python(code, ready_line="READY"), policy=FAST):
-            await anyio.sleep(60)
-            reached_end = True
-    assert not reached_end
-    assert info.value.returncode == 5
-    assert ("stdout", "READY") in info.value.last_lines
-
-
-async def test_supervisor_clean_exit_ends_supervision() -> None:
-    lines = Lines()
-    async with Supervisor(python("print('done')"), policy=FAST, on_line=lines) as supervisor:
-        assert await supervisor.wait() == 0
-    assert lines.seen == [("stdout", "done")]
-    assert supervisor.starts == 1
-
-
-async def test_supervisor_restart_on_success() -> None:
-    policy = RestartPolicy(max_crashes=2, window=30, initial_backoff=0.01, restart_on_success=True)
-    with pytest.raises(CrashLoopError) as info:
-        async with Supervisor(python("pass"), policy=policy) as supervisor:
-            await supervisor.wait()
-    assert info.value.returncode == 0
-
-
-async def test_supervisor_cannot_start_a_missing_program(tmp_path: Path) -> None:
-    spec = ProcessSpec(argv=(str(tmp_path / "no-such-program"),))  # type: ignore[arg-type]
-    with pytest.raises(ProcessError, match="cannot start the process") as info:
-        async with Supervisor(spec, policy=FAST):
-            pytest.fail("never started")
-    assert isinstance(info.value.__cause__, FileNotFoundError)
-
-
-async def test_supervisor_on_start_failure_is_reported() -> None:
-    async def broken(child: ChildProcess) -> None:
-        raise RuntimeError("cannot register the replica")
-
-    spec = python(READY_THEN_SLEEP + SLEEP, ready_line="READY")
-    with pytest.raises(RuntimeError, match="cannot register"):
-        async with Supervisor(spec, policy=FAST, on_start=broken):
-            pytest.fail("never started")

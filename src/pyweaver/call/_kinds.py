@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from pyweaver._errors import Unavailable
+
 __all__ = [
     "CANCELLED",
     "DEADLINE",
@@ -50,9 +52,3 @@ SHUTDOWN: Final = "shutdown"
 # Kinds that prove the method did not run, so the call may be re-sent even when it is
 # not retriable.
 RETRIABLE_KINDS: Final = frozenset({UNAVAILABLE})
-
-
-class Unavailable(Exception):
-    """Raised by a handler to say "this replica cannot take the call now" (for example,
-    its component is still initializing). The client gets an ``unavailable`` error and
-    retries, possibly on another replica; the method did not run."""

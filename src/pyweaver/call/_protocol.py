@@ -43,7 +43,7 @@ import enum
 from collections.abc import Mapping
 from typing import Final, NamedTuple
 
-from pyweaver._errors import LocalProtocolError, RemoteProtocolError
+from pyweaver._errors import HandshakeError, LocalProtocolError, RemoteProtocolError
 from pyweaver.call import _wire
 from pyweaver.call._wire import (
     CANCEL,
@@ -77,17 +77,6 @@ __all__ = [
     "Role",
     "State",
 ]
-
-
-class HandshakeError(RemoteProtocolError):
-    """The peer is of another protocol version, deployment or app fingerprint.
-
-    The message says which side is which, e.g. ``this server is deployment "A"
-    (fingerprint 0a1b...); the client is deployment "B" (fingerprint 9f8e...)``.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="handshake-refused")
 
 
 # ------------------------------------------------------------------ events

@@ -38,7 +38,14 @@ from typing import Any, Protocol
 
 import anyio
 
-from pyweaver._errors import LocalProtocolError, RemoteProtocolError
+from pyweaver._errors import (
+    CallFailure,
+    ConnectionLost,
+    LocalProtocolError,
+    NotSent,
+    RemoteProtocolError,
+    ServerError,
+)
 from pyweaver.call import _kinds, _metadata, _tracing
 from pyweaver.call._backend import Backend, FutureLike, Scope
 from pyweaver.call._kinds import Unavailable
@@ -100,36 +107,6 @@ class Driver(Protocol):
 
     async def drained(self) -> None:
         """Return once the write buffer is below its high-water mark again."""
-
-
-# ------------------------------------------------------------------ call failures
-
-
-class CallFailure(Exception):
-    """Why one attempt of a call failed (translated by the client into the public
-    RemoteCallError / RetriableError)."""
-
-    def __init__(self, endpoint: str, message: str) -> None:
-        super().__init__(message)
-        self.endpoint = endpoint
-        self.message = message
-
-
-class NotSent(CallFailure):
-    """The request was never written: the method did not run."""
-
-
-class ConnectionLost(CallFailure):
-    """The connection broke after the request was written: the method may have run."""
-
-
-class ServerError(CallFailure):
-    """The server answered with an ERROR frame."""
-
-    def __init__(self, endpoint: str, kind: str, message: str) -> None:
-        super().__init__(endpoint, f"{kind}: {message}")
-        self.kind = kind
-        self.detail = message
 
 
 # ------------------------------------------------------------------ client

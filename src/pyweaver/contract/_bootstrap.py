@@ -20,7 +20,7 @@ import cattrs
 import cbor2
 from cattrs.preconf.cbor2 import make_converter
 
-from pyweaver._errors import PyWeaverError
+from pyweaver._errors import BootstrapError
 from pyweaver.contract._config import AppConfig
 from pyweaver.contract._names import BOOTSTRAP_ENV, CONFIG_ENV, MAIN
 
@@ -88,10 +88,6 @@ def _decode_extra(*args: Any) -> Any:
             return datetime.datetime.fromisoformat(text)
         return datetime.time.fromisoformat(text)
     return tag
-
-
-class BootstrapError(PyWeaverError):
-    """The bootstrap environment variable is missing or malformed."""
 
 
 @attrs.frozen(kw_only=True)

@@ -68,7 +68,7 @@ from typing import IO, Any
 import anyio
 import attrs
 
-from pyweaver._errors import PyWeaverError
+from pyweaver._errors import LogQueryError
 from pyweaver.contract._logentry import LogEntry
 
 __all__ = [
@@ -91,23 +91,6 @@ def level_rank(level: str) -> int:
 
 
 # --------------------------------------------------------------------------- queries
-
-
-class LogQueryError(PyWeaverError, ValueError):
-    """A malformed log query.
-
-    Attributes:
-        query: the query text.
-        position: the 0-based offset of the offending character.
-    """
-
-    def __init__(self, query: str, position: int, problem: str) -> None:
-        self.query = query
-        self.position = position
-        self.problem = problem
-        super().__init__(
-            f"log query error at position {position}: {problem}\n  {query}\n  {' ' * position}^"
-        )
 
 
 @attrs.frozen

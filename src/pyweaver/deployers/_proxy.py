@@ -30,17 +30,17 @@ explicitly to accept connections from other machines.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
-from collections.abc import Callable, Iterable
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import cast
 
 import anyio
 import anyio.abc
 import attrs
 
-from pyweaver._errors import PyWeaverError
+from pyweaver._errors import ListenerInUseError, ProxyError
 from pyweaver._net import format_address
 
 __all__ = [
@@ -56,25 +56,6 @@ Backend = tuple[str, int]
 BackendSource = Callable[[], Iterable[Backend | str]]
 
 _CHUNK = 64 * 1024
-
-
-class ProxyError(PyWeaverError):
-    """The listener proxy cannot do what was asked."""
-
-
-class ListenerInUseError(ProxyError, OSError):
-    """The proxy's listen address is already in use.
-
-    Also an :class:`OSError` with ``errno == EADDRINUSE``, so code that handles bind
-    failures generally handles this one too.
-    """
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        OSError.__init__(self, errno.EADDRINUSE, f"listener address {address} is already in use")
-
-    def __str__(self) -> str:
-        return str(self.strerror)
 
 
 def parse_address(address: str, *, default_host: str = "127.0.0.1") -> Backend:
@@ -107,7 +88,7 @@ class BackendStats:
     cooldown_until: float = 0.0
 
 
-class TcpProxy:
+class TcpProxy(anyio.AsyncContextManagerMixin):
     """An L4 proxy listening on ``listen_address`` for the span of ``async with``.
 
     Args:
@@ -184,7 +165,8 @@ class TcpProxy:
 
     # ----------------------------------------------------------------- lifecycle
 
-    async def __aenter__(self) -> TcpProxy:
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[TcpProxy]:
         host, port = parse_address(self.listen_address)
         try:
             listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
@@ -199,25 +181,18 @@ class TcpProxy:
         sockets = [cast(anyio.abc.SocketListener, one) for one in listener.listeners]
         local = sockets[0].extra(anyio.abc.SocketAttribute.local_address)
         self.address = format_address(str(local[0]), int(local[1]))
-        self._group = anyio.create_task_group()
-        await self._group.__aenter__()
-        for socket_listener in sockets:
-            self._group.start_soon(self._serve, socket_listener, self._group)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
-        assert self._group is not None and self._listener is not None
-        self._group.cancel_scope.cancel()
         try:
-            return bool(await self._group.__aexit__(exc_type, exc, traceback))
+            async with anyio.create_task_group() as group:
+                self._group = group
+                for socket_listener in sockets:
+                    group.start_soon(self._serve, socket_listener, group)
+                try:
+                    yield self
+                finally:
+                    group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await self._listener.aclose()
+                await listener.aclose()
             self._closed.set()
 
     async def aclose(self) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from pyweaver._errors import PyWeaverError
+from pyweaver._errors import DeploymentNotFoundError
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -80,10 +80,6 @@ def write_atomically(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-
-
-class DeploymentNotFoundError(PyWeaverError, LookupError):
-    """No live deployment matches the given id or prefix, or more than one does."""
 
 
 @attrs.frozen(kw_only=True)

@@ -28,7 +28,6 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
 import anyio
@@ -299,7 +298,7 @@ class InProcessChild:
 # -- the envelope -----------------------------------------------------------------------
 
 
-class Envelope:
+class Envelope(anyio.AsyncContextManagerMixin):
     """The deployer's handle on one weavelet (see the module docstring).
 
     Args:
@@ -365,7 +364,6 @@ class Envelope:
         self.started_at = 0.0
         self._registered = anyio.Event()
         self._register_error = ""
-        self._stack: contextlib.AsyncExitStack | None = None
         self._running: RunningChild | None = None
         self._control: call.Client | None = None
 
@@ -396,60 +394,48 @@ class Envelope:
 
     # -- life ----------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Envelope:
-        stack = contextlib.AsyncExitStack()
-        await stack.__aenter__()
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[Envelope]:
+        # Each context shields its own cleanup (a shield around the whole stack would
+        # be a cancel scope nested inside the scopes it has to exit).
+        body_error: BaseException | None = None
         try:
-            await stack.enter_async_context(
-                call.serve(
-                    self.envelope_address,
-                    self._deployer_control_handlers(),
-                    deployment_id=self.deployment_id,
-                    fingerprint=m.CONTROL_FINGERPRINT,
+            async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(
+                    call.serve(
+                        self.envelope_address,
+                        self._deployer_control_handlers(),
+                        deployment_id=self.deployment_id,
+                        fingerprint=m.CONTROL_FINGERPRINT,
+                    )
                 )
-            )
-            starting = self.child.run(
-                self.bootstrap,
-                on_line=self._on_line,
-                ready=self._wait_registered,
-                ready_timeout=self.ready_timeout,
-            )
-            if isinstance(starting, ChildProcess):
-                # A process can be stopped while it starts (see stop()).
-                self._running = starting
-            self._running = await stack.enter_async_context(starting)
-            assert self.info is not None
-            self._control = await stack.enter_async_context(
-                call.Client(
-                    [self.info.control_address],
-                    deployment_id=self.deployment_id,
-                    fingerprint=m.CONTROL_FINGERPRINT,
+                starting = self.child.run(
+                    self.bootstrap,
+                    on_line=self._on_line,
+                    ready=self._wait_registered,
+                    ready_timeout=self.ready_timeout,
                 )
-            )
-            self.started_at = time.time()
-        except BaseException as exc:
-            # Each context shields its own cleanup (a shield around the whole stack
-            # would be a cancel scope nested inside the scopes it has to exit).
-            try:
-                await stack.__aexit__(type(exc), exc, exc.__traceback__)
-            except BaseExceptionGroup as errors:
-                raise lone_exception(errors) from None
-            raise
-        self._stack = stack
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
-        stack, self._stack = self._stack, None
-        if stack is None:
-            return False
-        try:
-            return bool(await stack.__aexit__(exc_type, exc, traceback))
+                if isinstance(starting, ChildProcess):
+                    # A process can be stopped while it starts (see stop()).
+                    self._running = starting
+                self._running = await stack.enter_async_context(starting)
+                assert self.info is not None
+                self._control = await stack.enter_async_context(
+                    call.Client(
+                        [self.info.control_address],
+                        deployment_id=self.deployment_id,
+                        fingerprint=m.CONTROL_FINGERPRINT,
+                    )
+                )
+                self.started_at = time.time()
+                try:
+                    yield self
+                except BaseException as exc:
+                    body_error = exc
+                    raise
         except BaseExceptionGroup as errors:
+            if errors is body_error:
+                raise  # the caller's own group, as it was
             raise lone_exception(errors) from None
 
     async def _wait_registered(self) -> None:

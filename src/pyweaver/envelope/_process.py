@@ -1,4 +1,4 @@
-"""Child processes for the envelope: start, watch, stop politely, restart.
+"""Child processes for the envelope: start, watch, stop politely.
 
 :class:`ChildProcess` owns one OS process for the span of an ``async with``: it starts
 the process, hands every line the process writes on stdout or stderr to a callback,
@@ -7,35 +7,30 @@ grace period, then SIGKILL, all waited for under a cancellation shield so that a
 cancelled deployer never leaves an orphan behind. Its reader tasks live in a task group
 the context manager owns.
 
-:class:`Supervisor` keeps one child running under a :class:`RestartPolicy`: a child that
-crashes (exits with a non-zero status, or never becomes ready) is restarted after an
-exponentially growing delay; ``max_crashes`` crashes within ``window`` seconds is a
-crash loop, and the supervisor gives up with a :class:`CrashLoopError` carrying the last
-lines the child wrote, which is usually the traceback that explains it.
-
-Errors::
-
-    PyWeaverError
-    └── ProcessError              argv, returncode, last_lines
-        ├── ProcessExitedError    the child exited before it was ready
-        ├── ReadinessTimeoutError the child was not ready in time (it has been stopped)
-        └── CrashLoopError        the supervisor gave up restarting the child
+Restarting a child that crashed is :mod:`._supervise`'s job. The errors
+(:class:`ProcessError` and its subclasses) are defined in :mod:`pyweaver._errors` and
+re-exported here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import anyio
 import anyio.abc
 import attrs
 
-from pyweaver._errors import PyWeaverError
+from pyweaver._errors import (
+    CrashLoopError,
+    ProcessError,
+    ProcessExitedError,
+    ReadinessTimeoutError,
+)
 
 __all__ = [
     "ChildProcess",
@@ -46,8 +41,6 @@ __all__ = [
     "ProcessSpec",
     "ReadinessTimeoutError",
     "ReadyCheck",
-    "RestartPolicy",
-    "Supervisor",
 ]
 
 LineCallback = Callable[[str, str], None]
@@ -60,48 +53,6 @@ socket accepts a connection), raises if it never will."""
 
 _MAX_LINE = 64 * 1024  # longer output without a newline is delivered in pieces
 _DRAIN_TIMEOUT = 1.0  # after exit, how long to wait for output still in the pipes
-
-
-class ProcessError(PyWeaverError):
-    """A child process failed.
-
-    Attributes:
-        argv: the command line.
-        returncode: the exit status (negative: killed by that signal), None if running.
-        last_lines: the last lines it wrote, as ``(stream, line)`` pairs.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        argv: Sequence[str],
-        returncode: int | None,
-        last_lines: Sequence[tuple[str, str]],
-    ) -> None:
-        self.argv = tuple(argv)
-        self.returncode = returncode
-        self.last_lines = tuple(last_lines)
-        text = f"{message}: {' '.join(self.argv)}"
-        if returncode is not None:
-            text += f" (exit status {returncode})"
-        if self.last_lines:
-            output = "\n".join(f"  {stream}| {line}" for stream, line in self.last_lines)
-            text += f"\nlast output:\n{output}"
-        super().__init__(text)
-
-
-class ProcessExitedError(ProcessError):
-    """The child exited before it was ready."""
-
-
-class ReadinessTimeoutError(ProcessError):
-    """The child was not ready in time; it has been stopped."""
-
-
-class CrashLoopError(ProcessError):
-    """The child crashed ``max_crashes`` times within ``window`` seconds; the
-    supervisor gave up."""
 
 
 @attrs.frozen(kw_only=True)
@@ -132,23 +83,30 @@ class ProcessSpec:
     new_session: bool = True
 
 
-async def _exit_task_group(
-    group: anyio.abc.TaskGroup,
-    exc_type: type[BaseException] | None,
-    exc: BaseException | None,
-    traceback: TracebackType | None,
-) -> bool:
-    """Exit ``group``; when the only error is the body's own exception, let it
-    propagate as itself rather than wrapped in an exception group."""
+@contextlib.asynccontextmanager
+async def _task_group() -> AsyncIterator[anyio.abc.TaskGroup]:
+    """A task group whose host's own exception (raised inside ``async with``, or
+    thrown in at an enclosing context manager's ``yield``) leaves as itself when it is
+    the group's only error, not wrapped in an exception group as anyio would."""
+    host_error: BaseException | None = None
+    unwrap = False
     try:
-        return bool(await group.__aexit__(exc_type, exc, traceback))
+        async with anyio.create_task_group() as group:
+            try:
+                yield group
+            except BaseException as exc:
+                host_error = exc
+                raise
     except BaseExceptionGroup as errors:
-        if exc is not None and len(errors.exceptions) == 1 and errors.exceptions[0] is exc:
-            return False
-        raise
+        if host_error is None or list(errors.exceptions) != [host_error]:
+            raise
+        unwrap = True
+    if unwrap:
+        assert host_error is not None
+        raise host_error
 
 
-class ChildProcess:
+class ChildProcess(anyio.AsyncContextManagerMixin):
     """One child process, alive for the span of ``async with``.
 
     ``async with ChildProcess(spec, on_line=..., ready=...) as child`` returns once the
@@ -168,7 +126,6 @@ class ChildProcess:
         self._on_line = on_line
         self._ready = ready
         self._process: anyio.abc.Process | None = None
-        self._group: anyio.abc.TaskGroup | None = None
         self._exited = anyio.Event()
         self._ready_line_seen = anyio.Event()
         self._open_streams = 0
@@ -192,9 +149,10 @@ class ChildProcess:
         """The last ``spec.keep_lines`` lines written, as ``(stream, line)`` pairs."""
         return list(self._last_lines)
 
-    async def __aenter__(self) -> ChildProcess:
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[ChildProcess]:
         spec = self.spec
-        self._process = await anyio.open_process(
+        process = self._process = await anyio.open_process(
             list(spec.argv),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -203,38 +161,25 @@ class ChildProcess:
             env=dict(spec.env) if spec.env is not None else None,
             start_new_session=spec.new_session,
         )
-        self._group = anyio.create_task_group()
-        await self._group.__aenter__()
-        try:
-            assert self._process.stdout is not None and self._process.stderr is not None
-            self._open_streams = 2
-            self._group.start_soon(self._read_lines, "stdout", self._process.stdout)
-            self._group.start_soon(self._read_lines, "stderr", self._process.stderr)
-            self._group.start_soon(self._wait_for_exit, self._process)
-            await self._wait_ready()
-        except BaseException as exc:
-            await self.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
-        assert self._group is not None and self._process is not None
-        with anyio.CancelScope(shield=True):
-            await self.stop()
-            # Closing the pipes ends the readers, even those still waiting on output
-            # from a grandchild that inherited them.
-            await self._process.aclose()
-        # Outside the shield: cancel scopes must unwind in the order they were entered.
-        return await _exit_task_group(self._group, exc_type, exc, traceback)
+        async with _task_group() as group:
+            try:
+                assert process.stdout is not None and process.stderr is not None
+                self._open_streams = 2
+                group.start_soon(self._read_lines, "stdout", process.stdout)
+                group.start_soon(self._read_lines, "stderr", process.stderr)
+                group.start_soon(self._wait_for_exit, process)
+                await self._wait_ready()
+                yield self
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.stop()
+                    # Closing the pipes ends the readers, even those still waiting on
+                    # output from a grandchild that inherited them.
+                    await process.aclose()
 
     # The waiter and the readers are shielded: a cancelled owner must still see the
     # child exit and its last words. They end on their own once the child is stopped
-    # and its pipes are closed, which __aexit__ guarantees.
+    # and its pipes are closed, which leaving ``async with`` guarantees.
 
     async def _wait_for_exit(self, process: anyio.abc.Process) -> None:
         with anyio.CancelScope(shield=True):
@@ -349,174 +294,3 @@ class ChildProcess:
                 self.send_signal(signal.SIGKILL)
             returncode = await self.wait()
         return returncode
-
-
-@attrs.frozen(kw_only=True)
-class RestartPolicy:
-    """When to restart a crashed child, and when to give up.
-
-    Attributes:
-        max_crashes: give up after this many crashes ...
-        window: ... within this many seconds (a crash loop).
-        initial_backoff: delay before the first restart, in seconds.
-        max_backoff: the delay doubles (``multiplier``) per crash up to this; it falls
-            back to ``initial_backoff`` after a child has run for ``window`` seconds.
-        restart_on_success: restart a child that exits with status 0 too (otherwise a
-            clean exit ends supervision).
-    """
-
-    max_crashes: int = 5
-    window: float = 60.0
-    initial_backoff: float = 0.1
-    max_backoff: float = 10.0
-    multiplier: float = 2.0
-    restart_on_success: bool = False
-
-
-class Supervisor:
-    """Keeps one child running for the span of ``async with``, restarting it per
-    ``policy``.
-
-    Entering returns once the first child is ready (or raises its
-    :class:`ProcessError`: a crash loop at start is a :class:`CrashLoopError`). If the
-    child later crash-loops, the body of the ``async with`` is cancelled and the block
-    raises :class:`CrashLoopError`. Leaving the block stops the current child.
-    ``on_start(child)`` runs after each start, once the child is ready.
-    """
-
-    def __init__(
-        self,
-        spec: ProcessSpec,
-        *,
-        policy: RestartPolicy | None = None,
-        on_line: LineCallback | None = None,
-        ready: ReadyCheck | None = None,
-        on_start: Callable[[ChildProcess], Awaitable[None]] | None = None,
-    ) -> None:
-        self.spec = spec
-        self.policy = policy or RestartPolicy()
-        self._on_line = on_line
-        self._ready = ready
-        self._on_start = on_start
-        self._group: anyio.abc.TaskGroup | None = None
-        self._child: ChildProcess | None = None
-        self._started = anyio.Event()
-        self._done = anyio.Event()
-        self._error: Exception | None = None
-        self._returncode: int | None = None
-        self.starts = 0
-        """How many children have been started and became ready."""
-
-    @property
-    def child(self) -> ChildProcess | None:
-        """The running child, None between a crash and its restart."""
-        return self._child
-
-    async def __aenter__(self) -> Supervisor:
-        self._group = anyio.create_task_group()
-        await self._group.__aenter__()
-        self._group.start_soon(self._supervise)
-        try:
-            async with anyio.create_task_group() as first:
-
-                async def until(event: anyio.Event) -> None:
-                    await event.wait()
-                    first.cancel_scope.cancel()
-
-                first.start_soon(until, self._started)
-                first.start_soon(until, self._done)
-        except BaseException as exc:
-            await self.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
-        if self._error is not None:
-            await self.__aexit__(None, None, None)  # raises the error
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
-        assert self._group is not None
-        self._group.cancel_scope.cancel()  # the current child is stopped as it unwinds
-        suppress = await _exit_task_group(self._group, exc_type, exc, traceback)
-        if self._error is not None and (exc is None or suppress):
-            error, self._error = self._error, None
-            raise error
-        return suppress
-
-    async def wait(self) -> int:
-        """Wait until supervision ends: a clean exit's status (0), or raise the
-        :class:`CrashLoopError`."""
-        await self._done.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._returncode is not None
-        return self._returncode
-
-    async def _supervise(self) -> None:
-        try:
-            await self._run()
-        except Exception as exc:  # reported by __aexit__ / wait(), not lost
-            self._fail(exc)
-
-    def _fail(self, error: Exception) -> None:
-        self._error = error
-        self._done.set()
-        assert self._group is not None
-        self._group.cancel_scope.cancel()
-
-    async def _run(self) -> None:
-        policy = self.policy
-        crashes: deque[float] = deque()
-        backoff = policy.initial_backoff
-        while True:
-            started_at = anyio.current_time()
-            last: ProcessError | ChildProcess
-            try:
-                child_process = ChildProcess(self.spec, on_line=self._on_line, ready=self._ready)
-                async with child_process as child:
-                    self._child = child
-                    if self._on_start is not None:
-                        await self._on_start(child)
-                    self.starts += 1
-                    self._started.set()
-                    returncode: int | None = await child.wait()
-                    last = child
-            except (ProcessExitedError, ReadinessTimeoutError) as exc:
-                returncode, last = exc.returncode, exc
-            except OSError as exc:  # cannot even start it: restarting will not help
-                error = ProcessError(
-                    f"cannot start the process ({exc})",
-                    argv=self.spec.argv,
-                    returncode=None,
-                    last_lines=(),
-                )
-                error.__cause__ = exc
-                self._fail(error)
-                return
-            finally:
-                self._child = None
-            if returncode == 0 and not policy.restart_on_success:
-                self._returncode = 0
-                self._done.set()
-                return
-            now = anyio.current_time()
-            if now - started_at >= policy.window:
-                backoff = policy.initial_backoff  # it ran well for a while
-            crashes.append(now)
-            while crashes and crashes[0] <= now - policy.window:
-                crashes.popleft()
-            if len(crashes) >= policy.max_crashes:
-                self._fail(
-                    CrashLoopError(
-                        f"crashed {len(crashes)} times within {policy.window:g} s; giving up",
-                        argv=self.spec.argv,
-                        returncode=returncode,
-                        last_lines=last.last_lines,
-                    )
-                )
-                return
-            await anyio.sleep(backoff)
-            backoff = min(backoff * policy.multiplier, policy.max_backoff)

@@ -36,6 +36,12 @@ seconds is a crash loop: the deployment stops and reports the weavelet's last ou
 lines. When the main weavelet exits, the deployment is over: :meth:`wait` returns its
 exit status.
 
+**Rooms.** Groups and slots are plain data (``_groups``); keeping slots filled and
+restarting them is ``_slots`` (with :func:`pyweaver.envelope.supervise`); routing info
+and assignments are ``_routing`` (pushed by ``_pusher``); listener proxies are
+``_listeners``; logs, spans, status and metrics are ``_telemetry``. This module composes
+them and answers the weavelets (it is every envelope's ``EnvelopeHandler``).
+
 **Stopping.** Leaving the ``async with`` stops the main group first (so ``shutdown``
 hooks in main can still call other components), then every other weavelet at once:
 SIGTERM, grace period, SIGKILL, under a shield.
@@ -43,27 +49,29 @@ SIGTERM, grace period, SIGKILL, under a shield.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final
 
 import anyio
 import anyio.abc
 import attrs
 
-from pyweaver._errors import PyWeaverError
+from pyweaver._errors import CrashLoopError, DeploymentFailed, ProcessError
 from pyweaver.contract import MAIN
 from pyweaver.contract import messages as m
 from pyweaver.contract._config import AppConfig
 from pyweaver.contract._logentry import LogEntry
-from pyweaver.contract._metrics import add_labels, merge_snapshots
-from pyweaver.contract._routing import Assignment, moved_fraction
-from pyweaver.deployers._proxy import ListenerInUseError, ProxyError, TcpProxy
-from pyweaver.envelope import Child, Envelope, ProcessError, RestartPolicy
+from pyweaver.deployers._proxy import TcpProxy
+from pyweaver.deployers.multi import _routing
+from pyweaver.deployers.multi._groups import DEFAULT_REPLICAS, Group, Slot, group_layout
+from pyweaver.deployers.multi._listeners import Listeners
+from pyweaver.deployers.multi._slots import SlotKeeper
+from pyweaver.deployers.multi._telemetry import LogSink, SpanSink, Telemetry
+from pyweaver.envelope import Child, Envelope, RestartPolicy
 
 __all__ = [
     "DEFAULT_REPLICAS",
@@ -74,118 +82,13 @@ __all__ = [
     "group_layout",
 ]
 
-DEFAULT_REPLICAS: Final = 2
 ACTIVATION_TIMEOUT: Final = 60.0  # seconds an activation waits for its group to come up
 
 ChildFactory = Callable[[str, bool], Child]
 """``factory(group, run_main)``: how to start a weavelet of ``group``."""
 
-LogSink = Callable[[Sequence[LogEntry]], None]
-SpanSink = Callable[[Sequence[dict[str, Any]]], None]
 
-
-class DeploymentFailed(PyWeaverError):
-    """The deployment cannot go on: a weavelet crash-loops, or a listener's proxy
-    address is taken. The message carries the weavelet's last output lines."""
-
-
-def group_layout(config: AppConfig, components: Sequence[str] = ()) -> dict[str, list[str]]:
-    """Group name -> its components, from ``colocate``; ``components`` not listed get a
-    group of their own, and ``main`` is always placed (group ``main`` if not listed)."""
-    groups: dict[str, list[str]] = {}
-    seen: set[str] = set()
-    for entry in config.colocate:
-        names = [name for name in entry if name not in seen]
-        if names:
-            groups[names[0]] = names
-            seen.update(names)
-    for name in [MAIN, *components]:
-        if name not in seen:
-            groups[name] = [name]
-            seen.add(name)
-    return groups
-
-
-@attrs.define(eq=False)
-class Slot:
-    """One replica slot of a group and the weavelet filling it now."""
-
-    group: Group
-    index: int
-    envelope: Envelope | None = None
-    state: str = "starting"  # starting | ready | restarting | failed | stopped
-    starts: int = 0
-    last_exit: int | None = None
-    replica_id: str = ""
-    pusher: _Pusher | None = None
-    retired: bool = False  # removed by scale(): stop it, do not restart it
-    task_started: bool = False  # a task keeps it filled ...
-    finished: anyio.Event = attrs.Factory(anyio.Event)  # ... and has returned
-
-    @property
-    def id(self) -> str:
-        return f"{self.group.name}#{self.index}"
-
-
-@attrs.define(eq=False)
-class Group:
-    """A colocation group and its replica slots."""
-
-    name: str
-    components: list[str]
-    replicas: int
-    is_main: bool
-    slots: list[Slot] = attrs.Factory(list)
-    started: bool = False
-    ready: anyio.Event = attrs.Factory(anyio.Event)
-    error: str = ""
-    activated: set[str] = attrs.Factory(set)
-    routed: bool = False
-    version: int = 0
-    assignment: Assignment | None = None
-    subscribers: dict[str, Slot] = attrs.Factory(dict)  # replica id -> subscribing slot
-    moved_fractions: list[float] = attrs.Factory(list)
-
-    def live(self) -> list[Slot]:
-        return [slot for slot in self.slots if slot.state == "ready" and slot.envelope]
-
-
-class _Pusher:
-    """Sends one weavelet the newest routing info per group and component set, in
-    order, from one task: a slow weavelet delays only itself, and an older push can
-    never overtake a newer one."""
-
-    def __init__(self, envelope: Envelope) -> None:
-        self.envelope = envelope
-        self.routing: dict[str, m.RoutingInfo] = {}
-        self.components: list[str] | None = None
-        self._wake = anyio.Event()
-
-    def push_routing(self, info: m.RoutingInfo) -> None:
-        self.routing[info.group] = info
-        self._wake.set()
-
-    def push_components(self, components: list[str]) -> None:
-        self.components = components
-        self._wake.set()
-
-    async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            components, self.components = self.components, None
-            routing, self.routing = self.routing, {}
-            try:
-                if components is not None:
-                    await self.envelope.update_components(components)
-                for info in routing.values():
-                    await self.envelope.update_routing(info)
-            except PyWeaverError:
-                # The weavelet is going away; its slot's next weavelet gets fresh state.
-                return
-
-
-class MultiDeployer:
+class MultiDeployer(anyio.AsyncContextManagerMixin):
     """Runs one deployment of an app as weavelet processes (see the module docstring).
 
     Args:
@@ -232,10 +135,14 @@ class MultiDeployer:
         self.app = list(app)
         self.sys_path = list(sys_path)
         self.backend = backend
-        self.log_sink = log_sink
         self.log_level = log_level
         self.trace_sample_ratio = trace_sample_ratio
-        self.span_sink = span_sink
+        self.telemetry = Telemetry(
+            app=config.name,
+            deployment_id=self.deployment_id,
+            log_sink=log_sink,
+            span_sink=span_sink,
+        )
         self.default_replicas = default_replicas
         self.main_replicas = main_replicas
         self.restart = restart or RestartPolicy()
@@ -255,9 +162,15 @@ class MultiDeployer:
         self._layout[main_group] = [*self._layout[main_group], *main_components]
         self._component_group = {c: g for g, cs in self._layout.items() for c in cs}
         self.main_group = self._group(main_group)
-        self.proxies: dict[str, TcpProxy] = {}
-        self._proxy_errors: dict[str, str] = {}
-        self._proxy_lock = anyio.Lock()
+        self.listeners = Listeners(config, log=self._log_system, on_failure=self._fail)
+        self._slots = SlotKeeper(
+            new_envelope=self._new_envelope,
+            policy=self.restart,
+            stopping=lambda: self._stopping,
+            on_up=self._replica_up,
+            on_down=self._replica_down,
+            log=self._log_system,
+        )
         self._sockets = 0
         self._task_group: anyio.abc.TaskGroup | None = None
         self._stopping = False
@@ -298,32 +211,49 @@ class MultiDeployer:
     def group_of(self, component: str) -> Group:
         return self._group(self._group_name_of(component))
 
+    @property
+    def log_sink(self) -> LogSink | None:
+        """Receives every log entry of every weavelet (may be replaced at any time)."""
+        return self.telemetry.log_sink
+
+    @log_sink.setter
+    def log_sink(self, sink: LogSink | None) -> None:
+        self.telemetry.log_sink = sink
+
+    @property
+    def span_sink(self) -> SpanSink | None:
+        """Receives the recorded spans of every weavelet (may be replaced at any time)."""
+        return self.telemetry.span_sink
+
+    @span_sink.setter
+    def span_sink(self, sink: SpanSink | None) -> None:
+        self.telemetry.span_sink = sink
+
+    @property
+    def proxies(self) -> dict[str, TcpProxy]:
+        """The running listener proxies, by listener name."""
+        return self.listeners.proxies
+
     # -- life -------------------------------------------------------------------------
 
-    async def __aenter__(self) -> MultiDeployer:
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
-        assert self._task_group is not None
-        with anyio.CancelScope(shield=True):
-            await self._stop_all()
-            # Let every slot's task see its weavelet end and return by itself: one
-            # cancelled while its envelope unwinds would turn a weavelet's expected
-            # exit into an error of the whole deployer.
-            with anyio.move_on_after(self.stop_grace + 5.0):
-                for group in list(self.groups.values()):
-                    for slot in group.slots:
-                        if slot.task_started:
-                            await slot.finished.wait()
-        self._task_group.cancel_scope.cancel()
-        return bool(await self._task_group.__aexit__(exc_type, exc, traceback))
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[MultiDeployer]:
+        async with anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            try:
+                yield self
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._stop_all()
+                    # Let every slot's task see its weavelet end and return by itself:
+                    # one cancelled while its envelope unwinds would turn a weavelet's
+                    # expected exit into an error of the whole deployer.
+                    with anyio.move_on_after(self.stop_grace + 5.0):
+                        for group in list(self.groups.values()):
+                            for slot in group.slots:
+                                if slot.task_started:
+                                    await slot.finished.wait()
+                task_group.cancel_scope.cancel()
 
     async def _stop_all(self) -> None:
         self._stopping = True
@@ -401,88 +331,56 @@ class MultiDeployer:
         slot.task_started = True
         self._task_group.start_soon(self._run_slot, slot)
 
+    def _new_envelope(self, slot: Slot) -> Envelope:
+        group = slot.group
+        return Envelope(
+            deployment_id=self.deployment_id,
+            replica_id=slot.replica_id,
+            group=group.name,
+            components=group.components,
+            run_main=group.is_main,
+            config=self.config,
+            app=self.app,
+            sys_path=self.sys_path,
+            backend=self.backend,
+            log_level=self.log_level,
+            trace_sample_ratio=self.trace_sample_ratio,
+            child=self.child_factory(group.name, group.is_main),
+            handler=self,
+            socket_dir=self.socket_dir,
+            name=self._next_socket_name(),
+            ready_timeout=self.ready_timeout,
+        )
+
     async def _run_slot(self, slot: Slot) -> None:
         """Keeps ``slot`` filled with a live weavelet, restarting it with backoff."""
         try:
-            await self._fill_slot(slot)
+            if self._over(slot):
+                return
+            try:
+                outcome = await self._slots.keep_filled(slot)
+            except CrashLoopError as exc:
+                cause = exc.__cause__ if isinstance(exc.__cause__, ProcessError) else None
+                slot.state = "failed"
+                crashes = self.restart.max_crashes
+                self._group_failed(slot, cause, exc.returncode, exc.last_lines, crashes)
+                return
+            if self._over(slot):  # it ended because it was stopped
+                return
+            if slot.group.is_main:
+                if outcome.error is None:
+                    self._main_exited(outcome.status if outcome.status is not None else 1)
+                else:
+                    slot.state = "failed"
+                    self._group_failed(
+                        slot, outcome.error, outcome.status, outcome.last_lines, crashes=1
+                    )
         finally:
             slot.finished.set()
 
-    async def _fill_slot(self, slot: Slot) -> None:
-        group = slot.group
-        policy = self.restart
-        crashes: deque[float] = deque()
-        backoff = policy.initial_backoff
-        while not self._stopping and not slot.retired:
-            slot.replica_id = f"{slot.index}-{uuid.uuid4().hex[:6]}"
-            envelope = Envelope(
-                deployment_id=self.deployment_id,
-                replica_id=slot.replica_id,
-                group=group.name,
-                components=group.components,
-                run_main=group.is_main,
-                config=self.config,
-                app=self.app,
-                sys_path=self.sys_path,
-                backend=self.backend,
-                log_level=self.log_level,
-                trace_sample_ratio=self.trace_sample_ratio,
-                child=self.child_factory(group.name, group.is_main),
-                handler=self,
-                socket_dir=self.socket_dir,
-                name=self._next_socket_name(),
-                ready_timeout=self.ready_timeout,
-            )
-            started_at = anyio.current_time()
-            error: ProcessError | None = None
-            status: int | None = None
-            slot.envelope = envelope
-            slot.state = "starting"
-            try:
-                async with envelope, anyio.create_task_group() as tasks:
-                    slot.pusher = _Pusher(envelope)
-                    tasks.start_soon(slot.pusher.run)
-                    slot.state = "ready"
-                    slot.starts += 1
-                    self._replica_up(slot)
-                    status = await envelope.wait()
-                    tasks.cancel_scope.cancel()
-            except ProcessError as exc:
-                error = exc
-                status = exc.returncode
-            except Exception as exc:
-                # Not the weavelet's fault as far as we know (the envelope itself
-                # failed); treat it as a crash of this replica, never of the deployer.
-                self._log_system("error", f"weavelet {slot.id}: envelope failed: {exc!r}")
-                status = None
-            finally:
-                last_lines = error.last_lines if error is not None else envelope.last_lines
-                slot.envelope = None
-                slot.pusher = None
-                slot.last_exit = status
-                slot.state = "stopped" if self._stopping or slot.retired else "restarting"
-                self._replica_down(slot)
-            if self.stopping or slot.retired:
-                return
-            if group.is_main and error is None:
-                self._main_exited(status if status is not None else 1)
-                return
-            now = anyio.current_time()
-            if now - started_at >= policy.window:
-                backoff = policy.initial_backoff  # it ran well for a while
-            crashes.append(now)
-            while crashes and crashes[0] <= now - policy.window:
-                crashes.popleft()
-            if group.is_main or len(crashes) >= policy.max_crashes:
-                slot.state = "failed"
-                self._group_failed(slot, error, status, last_lines, len(crashes))
-                return
-            self._log_system(
-                "warning",
-                f"weavelet {slot.id} exited (status {status}); restarting in {backoff:.2f} s",
-            )
-            await anyio.sleep(backoff)
-            backoff = min(backoff * policy.multiplier, policy.max_backoff)
+    def _over(self, slot: Slot) -> bool:
+        """Whether ``slot`` is to stay empty: the deployment stops, or scale() removed it."""
+        return self._stopping or slot.retired
 
     def _group_failed(
         self,
@@ -516,7 +414,7 @@ class MultiDeployer:
     def _replica_up(self, slot: Slot) -> None:
         group = slot.group
         group.ready.set()
-        self._publish(group)
+        _routing.publish(group)
         wanted = sorted(group.activated & set(group.components))
         if wanted and slot.pusher is not None:
             slot.pusher.push_components(wanted)
@@ -526,48 +424,19 @@ class MultiDeployer:
         envelope_id = slot.replica_id
         for other in self.groups.values():
             other.subscribers.pop(envelope_id, None)
-        for proxy in self.proxies.values():
-            proxy.remove_backends_of(envelope_id)
+        self.listeners.remove_backends_of(envelope_id)
         if not self._stopping:
-            self._publish(group)
-
-    def _routing_info(self, group: Group) -> m.RoutingInfo:
-        replicas = {
-            slot.id: slot.envelope.data_address
-            for slot in group.live()
-            if slot.envelope is not None and slot.envelope.data_address
-        }
-        return m.RoutingInfo(
-            group=group.name,
-            components=list(group.components),
-            version=group.version,
-            replicas=replicas,
-            assignment=group.assignment.to_wire() if group.assignment is not None else None,
-            error=group.error,
-        )
-
-    def _publish(self, group: Group) -> None:
-        """Push ``group``'s routing info (new version) to all its subscribers."""
-        group.version += 1
-        info = self._routing_info(group)
-        for subscriber in list(group.subscribers.values()):
-            if subscriber.pusher is not None:
-                subscriber.pusher.push_routing(info)
+            _routing.publish(group)
 
     def _assign(self, group: Group) -> None:
         """(Re)build the routed assignment over the group's slots, stickily."""
-        slots = [slot.id for slot in group.slots]
-        previous = group.assignment
-        if previous is not None and list(previous.replicas) == sorted(slots):
-            return
-        group.assignment = Assignment.build(slots, previous)
-        if previous is not None:
-            fraction = moved_fraction(previous, group.assignment)
-            group.moved_fractions.append(fraction)
+        fraction = _routing.assign(group)
+        if fraction is not None:
+            assert group.assignment is not None
             self._log_system(
                 "info",
                 f"group {group.name}: routing assignment v{group.assignment.version} for "
-                f"{len(slots)} replicas moved {fraction:.1%} of the keys",
+                f"{len(group.slots)} replicas moved {fraction:.1%} of the keys",
             )
 
     async def scale(self, group_name: str, replicas: int) -> float | None:
@@ -590,7 +459,7 @@ class MultiDeployer:
         before = len(group.moved_fractions)
         if group.routed:
             self._assign(group)
-        self._publish(group)
+        _routing.publish(group)
         for slot in removed:
             await self._stop_slot(slot)
         return group.moved_fractions[-1] if len(group.moved_fractions) > before else None
@@ -632,13 +501,10 @@ class MultiDeployer:
         try:
             await self._wait_ready(group)
         except DeploymentFailed as exc:
-            return attrs.evolve(self._routing_info(group), error=str(exc))
+            return attrs.evolve(_routing.routing_info(group), error=str(exc))
         if new:
-            wanted = sorted(group.activated & set(group.components))
-            for slot in group.live():
-                if slot.pusher is not None:
-                    slot.pusher.push_components(wanted)
-        return self._routing_info(group)
+            _routing.push_components(group)
+        return _routing.routing_info(group)
 
     async def get_listener_address(
         self, envelope: Envelope, request: m.ListenerAddressRequest
@@ -646,157 +512,28 @@ class MultiDeployer:
         # Every replica binds its own port; the proxy owns the configured address.
         return m.ListenerAddress(address="127.0.0.1:0")
 
-    def _proxy_address(self, request: m.ExportListener) -> str:
-        configured = self.config.multi.listeners.get(request.name)
-        if configured:
-            return str(configured)
-        return request.local_address or "127.0.0.1:0"
-
     async def export_listener(
         self, envelope: Envelope, request: m.ExportListener
     ) -> m.ExportListenerReply:
-        async with self._proxy_lock:
-            if request.name in self._proxy_errors:
-                return m.ExportListenerReply(error=self._proxy_errors[request.name])
-            proxy = self.proxies.get(request.name)
-            if proxy is None:
-                address = self._proxy_address(request)
-                try:
-                    assert self._task_group is not None
-                    proxy = await self._task_group.start(self._run_proxy, request.name, address)
-                except (OSError, ProxyError) as exc:
-                    error = f"the proxy for listener {request.name!r}: {exc}"
-                    if isinstance(exc, ListenerInUseError):
-                        error = (
-                            f"the proxy for listener {request.name!r} cannot listen on "
-                            f"{address}: the address is already in use"
-                        )
-                    self._proxy_errors[request.name] = error
-                    self._log_system("error", error)
-                    return m.ExportListenerReply(error=error)
-        proxy.add_backend(request.address, owner=envelope.replica_id)
-        return m.ExportListenerReply(proxy_address=proxy.address)
-
-    async def _run_proxy(
-        self,
-        name: str,
-        address: str,
-        *,
-        task_status: anyio.abc.TaskStatus[TcpProxy] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        started = False
-        try:
-            async with TcpProxy(address, name=name) as proxy:
-                self.proxies[name] = proxy
-                self._log_system("info", f"listener {name} available at {proxy.address}")
-                task_status.started(proxy)
-                started = True
-                await anyio.sleep_forever()
-        except Exception as exc:
-            if not started:
-                raise  # export_listener reports it to the weavelet
-            # A proxy that dies leaves its listener unreachable: the deployment is broken.
-            self.proxies.pop(name, None)
-            self._fail(DeploymentFailed(f"the proxy of listener {name!r} failed: {exc!r}"))
+        assert self._task_group is not None
+        return await self.listeners.export(self._task_group, envelope.replica_id, request)
 
     def handle_logs(self, envelope: Envelope, entries: Sequence[LogEntry]) -> None:
-        if self.log_sink is None:
-            return
-        app = self.config.name
-        self.log_sink([entry if entry.app else attrs.evolve(entry, app=app) for entry in entries])
+        self.telemetry.handle_logs(entries)
 
     def handle_spans(self, envelope: Envelope, spans: Sequence[dict[str, Any]]) -> None:
-        if self.span_sink is not None:
-            self.span_sink(spans)
+        self.telemetry.handle_spans(spans)
 
     def _log_system(self, level: str, message: str) -> None:
-        if self.log_sink is None:
-            return
-        self.log_sink(
-            [
-                LogEntry(
-                    time_ns=time.time_ns(),
-                    level=level,
-                    message=message,
-                    component="pyweaver.multi",
-                    app=self.config.name,
-                    deployment=self.deployment_id,
-                    source="logger",
-                )
-            ]
-        )
+        self.telemetry.log_system(level, message)
 
     # -- status ---------------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
         """The deployment's state as plain data (groups, replicas, listeners)."""
-        groups = []
-        for group in self.groups.values():
-            replicas = []
-            for slot in group.slots:
-                envelope = slot.envelope
-                health: dict[str, Any] = {}
-                if envelope is not None and slot.state == "ready":
-                    with anyio.move_on_after(2.0):
-                        try:
-                            reply = await envelope.health()
-                            health = {
-                                "healthy": reply.healthy,
-                                "built": reply.components,
-                                "failed": reply.failed,
-                            }
-                        except PyWeaverError as exc:
-                            health = {"healthy": False, "error": str(exc)}
-                replicas.append(
-                    {
-                        "slot": slot.id,
-                        "replica": slot.replica_id,
-                        "pid": envelope.pid if envelope is not None else 0,
-                        "state": slot.state,
-                        "starts": slot.starts,
-                        "last_exit": slot.last_exit,
-                        "health": health,
-                    }
-                )
-            groups.append(
-                {
-                    "name": group.name,
-                    "components": list(group.components),
-                    "activated": sorted(group.activated),
-                    "routed": group.routed,
-                    "replicas": replicas,
-                }
-            )
-        listeners = [
-            {"name": name, "proxy": proxy.address, "backends": list(proxy.backends)}
-            for name, proxy in sorted(self.proxies.items())
-        ]
-        return {
-            "deployment": self.deployment_id,
-            "app": self.config.name,
-            "started": self.started,
-            "groups": groups,
-            "listeners": listeners,
-        }
+        groups = list(self.groups.values())
+        return await self.telemetry.status(groups, self.listeners.status(), self.started)
 
     async def metrics(self) -> list[dict[str, Any]]:
         """Every live weavelet's metrics, merged, labelled with app and version."""
-        snapshots: list[list[dict[str, Any]]] = []
-
-        async def collect(envelope: Envelope) -> None:
-            with anyio.move_on_after(5.0):
-                try:
-                    snapshots.append(await envelope.metrics())
-                except PyWeaverError:
-                    pass
-
-        async with anyio.create_task_group() as tasks:
-            for group in self.groups.values():
-                for slot in group.live():
-                    if slot.envelope is not None:
-                        tasks.start_soon(collect, slot.envelope)
-        labels = {
-            "serviceweaver_app": self.config.name,
-            "serviceweaver_version": self.deployment_id,
-        }
-        return add_labels(merge_snapshots(snapshots), labels)
+        return await self.telemetry.metrics(list(self.groups.values()))

@@ -1,0 +1,143 @@
+"""Telemetry: the weavelets' logs, spans and metrics, and the deployment's status.
+
+Log entries and spans arrive from every envelope and go to the sinks the deployer was
+given (the log store, the console, the trace store); the deployer's own messages
+(restarts, crash loops, listeners) become log entries of component ``pyweaver.multi``.
+Status and metrics are collected on demand by asking every live weavelet, each answer
+bounded in time so that one stuck weavelet cannot stall the whole report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from pyweaver._errors import PyWeaverError
+from pyweaver.contract._logentry import LogEntry
+from pyweaver.contract._metrics import add_labels, merge_snapshots
+from pyweaver.deployers.multi._groups import Group
+from pyweaver.envelope import Envelope
+
+__all__ = ["LogSink", "SpanSink", "Telemetry"]
+
+LogSink = Callable[[Sequence[LogEntry]], None]
+SpanSink = Callable[[Sequence[dict[str, Any]]], None]
+
+_HEALTH_TIMEOUT = 2.0  # seconds one replica may take to answer a status request
+_METRICS_TIMEOUT = 5.0  # ... and a metrics request
+
+
+@attrs.define
+class Telemetry:
+    """Where one deployment's logs and spans go, and how its status and metrics are
+    gathered. The sinks may be replaced at any time (the CLI does, after start)."""
+
+    app: str
+    deployment_id: str
+    log_sink: LogSink | None = None
+    span_sink: SpanSink | None = None
+
+    def handle_logs(self, entries: Sequence[LogEntry]) -> None:
+        if self.log_sink is None:
+            return
+        app = self.app
+        self.log_sink([entry if entry.app else attrs.evolve(entry, app=app) for entry in entries])
+
+    def handle_spans(self, spans: Sequence[dict[str, Any]]) -> None:
+        if self.span_sink is not None:
+            self.span_sink(spans)
+
+    def log_system(self, level: str, message: str) -> None:
+        """A log entry of the deployer itself."""
+        if self.log_sink is None:
+            return
+        self.log_sink(
+            [
+                LogEntry(
+                    time_ns=time.time_ns(),
+                    level=level,
+                    message=message,
+                    component="pyweaver.multi",
+                    app=self.app,
+                    deployment=self.deployment_id,
+                    source="logger",
+                )
+            ]
+        )
+
+    async def status(
+        self, groups: Iterable[Group], listeners: list[dict[str, object]], started: float
+    ) -> dict[str, Any]:
+        """The deployment's state as plain data (groups, replicas, listeners)."""
+        report = []
+        for group in groups:
+            replicas = []
+            for slot in group.slots:
+                envelope = slot.envelope
+                health: dict[str, Any] = {}
+                if envelope is not None and slot.state == "ready":
+                    health = await _health(envelope)
+                replicas.append(
+                    {
+                        "slot": slot.id,
+                        "replica": slot.replica_id,
+                        "pid": envelope.pid if envelope is not None else 0,
+                        "state": slot.state,
+                        "starts": slot.starts,
+                        "last_exit": slot.last_exit,
+                        "health": health,
+                    }
+                )
+            report.append(
+                {
+                    "name": group.name,
+                    "components": list(group.components),
+                    "activated": sorted(group.activated),
+                    "routed": group.routed,
+                    "replicas": replicas,
+                }
+            )
+        return {
+            "deployment": self.deployment_id,
+            "app": self.app,
+            "started": started,
+            "groups": report,
+            "listeners": listeners,
+        }
+
+    async def metrics(self, groups: Iterable[Group]) -> list[dict[str, Any]]:
+        """Every live weavelet's metrics, merged, labelled with app and version."""
+        snapshots: list[list[dict[str, Any]]] = []
+
+        async def collect(envelope: Envelope) -> None:
+            with anyio.move_on_after(_METRICS_TIMEOUT):
+                try:
+                    snapshots.append(await envelope.metrics())
+                except PyWeaverError:
+                    pass
+
+        async with anyio.create_task_group() as tasks:
+            for group in groups:
+                for slot in group.live():
+                    if slot.envelope is not None:
+                        tasks.start_soon(collect, slot.envelope)
+        labels = {
+            "serviceweaver_app": self.app,
+            "serviceweaver_version": self.deployment_id,
+        }
+        return add_labels(merge_snapshots(snapshots), labels)
+
+
+async def _health(envelope: Envelope) -> dict[str, Any]:
+    health: dict[str, Any] = {}
+    with anyio.move_on_after(_HEALTH_TIMEOUT):
+        try:
+            reply = await envelope.health()
+            health = {"healthy": reply.healthy, "built": reply.components, "failed": reply.failed}
+        except PyWeaverError as exc:
+            health = {"healthy": False, "error": str(exc)}
+    return health
