@@ -26,23 +26,18 @@ from __future__ import annotations
 import http
 import random
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final
 
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, StatusCode
 
+from pyweaver._net import ASGIApp, Message, Receive, Scope, Send
 from pyweaver._runtime import _tracing
 from pyweaver._runtime._metrics import GENERATED_BOUNDS, Counter, Histogram
 from pyweaver._runtime._tracing import TRACING
 
 __all__ = ["ASGIApp", "instrument_handler"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _LABELS: Final = ("label", "host")
 _request_count: Final = Counter(

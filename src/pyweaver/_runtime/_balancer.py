@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from pyweaver.call import RoundRobin
 from pyweaver.contract import _messages as m
 from pyweaver.contract._routing import Assignment
 
@@ -39,7 +40,15 @@ class SlotBalancer:
         clock: monotonic seconds (injectable for tests).
     """
 
-    __slots__ = ("_addresses", "_assignment", "_clock", "_grace", "_next", "_seen", "_started")
+    __slots__ = (
+        "_addresses",
+        "_assignment",
+        "_clock",
+        "_grace",
+        "_round_robin",
+        "_seen",
+        "_started",
+    )
 
     def __init__(
         self, owner_grace: float = OWNER_GRACE, clock: Callable[[], float] = time.monotonic
@@ -47,7 +56,7 @@ class SlotBalancer:
         self._assignment: Assignment | None = None
         self._addresses: dict[str, str] = {}  # replica slot -> its address
         self._seen: dict[str, float] = {}  # address -> when this balancer first knew it
-        self._next = 0
+        self._round_robin = RoundRobin()
         self._grace = owner_grace
         self._clock = clock
         self._started = clock()
@@ -79,6 +88,4 @@ class SlotBalancer:
             if self._clock() - self._started < self._grace:
                 return None  # no assignment yet: wait for the first one
             return endpoints[shard_key % len(endpoints)]
-        index = self._next
-        self._next = index + 1
-        return endpoints[index % len(endpoints)]
+        return self._round_robin.pick(endpoints, 0)

@@ -40,9 +40,9 @@ once; the calls already in flight on it complete, then its connection closes.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Self
 
 import anyio
@@ -81,7 +81,7 @@ class _Endpoint:
         self.scope = anyio.CancelScope()
 
 
-class Client:
+class Client(anyio.AsyncContextManagerMixin):
     """Calls to a set of server endpoints (see the module docstring).
 
     Args:
@@ -136,25 +136,24 @@ class Client:
 
     # -------------------------------------------------------------- lifecycle
 
-    async def __aenter__(self) -> Self:
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[Self]:
         backend = current_backend()
         self._use_protocol = backend.name == "asyncio" and self._driver != "streams"
         self._clock = backend.clock
         self._effective_deadline = backend.effective_deadline
         if self._driver == "protocol" and backend.name != "asyncio":
             raise ValueError("the protocol driver needs asyncio")
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        self.update_endpoints(self._initial)
-        return self
+        async with anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            self.update_endpoints(self._initial)
+            try:
+                yield self
+            finally:
+                self._close()
+                task_group.cancel_scope.cancel()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
+    def _close(self) -> None:
         self._closed = True
         for endpoint in [*self._endpoints.values(), *self._draining.values()]:
             endpoint.wanted = False
@@ -164,9 +163,6 @@ class Client:
         self._live.clear()
         self._ready = ()
         self._changed.set()
-        assert self._task_group is not None
-        self._task_group.cancel_scope.cancel()
-        return await self._task_group.__aexit__(exc_type, exc, traceback)
 
     # -------------------------------------------------------------- endpoints
 

@@ -79,7 +79,7 @@ class _RpcPlacement(SinglePlacement):
         return self.clients["*"]
 
 
-class Runner:
+class Runner(anyio.AsyncContextManagerMixin):
     """An async context manager running the app's components for one test.
 
     Args:
@@ -106,25 +106,11 @@ class Runner:
         self.config = parse_config(config, path="<weavertest config>")
         self.fakes = {full_name(f.iface): f.impl for f in fakes}
         self.app = app
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._weavelet: Weavelet | None = None
 
-    async def __aenter__(self) -> Instance:
-        stack = contextlib.AsyncExitStack()
-        await stack.__aenter__()
-        try:
-            weavelet = await stack.enter_async_context(self._deploy())
-        except BaseException:
-            await stack.__aexit__(None, None, None)
-            raise
-        self._stack = stack
-        self._weavelet = weavelet
-        return weavelet.main_instance()
-
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        assert self._stack is not None
-        stack, self._stack = self._stack, None
-        return await stack.__aexit__(*exc_info)
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[Instance]:
+        async with self._deploy() as weavelet:
+            yield weavelet.main_instance()
 
     @contextlib.asynccontextmanager
     async def _deploy(self) -> AsyncIterator[Weavelet]:
