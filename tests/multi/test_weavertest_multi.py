@@ -172,7 +172,7 @@ async def test_scaling_a_routed_group_moves_a_third_of_the_keys() -> None:
     config = parse_config("")
     async with weavertest_deployment(config, {}, None, on_deployer=deployers.append) as weavelet:
         (deployer,) = deployers
-        store = await weavelet.get(Store)
+        store = await weavelet.get(Store)  # type: ignore[type-abstract]
         await _distinct(store.pid, 2)
         keys = [f"key-{i}" for i in range(300)]
 
