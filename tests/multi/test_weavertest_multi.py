@@ -19,7 +19,7 @@ from pyweaver.weavertest._multi import weavertest_deployment
 from tests.components import Counter, Greeter, OutOfStock, Shape, Shapes
 from tests.multi.routed import Store
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 CONFIG = """
 ["tests.components.Greeter"]
