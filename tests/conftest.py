@@ -38,11 +38,16 @@ _process_starts: list[str] = []
 
 def _audit(event: str, args: tuple[object, ...]) -> None:
     if event in _PROCESS_EVENTS:
-        program = args[0] if args else ""
+        # subprocess.Popen: (executable, args, cwd, env), executable often None.
+        program = next((arg for arg in args[:2] if arg is not None), "")
+        if isinstance(program, (list, tuple)) and program:
+            program = program[0]
         _process_starts.append(f"{event}({program!r})")
 
 
 sys.addaudithook(_audit)
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(params=[pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio")])
