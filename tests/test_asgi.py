@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from pyweaver._runtime._asgi import Message, Scope, _RootSampler, instrument_handler
+from pyweaver._net import Message, Scope
+from pyweaver._runtime._asgi import _RootSampler, instrument_handler
 from pyweaver._runtime._metrics import snapshot
 from pyweaver._runtime._tracing import (
     InMemorySpanCollector,

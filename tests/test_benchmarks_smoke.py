@@ -48,6 +48,7 @@ def run_bench(args: list[str], timeout: float = 60) -> subprocess.CompletedProce
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
+@pytest.mark.slow
 def test_tiny_floor_run_produces_a_well_formed_row(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = run_bench(["remote", "--only", "^floor-streams-asyncio$", "--rounds", "1",
@@ -70,6 +71,7 @@ def test_tiny_floor_run_produces_a_well_formed_row(tmp_path: Path) -> None:
     assert data["ratios"] == []
 
 
+@pytest.mark.slow
 def test_missing_and_failing_variants_are_reported_not_fatal(tmp_path: Path) -> None:
     run = load_runner()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

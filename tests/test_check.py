@@ -33,6 +33,7 @@ def test_check_a_good_app_prints_the_graph_and_the_cycle() -> None:
     assert "cycle: good_app.Front -> good_app.Store -> good_app.Front" in text
 
 
+@pytest.mark.slow
 def test_check_cli_rejects_bad_types_and_names_them() -> None:
     result = pyweaver("check", str(APPS / "bad_types.py"))
     assert result.returncode == 1
@@ -40,6 +41,7 @@ def test_check_cli_rejects_bad_types_and_names_them() -> None:
     assert "Callable" in result.stdout
 
 
+@pytest.mark.slow
 def test_check_cli_rejects_unknown_config_keys() -> None:
     result = pyweaver("check", str(APPS / "bad_config.toml"))
     assert result.returncode == 1
@@ -47,6 +49,7 @@ def test_check_cli_rejects_unknown_config_keys() -> None:
     assert "color" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_check_cli_mermaid() -> None:
     result = pyweaver("check", "--mermaid", str(EXAMPLES / "hello" / "weaver.toml"))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -54,6 +57,7 @@ def test_check_cli_mermaid() -> None:
     assert '"app.Reverser"' in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", ["hello", "collatz", "factors"])
 def test_check_every_example(example: str) -> None:
     result = pyweaver("check", str(EXAMPLES / example / "weaver.toml"))
@@ -61,6 +65,7 @@ def test_check_every_example(example: str) -> None:
     assert "no errors" in result.stdout
 
 
+@pytest.mark.slow
 def test_check_a_missing_app_is_a_clear_error() -> None:
     result = pyweaver("check", str(APPS / "nope.py"))
     assert result.returncode == 1

@@ -74,10 +74,10 @@ def test_unannotated_parameter_and_return_are_named() -> None:
 def test_unserializable_types_are_named(bad_type: Any) -> None:
     def build() -> None:
         class Holder(Protocol):
-            async def keep(self, thing: bad_type) -> None: ...  # type: ignore[valid-type]
+            async def keep(self, thing: bad_type) -> None: ...
 
         class HolderImpl(weaver.Implements[Holder]):
-            async def keep(self, thing: bad_type) -> None:  # type: ignore[valid-type]
+            async def keep(self, thing: bad_type) -> None:
                 pass
 
     errors = errors_of(build)
@@ -92,13 +92,13 @@ def test_second_implementation_is_an_error_at_registration() -> None:
             async def get(self, key: str) -> str: ...
 
         class StoreA(weaver.Implements[Store]):
-            async def get(self, key: str) -> str:
+            async def get(self, key: str) -> str:  # type: ignore[override]
                 return "a"
 
         with pytest.raises(weaver.RegistrationError, match=r"two implementations.*StoreA.*StoreB"):
 
             class StoreB(weaver.Implements[Store]):
-                async def get(self, key: str) -> str:
+                async def get(self, key: str) -> str:  # type: ignore[override]
                     return "b"
 
 
@@ -135,7 +135,7 @@ def test_router_must_mirror_methods_and_share_one_key_type() -> None:
                 return 0
 
         class CacheImpl(weaver.Implements[Cache], weaver.WithRouter[CacheRouter]):
-            async def get(self, key: str) -> str:
+            async def get(self, key: str) -> str:  # type: ignore[override]
                 return ""
 
             async def put(self, key: str, value: str) -> None:
@@ -159,7 +159,7 @@ def test_router_parameters_must_match() -> None:
                 return key
 
         class KvImpl(weaver.Implements[Kv], weaver.WithRouter[KvRouter]):
-            async def get(self, key: str) -> str:
+            async def get(self, key: str) -> str:  # type: ignore[override]
                 return key
 
     (error,) = errors_of(build)
@@ -176,7 +176,7 @@ def test_router_key_type_must_be_simple() -> None:
                 return [key]
 
         class KvImpl(weaver.Implements[Kv], weaver.WithRouter[KvRouter]):
-            async def get(self, key: str) -> str:
+            async def get(self, key: str) -> str:  # type: ignore[override]
                 return key
 
     (error,) = errors_of(build)

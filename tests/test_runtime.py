@@ -9,6 +9,7 @@ import pytest
 import pyweaver as weaver
 from pyweaver import weavertest
 from pyweaver._runtime._metrics import snapshot
+from pyweaver._runtime._weavelet import Weavelet
 
 from .components import Clock, Counter, Greeter, OutOfStock, Shape, Shapes
 
@@ -95,6 +96,7 @@ async def test_fakes_replace_components(mode: str) -> None:
 async def test_components_are_built_lazily_and_once() -> None:
     async with weavertest.Runner("local") as app:
         weavelet = app._pyweaver_weavelet
+        assert isinstance(weavelet, Weavelet)
         assert not weavelet.built("tests.components.Counter")
         greeter = await app.get(Greeter)
         assert weavelet.built("tests.components.Greeter")
@@ -136,7 +138,9 @@ async def test_shutdown_hooks_run_when_the_runner_exits() -> None:
 
     async with weavertest.Runner("local", fakes=[weavertest.fake(Clock, Recorder())]) as app:
         counter = await app.get(Counter)
-        impl = await app._pyweaver_weavelet.get_impl("tests.components.Counter")
+        weavelet = app._pyweaver_weavelet
+        assert isinstance(weavelet, Weavelet)
+        impl = await weavelet.get_impl("tests.components.Counter")
 
         async def shutdown() -> None:
             events.append("counter shutdown")

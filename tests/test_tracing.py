@@ -206,6 +206,7 @@ def test_enabling_again_replaces_the_provider() -> None:
     assert _tracing._state.provider is None
 
 
+@pytest.mark.slow
 def test_the_global_provider_is_set_once_for_user_code() -> None:
     # In a fresh interpreter: OpenTelemetry's global provider can be set only once.
     script = """

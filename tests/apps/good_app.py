@@ -34,7 +34,7 @@ class StoreImpl(weaver.Implements[Store], weaver.WithConfig[StoreConfig]):
     async def init(self) -> None:
         self.data: dict[str, str] = {}
 
-    async def get(self, key: str) -> str | None:
+    async def get(self, key: str) -> str | None:  # type: ignore[override]
         return self.data.get(key)
 
     async def put(self, key: str, value: str) -> None:

@@ -93,6 +93,7 @@ def test_get_errors(tmp_path: Path) -> None:
     assert registry.get("abc-1").id == "abc-1"
 
 
+@pytest.mark.slow
 def test_dead_deployments_are_dropped(tmp_path: Path) -> None:
     registry = Registry(tmp_path)
     pid = dead_pid()
@@ -119,6 +120,7 @@ def test_unreadable_entries_are_skipped(tmp_path: Path) -> None:
     assert registry.list() == [live]
 
 
+@pytest.mark.slow
 def test_purge_removes_only_data_of_deployments_not_running(tmp_path: Path) -> None:
     registry = Registry(tmp_path)
     live = deployment()

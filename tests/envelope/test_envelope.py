@@ -200,6 +200,7 @@ async def test_weavelet_of_another_deployment_cannot_reach_the_envelope(socket_d
     assert handler.registered == []
 
 
+@pytest.mark.slow
 async def test_process_that_dies_at_start_reports_its_last_lines(socket_dir: Path) -> None:
     handler = Handler()
     script = "import sys; print('starting'); sys.exit('boom: no such component')"
@@ -216,6 +217,7 @@ async def test_process_that_dies_at_start_reports_its_last_lines(socket_dir: Pat
     ]
 
 
+@pytest.mark.slow
 async def test_process_that_never_registers_times_out(socket_dir: Path) -> None:
     handler = Handler()
     child = ProcessChild([sys.executable, "-c", "import time; time.sleep(60)"], stop_grace=1)

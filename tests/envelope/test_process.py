@@ -17,7 +17,7 @@ from pyweaver.envelope._process import (
     ReadinessTimeoutError,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 READY_THEN_SLEEP = "print('READY', flush=True)\n"
 SLEEP = "import time\nfor _ in range(600): time.sleep(0.1)\n"  # bounded: 60 s at most

@@ -25,6 +25,8 @@ from pyweaver.deployers._registry import Registry, pid_alive
 from pyweaver.deployers.multi._dashboard import dashboard_app
 from pyweaver.deployers.multi._status import STATUS, fetch
 
+pytestmark = pytest.mark.slow
+
 CHAIN = Path(__file__).parent / "apps" / "chain" / "weaver.toml"
 
 

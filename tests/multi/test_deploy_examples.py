@@ -14,6 +14,8 @@ import pytest
 
 from .test_deploy_listeners import start, wait_for_listener
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 
 

@@ -23,6 +23,8 @@ from pyweaver._errors import PyWeaverError
 from pyweaver.deployers._registry import Registry, pid_alive
 from pyweaver.deployers.multi._status import STATUS, fetch
 
+pytestmark = pytest.mark.slow
+
 HELLO = Path(__file__).parent.parent.parent / "examples" / "hello" / "app.py"
 
 

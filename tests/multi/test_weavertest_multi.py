@@ -19,7 +19,7 @@ from pyweaver.weavertest._multi import weavertest_deployment
 from tests.components import Counter, Greeter, OutOfStock, Shape, Shapes
 from tests.multi.routed import Store
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 CONFIG = """
 ["tests.components.Greeter"]
@@ -172,7 +172,7 @@ async def test_scaling_a_routed_group_moves_a_third_of_the_keys() -> None:
     config = parse_config("")
     async with weavertest_deployment(config, {}, None, on_deployer=deployers.append) as weavelet:
         (deployer,) = deployers
-        store = await weavelet.get(Store)
+        store = await weavelet.get(Store)  # type: ignore[type-abstract]
         await _distinct(store.pid, 2)
         keys = [f"key-{i}" for i in range(300)]
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, get_args, get_origin
 
 from pyweaver._errors import RegistrationError
 from pyweaver._runtime._automarshal import full_name
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeForm
+
     from pyweaver._runtime._listener import Listener, ListenerOptions
     from pyweaver._runtime._logging import Logger
 
@@ -91,9 +93,14 @@ class Instance:
     logger: Logger
     weaver_info: WeaverInfo
 
-    async def get(self, iface: type[T]) -> T:
-        """The component ``iface``, called from this component (records the edge)."""
-        return await self._pyweaver_weavelet.get(iface, requester=self._pyweaver_name)
+    async def get(self, iface: TypeForm[T]) -> T:
+        """The component ``iface``, called from this component (records the edge).
+
+        ``TypeForm`` (PEP 747), not ``type[T]``: a component interface is a Protocol, which
+        mypy refuses where ``type[T]`` is expected (``type-abstract``, mypy issue 4717)."""
+        return await self._pyweaver_weavelet.get(
+            cast("type[T]", iface), requester=self._pyweaver_name
+        )
 
     async def listener(self, name: str, options: ListenerOptions | None = None) -> Listener:
         """The network listener ``name``, bound as the deployer decides (see

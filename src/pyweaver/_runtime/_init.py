@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.abc
@@ -29,6 +29,9 @@ from pyweaver.contract._config import AppConfig, load_config, parse_config
 from pyweaver.contract._names import BOOTSTRAP_ENV, CONFIG_ENV
 
 __all__ = ["default_config", "get", "init"]
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeForm
 
 T = TypeVar("T")
 
@@ -74,7 +77,7 @@ async def _serve_single(
         await weavelet.shutdown()
 
 
-async def get(iface: type[T], requester: Instance) -> T:
+async def get(iface: TypeForm[T], requester: Instance) -> T:
     """The component ``iface`` as seen from ``requester`` (records the call edge)."""
     weavelet = getattr(requester, "_pyweaver_weavelet", None)
     if weavelet is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import attrs
@@ -25,6 +25,9 @@ from pyweaver._runtime._placement import CallClient, SinglePlacement
 from pyweaver._runtime._registry import Registry
 from pyweaver._runtime._weavelet import Weavelet
 from pyweaver.contract._config import AppConfig, parse_config
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeForm
 
 __all__ = ["MODES", "Fake", "Runner", "fake"]
 
@@ -37,11 +40,11 @@ T = TypeVar("T")
 class Fake(Generic[T]):
     """A stand-in for the component ``iface`` (see :func:`fake`)."""
 
-    iface: type[T]
+    iface: TypeForm[T]
     impl: T
 
 
-def fake(iface: type[T], impl: T) -> Fake[T]:
+def fake(iface: TypeForm[T], impl: T) -> Fake[T]:
     """Use ``impl`` instead of building the component ``iface``. Calls to a fake are
     always local (it lives in the test process), in every mode."""
     return Fake(iface, impl)
