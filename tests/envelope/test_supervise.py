@@ -18,7 +18,7 @@ from pyweaver.envelope._process import (
     ReadinessTimeoutError,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 SLEEP = "import time\nfor _ in range(600): time.sleep(0.1)\n"  # bounded: 60 s at most
 FAST = RestartPolicy(max_crashes=3, window=30, initial_backoff=0.01, max_backoff=0.05)
