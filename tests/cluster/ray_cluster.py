@@ -48,7 +48,8 @@ from tests.cluster.netns import Host, Network
 
 GCS_PORT = 6379
 RESULT_PREFIX = "RESULT "
-DRIVERS = Path(__file__).parent / "drivers"
+DRIVERS = "tests.cluster.drivers"  # drivers run as `python -m tests.cluster.drivers.<name>`
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,14 @@ class Driver:
             thread.join(timeout=2)
         return "".join(self._stderr)
 
+    def _close_pipes(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=2)
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
     def finish(self) -> DriverOutput:
         """Close stdin and wait for a clean exit (killing the driver at the deadline)."""
         if self.process.stdin is not None:
@@ -201,6 +210,7 @@ class Driver:
             raise DriverError("driver timed out", self.stderr()) from None
         finally:
             stderr = self.stderr()
+            self._close_pipes()
         stdout = "".join(self._stdout)
         results = [
             json.loads(line[len(RESULT_PREFIX) :])
@@ -212,8 +222,10 @@ class Driver:
         return DriverOutput(self.process.returncode, stdout, stderr, results)
 
     def kill(self) -> None:
+        """Stop the driver (its whole process group) by PID, if still running."""
         if self.process.poll() is None:
             stop_process_group(self.process, grace_s=1.0)
+        self._close_pipes()
 
 
 class RayCluster:
@@ -313,24 +325,30 @@ class RayCluster:
     def wait_for_nodes(self, count: int, timeout_s: float = 60.0) -> dict[str, Any]:
         """Block until the GCS reports `count` live nodes; returns the driver's report."""
         output = self.run_driver(
-            DRIVERS / "wait_nodes.py", str(count), str(timeout_s), timeout_s=timeout_s + 30
+            f"{DRIVERS}.wait_nodes", str(count), str(timeout_s), timeout_s=timeout_s + 30
         )
         return output.result("nodes")
 
     def driver(
         self,
-        script: Path,
+        script: Path | str,
         *args: str,
         host: Host | None = None,
         cwd: Path | None = None,
         timeout_s: float = 90.0,
     ) -> Driver:
-        """Start `python script args...` inside `host` (default: the head's host)."""
+        """Start a driver inside `host` (default: the head's host): `python script args...`
+        for a `Path`, `python -m script args...` for a module name (importable from the
+        repository root, which is put on the driver's PYTHONPATH)."""
         host = host or self.head_host
         env = self.process_env()
         env.update(RAY_ADDRESS=self.address, PYWEAVER_NODE_IP=host.address)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+        )
+        target = [str(script)] if isinstance(script, Path) else ["-m", script]
         process = subprocess.Popen(
-            Network.exec_argv(host, [sys.executable, str(script), *args]),
+            Network.exec_argv(host, [sys.executable, *target, *args]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -343,7 +361,7 @@ class RayCluster:
 
     def run_driver(
         self,
-        script: Path,
+        script: Path | str,
         *args: str,
         host: Host | None = None,
         cwd: Path | None = None,
@@ -359,7 +377,7 @@ class RayCluster:
     @contextlib.contextmanager
     def running_driver(
         self,
-        script: Path,
+        script: Path | str,
         *args: str,
         host: Host | None = None,
         cwd: Path | None = None,
@@ -393,10 +411,18 @@ class RayCluster:
         self._launch(host)
         self._wait_started(host, deadline)
 
-    def stop(self) -> None:
-        """Stop workers, then the head (so raylets do not spin retrying a dead GCS)."""
+    def stop(self, grace_s: float = 3.0) -> None:
+        """Stop every node: SIGTERM all process groups at once, one shared grace period,
+        then SIGKILL the groups and anything left in the hosts' namespaces, by PID."""
+        for node in self.nodes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for node in self.nodes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.process.wait(timeout=max(deadline - time.monotonic(), 0.01))
         for host in reversed(self.network.hosts):
-            self.stop_node(host)
+            self.stop_node(host, grace_s=0.0)
 
     def __enter__(self) -> RayCluster:
         return self
@@ -408,4 +434,3 @@ class RayCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-

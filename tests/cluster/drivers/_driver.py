@@ -45,10 +45,16 @@ def receive() -> dict[str, Any]:
     return message
 
 
+def nodes() -> list[dict[str, Any]]:
+    """`ray.nodes()`, typed."""
+    found: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return found
+
+
 def node_ids_by_host() -> dict[str, str]:
     """Live nodes, keyed by the per-host custom resource the fixture gives each node."""
     found: dict[str, str] = {}
-    for node in ray.nodes():
+    for node in nodes():
         if not node["Alive"]:
             continue
         for resource in node["Resources"]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-import ray
-from _driver import connect, emit
+from tests.cluster.drivers._driver import connect, emit, nodes
 
 
 def main() -> None:
@@ -14,7 +13,7 @@ def main() -> None:
     connect_seconds = connect()
     deadline = time.monotonic() + timeout_s
     while True:
-        alive = [node for node in ray.nodes() if node["Alive"]]
+        alive = [node for node in nodes() if node["Alive"]]
         if len(alive) >= count or time.monotonic() > deadline:
             break
         time.sleep(0.2)

@@ -1,0 +1,48 @@
+"""Fixtures for multi-host tests: netns hosts and one Ray cluster across them, per module.
+
+A module that needs a different shape (more hosts, other health-check settings) overrides
+`cluster_hosts` / `cluster_health_check` in its own namespace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cluster import netns, ray_cluster
+from tests.cluster.netns import Network
+from tests.cluster.ray_cluster import HealthCheck, RayCluster
+
+
+@pytest.fixture(scope="module")
+def cluster_hosts() -> int:
+    return 3
+
+
+@pytest.fixture(scope="module")
+def cluster_health_check() -> HealthCheck:
+    return HealthCheck()
+
+
+@pytest.fixture(scope="module")
+def network(cluster_hosts: int) -> Iterator[Network]:
+    reason = netns.skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    netns.cleanup_leftovers()
+    with Network.create(cluster_hosts) as created:
+        yield created
+
+
+@pytest.fixture(scope="module", name="cluster")
+def cluster_fixture(
+    request: pytest.FixtureRequest, cluster_health_check: HealthCheck
+) -> Iterator[RayCluster]:
+    reason = ray_cluster.skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    network: Network = request.getfixturevalue("network")  # only once ray is known present
+    with RayCluster.start(network, cluster_health_check) as started:
+        print(f"\n[cluster] {len(network.hosts)} nodes up in {started.start_seconds:.1f} s")
+        yield started
