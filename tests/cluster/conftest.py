@@ -44,5 +44,11 @@ def cluster_fixture(
         pytest.skip(reason)
     network: Network = request.getfixturevalue("network")  # only once ray is known present
     with RayCluster.start(network, cluster_health_check) as started:
-        print(f"\n[cluster] {len(network.hosts)} nodes up in {started.start_seconds:.1f} s")
+        ready = ", ".join(
+            f"{name} {seconds:.1f} s" for name, seconds in started.ready_seconds.items()
+        )
+        print(
+            f"\n[cluster] {len(network.hosts)} nodes alive {started.start_seconds:.1f} s after"
+            f" launching the head (ray start ready: {ready})"
+        )
         yield started

@@ -238,7 +238,8 @@ class RayCluster:
         self.address = f"{self.head_host.address}:{GCS_PORT}"
         self.nodes: dict[int, RayNode] = {}
         self._extra_env = dict(env)
-        self.start_seconds: float | None = None
+        self.start_seconds: float | None = None  # launch of the head to every node alive
+        self.ready_seconds: dict[str, float] = {}  # per host: launch to "Ray runtime started"
 
     @classmethod
     def start(
@@ -312,6 +313,7 @@ class RayCluster:
         node = self.nodes[host.index]
         while time.monotonic() < deadline:
             if "Ray runtime started" in node.log.read_text(errors="replace"):
+                self.ready_seconds[host.name] = time.monotonic() - node.started_at
                 return
             if node.process.poll() is not None:
                 raise RuntimeError(f"ray on {host.name} exited early:\n{self.log_tail(host)}")
@@ -389,6 +391,20 @@ class RayCluster:
             yield driver
         finally:
             driver.kill()
+
+    def rss_megabytes(self) -> dict[str, float]:
+        """Resident memory of everything running in each host's namespace (shared pages
+        counted once per process, so an upper bound)."""
+        usage: dict[str, float] = {}
+        for host in self.network.hosts:
+            total_kb = 0
+            for pid in netns.pids_in(host.netns):
+                with contextlib.suppress(OSError):
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            total_kb += int(line.split()[1])
+            usage[host.name] = total_kb / 1024
+        return usage
 
     def stop_node(self, host: Host, grace_s: float = 3.0) -> None:
         """Stop one node: its process group, then anything left in its namespace, by PID."""

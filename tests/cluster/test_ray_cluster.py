@@ -23,6 +23,8 @@ pytestmark = pytest.mark.slow
 
 def test_cluster_sees_every_host(cluster: RayCluster) -> None:
     nodes = cluster.wait_for_nodes(len(cluster.network.hosts), timeout_s=30)
+    rss = cluster.rss_megabytes()
+    print("\n[memory, idle] " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in rss.items()))
     assert nodes["alive"] == sorted(host.address for host in cluster.network.hosts)
 
 
