@@ -6,6 +6,7 @@ A module that needs a different shape (more hosts, other health-check settings) 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -21,7 +22,11 @@ def cluster_hosts() -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster_health_check() -> HealthCheck:
+def cluster_health_check() -> HealthCheck | None:
+    """Shortened settings; PYWEAVER_TEST_RAY_HEALTH_CHECK=ray-defaults keeps Ray's own
+    (to measure failover as a real deployment would see it; about a minute)."""
+    if os.environ.get("PYWEAVER_TEST_RAY_HEALTH_CHECK") == "ray-defaults":
+        return None
     return HealthCheck()
 
 
@@ -37,7 +42,7 @@ def network(cluster_hosts: int) -> Iterator[Network]:
 
 @pytest.fixture(scope="module", name="cluster")
 def cluster_fixture(
-    request: pytest.FixtureRequest, cluster_health_check: HealthCheck
+    request: pytest.FixtureRequest, cluster_health_check: HealthCheck | None
 ) -> Iterator[RayCluster]:
     reason = ray_cluster.skip_reason()
     if reason is not None:

@@ -12,9 +12,9 @@ people's clusters): each node's process group gets SIGTERM, then SIGKILL after a
 period, and whatever is still running inside the host's namespace (actor workers spawned by
 the raylet) is SIGKILLed by PID.
 
-The GCS health check is shortened (`HealthCheck`, passed as `RAY_health_check_*`
-environment variables) so that a partitioned node is declared dead in seconds rather than
-the default ~60 s.
+The GCS health check is shortened by default (`HealthCheck`, passed as
+`RAY_health_check_*` environment variables) so that a partitioned node is declared dead in
+seconds rather than the default ~60 s; `health_check=None` leaves Ray's own defaults.
 
 Drivers are Python scripts run inside a host's namespace (`ip netns exec`). They find the
 cluster through two environment variables, `RAY_ADDRESS` (the head's GCS address) and
@@ -69,6 +69,9 @@ class HealthCheck:
             "RAY_health_check_timeout_ms": str(self.timeout_ms),
             "RAY_health_check_failure_threshold": str(self.failure_threshold),
         }
+
+
+SHORT_HEALTH_CHECK = HealthCheck()
 
 
 def skip_reason() -> str | None:
@@ -231,7 +234,9 @@ class Driver:
 class RayCluster:
     """A Ray head on host 1 and one worker node per other host of `network`."""
 
-    def __init__(self, network: Network, health_check: HealthCheck, env: Mapping[str, str]):
+    def __init__(
+        self, network: Network, health_check: HealthCheck | None, env: Mapping[str, str]
+    ) -> None:
         self.network = network
         self.health_check = health_check
         self.head_host = network.host(1)
@@ -245,12 +250,15 @@ class RayCluster:
     def start(
         cls,
         network: Network,
-        health_check: HealthCheck | None = None,
+        health_check: HealthCheck | None = SHORT_HEALTH_CHECK,
         env: Mapping[str, str] | None = None,
         timeout_s: float = 90.0,
     ) -> RayCluster:
-        """Start head and workers; return once the GCS sees every host's node alive."""
-        cluster = cls(network, health_check or HealthCheck(), env or {})
+        """Start head and workers; return once the GCS sees every host's node alive.
+
+        `health_check=None` keeps Ray's default node health check (no RAY_health_check_*).
+        """
+        cluster = cls(network, health_check, env or {})
         began = time.monotonic()
         deadline = began + timeout_s
         try:
@@ -274,7 +282,8 @@ class RayCluster:
             RAY_USAGE_STATS_ENABLED="0",
             PYTHONUNBUFFERED="1",
         )
-        env.update(self.health_check.env())
+        if self.health_check is not None:
+            env.update(self.health_check.env())
         env.update(self._extra_env)
         return env
 

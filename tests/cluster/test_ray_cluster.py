@@ -106,11 +106,12 @@ def test_working_dir_ships_code_to_hosts_without_it(cluster: RayCluster, tmp_pat
         assert not Path(report["file"]).is_relative_to(shipped)
 
 
+@pytest.mark.timeout(300)  # room for Ray's default health check (about a minute)
 def test_partitioned_host_loses_its_actor_to_another_host(cluster: RayCluster) -> None:
     network = cluster.network
     host = network.host(len(network.hosts))
     try:
-        with cluster.running_driver(f"{DRIVERS}.failover", host.name, timeout_s=100) as driver:
+        with cluster.running_driver(f"{DRIVERS}.failover", host.name, timeout_s=240) as driver:
             placed = driver.expect("placed")
             assert placed["node_ip"] == host.address
             network.cut(host)
@@ -120,9 +121,14 @@ def test_partitioned_host_loses_its_actor_to_another_host(cluster: RayCluster) -
     finally:
         network.restore(host)
     check = cluster.health_check
+    settings = (
+        "Ray's default health check"
+        if check is None
+        else f"health check period {check.period_ms} ms, timeout {check.timeout_ms} ms,"
+        f" threshold {check.failure_threshold}"
+    )
     print(
-        f"\n[failover after link cut] health check period {check.period_ms} ms, timeout"
-        f" {check.timeout_ms} ms, threshold {check.failure_threshold}: node dead after"
+        f"\n[failover after link cut] {settings}: node dead after"
         f" {moved['node_dead_seconds']:.2f} s, actor re-created on {moved['new_node_ip']}"
         f" after {moved['constructor_seconds']:.2f} s, answering after"
         f" {moved['answered_seconds']:.2f} s"
