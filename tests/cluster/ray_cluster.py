@@ -243,6 +243,7 @@ class RayCluster:
         self.address = f"{self.head_host.address}:{GCS_PORT}"
         self.nodes: dict[int, RayNode] = {}
         self._extra_env = dict(env)
+        self._launches = 0
         self.start_seconds: float | None = None  # launch of the head to every node alive
         self.ready_seconds: dict[str, float] = {}  # per host: launch to "Ray runtime started"
 
@@ -289,7 +290,8 @@ class RayCluster:
 
     def _launch(self, host: Host) -> None:
         temp_dir = host.home / "ray"  # short on purpose: unix socket paths must fit 107 bytes
-        log = host.home / f"ray-start-{len(self.nodes)}.log"
+        self._launches += 1
+        log = host.home / f"ray-start-{self._launches}.log"  # a restarted node keeps the old log
         argv = [
             str(ray_executable()),
             "start",
