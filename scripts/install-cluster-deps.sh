@@ -14,8 +14,9 @@ if have_ip; then
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "install-cluster-deps: need root to install iproute2 (apt-get)" >&2
-    exit 1
+    # Not fatal: without root the cluster tests skip anyway (netns needs root), saying why.
+    echo "install-cluster-deps: ip is missing and installing it needs root; skipping" >&2
+    exit 0
 fi
 
 export DEBIAN_FRONTEND=noninteractive
