@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# System packages some tests need (a browser for the dashboard, iproute2), installed once
-# by scripts/install-test-deps.sh when the repository has it; again if the script changes.
-TEST_DEPS_SCRIPT := scripts/install-test-deps.sh
+# System packages some tests need (chromium and its driver for the browser tests,
+# iproute2 for the network-namespace cluster), installed once by the
+# scripts/install-*-deps.sh scripts; again when one of them changes.
+TEST_DEPS_SCRIPTS := $(wildcard scripts/install-*-deps.sh)
 TEST_DEPS_STAMP := $(VENV)/.test-deps-installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast test-cluster bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +20,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/hello/demo.py
 
-$(TEST_DEPS_STAMP): $(wildcard $(TEST_DEPS_SCRIPT)) | $(STAMP)
-	@if [ -f $(TEST_DEPS_SCRIPT) ]; then bash $(TEST_DEPS_SCRIPT); fi
+$(TEST_DEPS_STAMP): $(TEST_DEPS_SCRIPTS) | $(STAMP)
+	@for script in $(TEST_DEPS_SCRIPTS); do bash $$script || exit 1; done
 	@touch $@
 
 # Lint, types (mypy's files come from pyproject.toml: src and tests), import contracts,
@@ -34,6 +35,10 @@ test: $(STAMP) $(TEST_DEPS_STAMP)
 # The tests that start no process (see tests/conftest.py): seconds, for the edit loop.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# The multi-host Ray cluster tests alone, printing their measured times.
+test-cluster: $(STAMP) $(TEST_DEPS_STAMP)
+	$(PY) -m pytest tests/cluster -s -q
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
