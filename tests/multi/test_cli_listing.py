@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyweaver.deployers._registry import DATA_DIR_ENV, Deployment, Registry
 from pyweaver.deployers.multi._status import serve_status
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+pytestmark = pytest.mark.anyio
 
 LONG_COMPONENT = "ledger_app.accounts.LedgerWithAVeryLongNameThatNoTerminalFits"
 LONG_APP = "an-application-whose-name-is-longer-than-its-column"
@@ -125,6 +125,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(tmp_path_factory.mktemp("cli"))
 
 
+@pytest.mark.slow  # runs the CLI as a subprocess
 async def test_piped_status_keeps_full_names(data_dir: Path) -> None:
     async with fake_deployment(data_dir) as deployment:
         out = await run_cli(data_dir, "status")
@@ -138,6 +139,7 @@ async def test_piped_status_keeps_full_names(data_dir: Path) -> None:
     assert any("127.0.0.1:9999" in line and "ledger" in line for line in lines), out
 
 
+@pytest.mark.slow  # runs the CLI as a subprocess
 async def test_status_json(data_dir: Path) -> None:
     async with fake_deployment(data_dir) as deployment:
         out = await run_cli(data_dir, "status", "--json")
@@ -148,10 +150,12 @@ async def test_status_json(data_dir: Path) -> None:
     assert entry["status"]["groups"][0]["components"][0] == LONG_COMPONENT
 
 
+@pytest.mark.slow  # runs the CLI as a subprocess
 async def test_status_json_with_no_deployments(data_dir: Path) -> None:
     assert json.loads(await run_cli(data_dir, "status", "--json")) == []
 
 
+@pytest.mark.slow  # runs the CLI as a subprocess
 async def test_metrics_json_and_text(data_dir: Path) -> None:
     async with fake_deployment(data_dir):
         out = await run_cli(data_dir, "metrics", "--json", "method")
@@ -171,6 +175,31 @@ async def test_metrics_json_and_text(data_dir: Path) -> None:
     assert [f.name for f in parse_openmetrics(openmetrics)] == ["ledger_accounts"]
 
 
+@pytest.mark.slow  # runs the CLI as a subprocess
 async def test_logs_and_purge_json(data_dir: Path) -> None:
     assert await run_cli(data_dir, "logs", "--json") == ""
     assert json.loads(await run_cli(data_dir, "purge", "--json")) == {"removed": [], "running": []}
+
+
+async def test_dashboard_api_and_metrics_negotiation(data_dir: Path) -> None:
+    import httpx
+
+    from pyweaver.deployers.multi._dashboard import dashboard_app
+
+    transport = httpx.ASGITransport(app=dashboard_app(data_dir))
+    async with (
+        fake_deployment(data_dir) as deployment,
+        httpx.AsyncClient(transport=transport, base_url="http://dashboard") as client,
+    ):
+        api = (await client.get("/api/status")).json()
+        prometheus = await client.get("/metrics")
+        openmetrics = await client.get(
+            "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}
+        )
+    assert api[0]["deployment"]["id"] == deployment.id
+    assert api[0]["status"]["groups"][0]["name"] == LONG_COMPONENT
+    assert prometheus.headers["content-type"].startswith("text/plain; version=0.0.4")
+    names = [f.name for f in text_string_to_metric_families(prometheus.text)]
+    assert names == ["serviceweaver_method_count", "ledger_accounts"]
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert [f.name for f in parse_openmetrics(openmetrics.text)] == names
