@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client.openmetrics.parser import (
-    text_string_to_metric_families as parse_openmetrics,
-)
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client import parser as prometheus_parser
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import parser as openmetrics_parser
 
 import pyweaver.metrics as weaver_metrics
 from pyweaver._errors import RegistrationError
@@ -33,6 +33,14 @@ from pyweaver.deployers._exposition import (
     encoder_for,
     openmetrics_text,
     prometheus_text,
+)
+
+# prometheus-client leaves its text parsers unannotated.
+text_string_to_metric_families = cast(
+    Callable[[str], Iterator[Metric]], prometheus_parser.text_string_to_metric_families
+)
+parse_openmetrics = cast(
+    Callable[[str], Iterator[Metric]], openmetrics_parser.text_string_to_metric_families
 )
 
 _names = itertools.count()

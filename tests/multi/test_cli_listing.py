@@ -13,20 +13,27 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
-from prometheus_client.openmetrics.parser import (
-    text_string_to_metric_families as parse_openmetrics,
-)
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client import parser as prometheus_parser
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import parser as openmetrics_parser
 
 from pyweaver.deployers._registry import DATA_DIR_ENV, Deployment, Registry
 from pyweaver.deployers.multi._status import serve_status
+
+# prometheus-client leaves its text parsers unannotated.
+text_string_to_metric_families = cast(
+    Callable[[str], Iterator[Metric]], prometheus_parser.text_string_to_metric_families
+)
+parse_openmetrics = cast(
+    Callable[[str], Iterator[Metric]], openmetrics_parser.text_string_to_metric_families
+)
 
 pytestmark = pytest.mark.anyio
 
