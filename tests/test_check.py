@@ -42,6 +42,16 @@ def test_check_cli_rejects_bad_types_and_names_them() -> None:
 
 
 @pytest.mark.slow
+def test_check_cli_names_each_router_method_with_its_key_type() -> None:
+    result = pyweaver("check", str(APPS / "mixed_router.py"))
+    assert result.returncode == 1
+    assert (
+        "mixed_router.Ledger router 'LedgerRouter': every method must return one key type; "
+        "got int from balance, str from post"
+    ) in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.slow
 def test_check_cli_rejects_unknown_config_keys() -> None:
     result = pyweaver("check", str(APPS / "bad_config.toml"))
     assert result.returncode == 1

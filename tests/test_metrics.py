@@ -1,16 +1,20 @@
 """Metrics: app metric families and children, the registry's rules, the stubs'
-MethodMetrics, snapshots, merging across replicas and Prometheus text."""
+MethodMetrics, snapshots, merging across replicas, and the Prometheus and OpenMetrics
+exposition (parsed back with prometheus-client's own parsers)."""
 
 from __future__ import annotations
 
 import itertools
 import math
-import re
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import parser as prometheus_parser
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import parser as openmetrics_parser
 
 import pyweaver.metrics as weaver_metrics
 from pyweaver._errors import RegistrationError
@@ -23,11 +27,20 @@ from pyweaver._runtime._metrics import (
     method_metrics,
     snapshot,
 )
-from pyweaver.contract._metrics import (
-    add_labels,
-    merge_snapshots,
-    method_summaries,
+from pyweaver.contract._metrics import add_labels, merge_snapshots, method_summaries
+from pyweaver.deployers._exposition import (
+    PROMETHEUS_CONTENT_TYPE,
+    encoder_for,
+    openmetrics_text,
     prometheus_text,
+)
+
+# prometheus-client leaves its text parsers unannotated.
+text_string_to_metric_families = cast(
+    Callable[[str], Iterator[Metric]], prometheus_parser.text_string_to_metric_families
+)
+parse_openmetrics = cast(
+    Callable[[str], Iterator[Metric]], openmetrics_parser.text_string_to_metric_families
 )
 
 _names = itertools.count()
@@ -332,57 +345,116 @@ def test_add_labels_keeps_the_samples_own() -> None:
     assert samples[0]["labels"] == {"a": "own"}
 
 
-def test_prometheus_text_format() -> None:
-    samples = [
-        {
-            "name": "requests",
-            "kind": "counter",
-            "help": 'Requests \\ "served"\nsecond line',
-            "labels": {"path": 'a"b\\c\nd'},
-            "value": 3,
-        },
-        {"name": "requests", "kind": "counter", "help": "x", "labels": {"path": "/"}, "value": 1.5},
-        {"name": "temperature", "kind": "gauge", "help": "T", "labels": {}, "value": math.inf},
-        {
-            "name": "latency",
-            "kind": "histogram",
-            "help": "L",
-            "labels": {"m": "get"},
-            "bounds": [0.5, 2.0],
-            "counts": [1, 2, 3],
-            "sum": 12.25,
-            "count": 6,
-        },
-    ]
-    assert prometheus_text(samples) == (
-        '# HELP requests Requests \\\\ "served"\\nsecond line\n'
-        "# TYPE requests counter\n"
-        'requests{path="a\\"b\\\\c\\nd"} 3\n'
-        'requests{path="/"} 1.5\n'
-        "# HELP temperature T\n"
-        "# TYPE temperature gauge\n"
-        "temperature +Inf\n"
-        "# HELP latency L\n"
-        "# TYPE latency histogram\n"
-        'latency_bucket{m="get",le="0.5"} 1\n'
-        'latency_bucket{m="get",le="2"} 3\n'
-        'latency_bucket{m="get",le="+Inf"} 6\n'
-        'latency_sum{m="get"} 12.25\n'
-        'latency_count{m="get"} 6\n'
-    )
+EXPOSITION_SAMPLES: list[dict[str, Any]] = [
+    {
+        "name": "requests",
+        "kind": "counter",
+        "help": 'Requests \\ "served"\nsecond line',
+        "labels": {"path": 'a"b\\c\nd'},
+        "value": 3,
+    },
+    {"name": "requests", "kind": "counter", "help": "x", "labels": {"path": "/"}, "value": 1.5},
+    {"name": "temperature", "kind": "gauge", "help": "T", "labels": {}, "value": math.inf},
+    {
+        "name": "latency",
+        "kind": "histogram",
+        "help": "L",
+        "labels": {"m": "get"},
+        "bounds": [0.5, 2.0],
+        "counts": [1, 2, 3],
+        "sum": 12.25,
+        "count": 6,
+    },
+    {"name": "jobs_total", "kind": "counter", "help": "J", "labels": {}, "value": 2},
+]
+
+
+def parsed(families: Any) -> dict[str, tuple[str, str, list[tuple[str, dict[str, str], float]]]]:
+    """name -> (type, help, [(sample name, labels, value)]) of parsed exposition text."""
+    return {
+        family.name: (
+            family.type,
+            family.documentation,
+            [(s.name, s.labels, s.value) for s in family.samples],
+        )
+        for family in families
+    }
+
+
+EXPECTED_FAMILIES = {
+    "requests": (
+        "counter",
+        'Requests \\ "served"\nsecond line',
+        [
+            ("requests_total", {"path": 'a"b\\c\nd'}, 3.0),
+            ("requests_total", {"path": "/"}, 1.5),
+        ],
+    ),
+    "temperature": ("gauge", "T", [("temperature", {}, math.inf)]),
+    "latency": (
+        "histogram",
+        "L",
+        [
+            ("latency_bucket", {"m": "get", "le": "0.5"}, 1.0),
+            ("latency_bucket", {"m": "get", "le": "2.0"}, 3.0),
+            ("latency_bucket", {"m": "get", "le": "+Inf"}, 6.0),
+            ("latency_sum", {"m": "get"}, 12.25),
+            ("latency_count", {"m": "get"}, 6.0),
+        ],
+    ),
+    "jobs": ("counter", "J", [("jobs_total", {}, 2.0)]),
+}
+
+
+def test_prometheus_text_parses_back() -> None:
+    text = prometheus_text(EXPOSITION_SAMPLES)
+    assert parsed(text_string_to_metric_families(text)) == EXPECTED_FAMILIES
+    # Escapes as the text format wants them, counters named *_total.
+    assert '# HELP requests_total Requests \\\\ "served"\\nsecond line\n' in text
+    assert "# TYPE requests_total counter\n" in text
+    assert 'requests_total{path="a\\"b\\\\c\\nd"} 3.0\n' in text
+    assert "temperature +Inf\n" in text
     assert prometheus_text([]) == ""
 
 
-def test_prometheus_text_of_a_live_snapshot_is_well_formed() -> None:
-    Histogram(fresh("text"), "Text", bounds=GENERATED_BOUNDS).put(3)
+def test_openmetrics_text_parses_back() -> None:
+    text = openmetrics_text(EXPOSITION_SAMPLES)
+    assert text.endswith("# EOF\n")
+    assert parsed(parse_openmetrics(text)) == EXPECTED_FAMILIES
+
+
+def test_encoder_for_negotiates_the_format() -> None:
+    encode, content_type = encoder_for("application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    assert encode(EXPOSITION_SAMPLES).decode() == openmetrics_text(EXPOSITION_SAMPLES)
+    encode, content_type = encoder_for("")
+    assert content_type == PROMETHEUS_CONTENT_TYPE
+    assert encode(EXPOSITION_SAMPLES).decode() == prometheus_text(EXPOSITION_SAMPLES)
+
+
+def test_prometheus_text_of_a_live_snapshot_parses_back() -> None:
+    name = fresh("text")
+    Histogram(name, "Text", bounds=GENERATED_BOUNDS).put(3)
     method_metrics("test.Caller", "test.TextCallee", "run", True).record(1000, False)
-    sample_line = re.compile(
-        r'[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_]\w*="([^"\\]|\\.)*",?)*\})? \S+'
-    )
-    for line in prometheus_text(snapshot()).splitlines():
-        assert (
-            line.startswith("# HELP ") or line.startswith("# TYPE ") or sample_line.fullmatch(line)
-        ), line
+    samples = snapshot()
+    for text, parse in (
+        (prometheus_text(samples), text_string_to_metric_families),
+        (openmetrics_text(samples), parse_openmetrics),
+    ):
+        families = {family.name: family for family in parse(text)}
+        count = families["serviceweaver_method_count"]
+        assert count.type == "counter"
+        (calls,) = [
+            s
+            for s in count.samples
+            if s.labels["component"] == "test.TextCallee" and s.labels["remote"] == "true"
+        ]
+        assert calls.name == "serviceweaver_method_count_total" and calls.value == 1
+        histogram = families[name]
+        assert histogram.type == "histogram"
+        buckets = {s.labels["le"]: s.value for s in histogram.samples if s.name.endswith("_bucket")}
+        assert (buckets["2.0"], buckets["5.0"], buckets["+Inf"]) == (0, 1, 1)
+        assert len(buckets) == len(GENERATED_BOUNDS) + 1
 
 
 def test_method_summaries() -> None:

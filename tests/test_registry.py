@@ -147,6 +147,8 @@ def test_router_must_mirror_methods_and_share_one_key_type() -> None:
     errors = errors_of(build)
     assert any("router" in e and "nope" in e and "no method" in e for e in errors), errors
     assert any("one key type" in e for e in errors), errors
+    (mixed,) = [e for e in errors if "one key type" in e]
+    assert mixed.endswith("got str from get, int from put"), mixed
 
 
 def test_router_parameters_must_match() -> None:

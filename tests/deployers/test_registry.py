@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import platformdirs
 import pytest
 
 from pyweaver.deployers._registry import (
@@ -47,10 +48,12 @@ def test_data_dir_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert data_dir() == tmp_path / "override"
     monkeypatch.delenv(DATA_DIR_ENV)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert data_dir() == tmp_path / "xdg" / "pyweaver"
-    monkeypatch.setenv("XDG_DATA_HOME", "relative/paths/are/ignored")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert data_dir() == tmp_path / "home" / ".local" / "share" / "pyweaver"
+    assert data_dir() == Path(platformdirs.user_data_dir("pyweaver", appauthor=False))
+    if sys.platform.startswith("linux"):
+        assert data_dir() == tmp_path / "xdg" / "pyweaver"
+        monkeypatch.delenv("XDG_DATA_HOME")
+        assert data_dir() == tmp_path / "home" / ".local" / "share" / "pyweaver"
 
 
 def test_registry_defaults_to_the_env_override(

@@ -1,5 +1,5 @@
 """Metrics: app metrics (``weaver.metrics``), the per-method metrics the component
-stubs record, and their export as plain data and Prometheus text.
+stubs record, and their export as plain data (a snapshot).
 
 Theory of operation
 -------------------
@@ -24,21 +24,11 @@ matching exact upper bounds in microseconds (``(2**k - 1) / 1000``: 0.127, 0.255
 0.511, 1.023, ... µs), trimmed to a useful range.
 
 Export: :func:`snapshot` returns every metric as CBOR-friendly dicts (one per
-family and label set), cumulative since the process started. A deployer collects a
-snapshot per replica, combines them with :func:`merge_snapshots`, optionally adds
-identifying labels (:func:`add_labels`), and renders :func:`prometheus_text` or
-:func:`method_summaries`.
-
-Snapshot entry formats::
-
-    {"name": str, "kind": "counter" | "gauge", "help": str,
-     "labels": {str: str}, "value": int | float}
-    {"name": str, "kind": "histogram", "help": str, "labels": {str: str},
-     "bounds": [float, ...], "counts": [int, ...],   # len(counts) == len(bounds) + 1
-     "sum": int | float, "count": int}
-
-Histogram bucket ``i`` counts values ``v`` with ``bounds[i-1] < v <= bounds[i]``
-(the last one: ``v > bounds[-1]``), which is Prometheus' ``le`` convention.
+family and label set), cumulative since the process started; the format, and how a
+deployer merges the snapshots of its replicas, are in ``pyweaver.contract._metrics``.
+The Prometheus exposition is the deployer's business (prometheus-client, in
+``pyweaver.deployers._exposition``): nothing here builds prometheus-client objects, so
+the per-call path stays plain attribute arithmetic.
 """
 
 from __future__ import annotations
@@ -321,7 +311,7 @@ class Counter(_Metric):
 class Gauge(_Metric):
     """A number that goes up and down: ``set(v)``, ``add(v)``, ``sub(v)``.
 
-    Across replicas, gauges are summed (see :func:`merge_snapshots`).
+    Across replicas, gauges are summed (see ``contract._metrics.merge_snapshots``).
     """
 
     __slots__ = ()

@@ -366,7 +366,7 @@ class Registry:
         if not isinstance(router_type, type):
             self.errors.append(f"{where}: WithRouter needs a class")
             return
-        key_types: set[Any] = set()
+        key_types: dict[str, Any] = {}  # router method name -> its key type
         router_methods = {
             name: func
             for name, func in vars(router_type).items()
@@ -402,11 +402,14 @@ class Registry:
                     "an attrs class whose fields are int, float or str"
                 )
                 continue
-            key_types.add(key_type)
+            key_types[name] = key_type
             methods[name] = attrs.evolve(method, router=getattr(router, name))
-        if len(key_types) > 1:
-            shown = ", ".join(sorted(getattr(t, "__name__", repr(t)) for t in key_types))
-            self.errors.append(f"{where}: all router methods must return one key type, got {shown}")
+        if len(set(key_types.values())) > 1:
+            shown = ", ".join(
+                f"{getattr(key_type, '__name__', repr(key_type))} from {name}"
+                for name, key_type in key_types.items()
+            )
+            self.errors.append(f"{where}: every method must return one key type; got {shown}")
 
 
 def _required_parameters(function: Any) -> list[str]:

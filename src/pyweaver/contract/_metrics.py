@@ -4,7 +4,8 @@ deployer does with the snapshots of many replicas.
 A snapshot is a list of CBOR-friendly dicts, one per metric family and label set,
 cumulative since the process started. A deployer collects a snapshot per replica,
 combines them with :func:`merge_snapshots`, optionally adds identifying labels
-(:func:`add_labels`), and renders :func:`prometheus_text` or :func:`method_summaries`.
+(:func:`add_labels`), and shows them: :func:`method_summaries` for tables, the
+Prometheus exposition formats for scrapers (``pyweaver.deployers._exposition``).
 
 Snapshot entry formats::
 
@@ -20,7 +21,6 @@ Histogram bucket ``i`` counts values ``v`` with ``bounds[i-1] < v <= bounds[i]``
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -38,7 +38,6 @@ __all__ = [
     "add_labels",
     "merge_snapshots",
     "method_summaries",
-    "prometheus_text",
     "sample_sort_key",
 ]
 
@@ -107,58 +106,6 @@ def add_labels(samples: Iterable[Sample], labels: Mapping[str, str]) -> list[Sam
     """Copies of ``samples`` with extra labels (e.g. ``serviceweaver_app``,
     ``serviceweaver_node``); a sample's own label wins over an added one."""
     return [{**sample, "labels": {**labels, **sample["labels"]}} for sample in samples]
-
-
-def _format_number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
-
-
-def _format_labels(labels: Mapping[str, str], extra: tuple[str, str] | None = None) -> str:
-    pairs = [f'{key}="{_escape_label(value)}"' for key, value in labels.items()]
-    if extra is not None:
-        pairs.append(f'{extra[0]}="{extra[1]}"')
-    return "{" + ",".join(pairs) + "}" if pairs else ""
-
-
-def prometheus_text(samples: Iterable[Sample]) -> str:
-    """Render samples in the Prometheus text exposition format, version 0.0.4
-    (``Content-Type: text/plain; version=0.0.4``)."""
-    by_name: dict[str, list[Sample]] = {}
-    for sample in samples:
-        by_name.setdefault(sample["name"], []).append(sample)
-    lines: list[str] = []
-    for name, group in by_name.items():
-        first = group[0]
-        help_text = first["help"].replace("\\", r"\\").replace("\n", r"\n")
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {first['kind']}")
-        for sample in group:
-            labels = sample["labels"]
-            if sample["kind"] != "histogram":
-                lines.append(f"{name}{_format_labels(labels)} {_format_number(sample['value'])}")
-                continue
-            cumulative = 0
-            for bound, count in zip(sample["bounds"], sample["counts"], strict=False):
-                cumulative += count
-                le = _format_labels(labels, ("le", _format_number(bound)))
-                lines.append(f"{name}_bucket{le} {cumulative}")
-            inf = _format_labels(labels, ("le", "+Inf"))
-            lines.append(f"{name}_bucket{inf} {sample['count']}")
-            lines.append(f"{name}_sum{_format_labels(labels)} {_format_number(sample['sum'])}")
-            lines.append(f"{name}_count{_format_labels(labels)} {sample['count']}")
-    return "\n".join(lines) + "\n" if lines else ""
 
 
 @attrs.frozen(kw_only=True)

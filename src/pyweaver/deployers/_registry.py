@@ -1,8 +1,9 @@
 """The per-user registry of live deployments, and where deployers keep their data.
 
 ``pyweaver multi status|dashboard|logs|metrics|purge`` find deployments here. Layout
-under the data dir (``$PYWEAVER_DATA_DIR``, else ``$XDG_DATA_HOME/pyweaver``, else
-``~/.local/share/pyweaver``; created with mode 0700)::
+under the data dir (``$PYWEAVER_DATA_DIR``, else the platform's per-user data dir as
+platformdirs finds it: ``$XDG_DATA_HOME/pyweaver`` or ``~/.local/share/pyweaver`` on
+Linux, ``~/Library/Application Support/pyweaver`` on macOS; created with mode 0700)::
 
     <data dir>/
         registry/<deployment id>.json    one Deployment, JSON, written atomically
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import platformdirs
 
 from pyweaver._errors import DeploymentNotFoundError
 
@@ -42,13 +44,12 @@ _SUFFIX = ".json"
 
 
 def data_dir() -> Path:
-    """The per-user pyweaver data directory (not created here)."""
+    """The per-user pyweaver data directory (not created here): ``$PYWEAVER_DATA_DIR``
+    (tests and side-by-side installs use it), else the platform's user data dir."""
     override = os.environ.get(DATA_DIR_ENV)
     if override:
         return Path(override)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
-    return base / "pyweaver"
+    return Path(platformdirs.user_data_dir("pyweaver", appauthor=False))
 
 
 def pid_alive(pid: int) -> bool:

@@ -4,7 +4,8 @@ the deployments that run.
 ``deploy`` runs in the foreground: it prints the app's logs, and stops every process
 it started on Ctrl-C or SIGTERM, or when main returns (exiting with main's status).
 ``status``, ``logs``, ``metrics`` and ``purge`` find deployments through the per-user
-registry (``$PYWEAVER_DATA_DIR``, else the XDG data dir).
+registry (``$PYWEAVER_DATA_DIR``, else the platform's user data dir). Each of them
+takes ``--json``; piped, ``status`` prints whole values, one row per line.
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ import click
 
 from pyweaver._errors import PyWeaverError
 from pyweaver.contract._logentry import LogEntry, format_json, format_pretty
+from pyweaver.deployers._exposition import openmetrics_text, prometheus_text
 from pyweaver.deployers._logstore import LogQuery, LogStore, LogWriter
 from pyweaver.deployers._registry import Deployment, Registry
 from pyweaver.deployers.multi._deployer import DeploymentFailed, MultiDeployer
-from pyweaver.deployers.multi._status import METRICS, STATUS, fetch, serve_status
+from pyweaver.deployers.multi._status import (
+    METRICS,
+    STATUS,
+    fetch_all,
+    serve_status,
+    status_json,
+)
 from pyweaver.envelope import Child, ProcessChild
 
 __all__ = ["multi"]
@@ -212,22 +220,15 @@ def deploy(config: str, fmt: Literal["pretty", "json"], trace: float) -> None:
 
 # -- status, metrics ------------------------------------------------------------------------
 
-
-def _deployments(registry: Registry) -> list[Deployment]:
-    return registry.list("multi")
+_JSON_HELP = "Print JSON instead of a table, for programs."
 
 
-async def _fetch_all(method: bytes) -> list[tuple[Deployment, Any]]:
-    registry = Registry()
-    results: list[tuple[Deployment, Any]] = []
-    for deployment in _deployments(registry):
-        try:
-            results.append(
-                (deployment, await fetch(deployment.status_address, deployment.id, method))
-            )
-        except PyWeaverError as exc:
-            results.append((deployment, exc))
-    return results
+def _fetch_all(method: bytes) -> list[tuple[Deployment, Any]]:
+    return anyio.run(fetch_all, Registry(), method)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
 
 
 def _age(started: float) -> str:
@@ -239,88 +240,126 @@ def _age(started: float) -> str:
     return f"{seconds // 3600}h"
 
 
-@multi.command()
-def status() -> None:
-    """Show the running deployments: components, replicas, pids, health, listeners."""
-    from rich.console import Console
-    from rich.table import Table
+class _Tables:
+    """Prints titled tables: on a terminal boxed, fitted to its width, long values
+    wrapped; otherwise (piped to grep, a file, another program) one line per row,
+    columns separated by tabs, every value whole, so nothing is ever cut."""
 
-    results = anyio.run(_fetch_all, STATUS)
-    console = Console()
-    if not results:
-        console.print("No multi deployments are running.")
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console()
+        self.piped = not self.console.is_terminal
+        self.first = True
+
+    def print(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        if self.piped:
+            lines = [title, "\t".join(columns)]
+            lines.extend("\t".join(cell.replace("\n", ",") for cell in row) for row in rows)
+            click.echo("\n".join(lines if self.first else ["", *lines]))
+            self.first = False
+            return
+        from rich.table import Table
+
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column, overflow="fold")  # wrap a long value, never cut it
+        for row in rows:
+            table.add_row(*row)
+        self.console.print(table)
+
+
+def _health_text(health: dict[str, Any]) -> str:
+    if not health:
+        return "-"
+    if health.get("healthy"):
+        failed = health.get("failed") or {}
+        return "healthy" if not failed else f"failed: {', '.join(failed)}"
+    return "unhealthy"
+
+
+@multi.command()
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+def status(as_json: bool) -> None:
+    """Show the running deployments: components, replicas, pids, health, listeners."""
+    results = _fetch_all(STATUS)
+    if as_json:
+        _print_json(status_json(results))
         return
-    deployments = Table(title="DEPLOYMENTS")
-    for column in ("APP", "DEPLOYMENT", "AGE", "PID"):
-        deployments.add_column(column)
-    for deployment, _ in results:
-        deployments.add_row(
-            deployment.app, deployment.id, _age(deployment.started), str(deployment.pid)
-        )
-    console.print(deployments)
-    components = Table(title="COMPONENTS")
-    for column in ("APP", "DEPLOYMENT", "GROUP", "COMPONENTS", "REPLICA", "PID", "STATE", "HEALTH"):
-        components.add_column(column)
-    listeners = Table(title="LISTENERS")
-    for column in ("APP", "DEPLOYMENT", "LISTENER", "ADDRESS", "BACKENDS"):
-        listeners.add_column(column)
+    if not results:
+        click.echo("No multi deployments are running.")
+        return
+    tables = _Tables()
+    tables.print(
+        "DEPLOYMENTS",
+        ("APP", "DEPLOYMENT", "AGE", "PID"),
+        [(d.app, d.id, _age(d.started), str(d.pid)) for d, _ in results],
+    )
+    components: list[tuple[str, ...]] = []
+    listeners: list[tuple[str, ...]] = []
     for deployment, report in results:
-        short = deployment.id[:8]
+        # On a terminal the id is shortened to fit; piped, it stays whole.
+        shown_id = deployment.id if tables.piped else deployment.id[:8]
         if isinstance(report, Exception):
-            components.add_row(
-                deployment.app, short, "?", "?", "?", "?", "unreachable", str(report)
+            components.append(
+                (deployment.app, shown_id, "?", "?", "?", "?", "unreachable", str(report))
             )
             continue
         for group in report["groups"]:
-            for replica in group["replicas"]:
-                health = replica["health"]
-                if not health:
-                    text = "-"
-                elif health.get("healthy"):
-                    failed = health.get("failed") or {}
-                    text = "healthy" if not failed else f"failed: {', '.join(failed)}"
-                else:
-                    text = "unhealthy"
-                components.add_row(
+            components.extend(
+                (
                     deployment.app,
-                    short,
+                    shown_id,
                     group["name"],
                     "\n".join(group["components"]),
                     f"#{replica['slot'].rsplit('#', 1)[-1]} {replica['replica']}",
                     str(replica["pid"] or "-"),
                     replica["state"],
-                    text,
+                    _health_text(replica["health"]),
                 )
-        for listener in report["listeners"]:
-            listeners.add_row(
+                for replica in group["replicas"]
+            )
+        listeners.extend(
+            (
                 deployment.app,
-                short,
+                shown_id,
                 listener["name"],
                 listener["proxy"],
                 str(len(listener["backends"])),
             )
-    console.print(components)
-    console.print(listeners)
+            for listener in report["listeners"]
+        )
+    tables.print(
+        "COMPONENTS",
+        ("APP", "DEPLOYMENT", "GROUP", "COMPONENTS", "REPLICA", "PID", "STATE", "HEALTH"),
+        components,
+    )
+    tables.print("LISTENERS", ("APP", "DEPLOYMENT", "LISTENER", "ADDRESS", "BACKENDS"), listeners)
 
 
 @multi.command()
 @click.argument("regex", required=False, default="")
-def metrics(regex: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the samples as JSON.")
+@click.option("--openmetrics", is_flag=True, help="Print OpenMetrics text.")
+def metrics(regex: str, as_json: bool, openmetrics: bool) -> None:
     """Print the metrics of the running deployments (Prometheus text), merged across
     replicas; REGEX filters metric names."""
-    from pyweaver.contract._metrics import prometheus_text
-
     try:
         pattern = re.compile(regex)
     except re.error as exc:
         raise click.ClickException(f"bad REGEX {regex!r}: {exc}") from exc
     samples: list[dict[str, Any]] = []
-    for deployment, result in anyio.run(_fetch_all, METRICS):
+    for deployment, result in _fetch_all(METRICS):
         if isinstance(result, Exception):
             click.echo(f"# deployment {deployment.id}: {result}", err=True)
             continue
         samples.extend(s for s in result if pattern.search(s["name"]))
-    click.echo(prometheus_text(samples), nl=False)
+    if as_json:
+        _print_json(samples)
+    elif openmetrics:
+        click.echo(openmetrics_text(samples), nl=False)
+    else:
+        click.echo(prometheus_text(samples), nl=False)
 
 
 @multi.command()
@@ -363,11 +402,14 @@ def dashboard(host: str, port: int) -> None:
     default="pretty",
     help="How to print entries.",
 )
-def logs(query: str, follow: bool, fmt: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
+def logs(query: str, follow: bool, fmt: str, as_json: bool) -> None:
     """Print the logs of multi deployments (running or not) matching QUERY.
 
     Example: pyweaver multi logs 'component == Cache && level >= warning'
     """
+    if as_json:
+        fmt = "json"
     try:
         parsed = LogQuery.parse(query) if query else None
     except PyWeaverError as exc:
@@ -402,9 +444,18 @@ def logs(query: str, follow: bool, fmt: str) -> None:
 
 
 @multi.command()
-def purge() -> None:
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+def purge(as_json: bool) -> None:
     """Delete the logs and registry entries of multi deployments that are not running."""
     result = Registry().purge()
+    if as_json:
+        _print_json(
+            {
+                "removed": list(result.removed),
+                "running": [deployment.to_json() for deployment in result.running],
+            }
+        )
+        return
     for deployment_id in result.removed:
         click.echo(f"removed {deployment_id}")
     for deployment in result.running:

@@ -7,7 +7,8 @@ status endpoint on each request:
   pids, states and health, and its listeners with their proxy addresses (it reloads
   itself every few seconds);
 * ``/api/status`` — the same as JSON;
-* ``/metrics`` — every deployment's metrics in the Prometheus text format.
+* ``/metrics`` — every deployment's metrics in the Prometheus text format (or
+  OpenMetrics, when the scraper's ``Accept`` header asks for it).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from pyweaver._errors import PyWeaverError
-from pyweaver.contract._metrics import prometheus_text
+from pyweaver.deployers._exposition import encoder_for
 from pyweaver.deployers._registry import Deployment, Registry
-from pyweaver.deployers.multi._status import METRICS, STATUS, fetch
+from pyweaver.deployers.multi._status import METRICS, STATUS, fetch_all, status_json
 
 __all__ = ["dashboard_app"]
 
@@ -38,17 +38,6 @@ th { background: #f3f3f3; }
 .ok { color: #17803d; } .bad { color: #b42318; } .dim { color: #777; }
 code { font-size: 0.95em; }
 """
-
-
-async def _collect(root: Path | None, method: bytes) -> list[tuple[Deployment, Any]]:
-    results: list[tuple[Deployment, Any]] = []
-    for deployment in Registry(root).list("multi"):
-        try:
-            answer = await fetch(deployment.status_address, deployment.id, method)
-        except PyWeaverError as exc:
-            answer = exc
-        results.append((deployment, answer))
-    return results
 
 
 def _health(replica: dict[str, Any]) -> str:
@@ -114,6 +103,13 @@ def _page(results: list[tuple[Deployment, Any]]) -> str:
     return "".join(parts)
 
 
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
 def dashboard_app(root: Path | None = None) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """The dashboard's ASGI app, over the registry at ``root`` (default: the user's)."""
 
@@ -122,29 +118,22 @@ def dashboard_app(root: Path | None = None) -> Callable[[Scope, Receive, Send], 
             return
         path = scope.get("path", "/")
         if path == "/":
-            body = _page(await _collect(root, STATUS)).encode()
+            body = _page(await fetch_all(Registry(root), STATUS)).encode()
             kind = b"text/html; charset=utf-8"
             status = 200
         elif path == "/api/status":
-            results = await _collect(root, STATUS)
-            data = [
-                {
-                    "deployment": deployment.to_json(),
-                    "status": None if isinstance(report, Exception) else report,
-                    "error": str(report) if isinstance(report, Exception) else "",
-                }
-                for deployment, report in results
-            ]
+            data = status_json(await fetch_all(Registry(root), STATUS))
             body = json.dumps(data, default=str).encode()
             kind = b"application/json"
             status = 200
         elif path == "/metrics":
             samples: list[dict[str, Any]] = []
-            for _, result in await _collect(root, METRICS):
+            for _, result in await fetch_all(Registry(root), METRICS):
                 if not isinstance(result, Exception):
                     samples.extend(result)
-            body = prometheus_text(samples).encode()
-            kind = b"text/plain; version=0.0.4; charset=utf-8"
+            encode, content_type = encoder_for(_header(scope, b"accept"))
+            body = encode(samples)
+            kind = content_type.encode()
             status = 200
         else:
             body, kind, status = b"not found\n", b"text/plain", 404

@@ -7,6 +7,10 @@ listeners with proxy addresses) and ``metrics`` (every weavelet's metrics, merge
 Both answer CBOR. The handshake carries the deployment id and
 :data:`STATUS_FINGERPRINT`, so a stale registry entry can never reach another
 deployment's socket by mistake.
+
+:func:`fetch_all` asks every live multi deployment of a registry (the CLI and the
+dashboard both show what it returns); :func:`status_json` is the one JSON shape of its
+answers (``pyweaver multi status --json``, the dashboard's ``/api/status``).
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ from typing import Any, Final
 import cbor2
 
 from pyweaver import call
+from pyweaver._errors import PyWeaverError
 from pyweaver.call import method_key
+from pyweaver.deployers._registry import Deployment, Registry
 
 __all__ = [
     "METRICS",
     "STATUS",
     "STATUS_FINGERPRINT",
     "fetch",
+    "fetch_all",
     "serve_status",
+    "status_json",
 ]
 
 STATUS_FINGERPRINT: Final = hashlib.sha256(b"pyweaver-multi-status/1").digest()[:16]
@@ -72,3 +80,29 @@ async def fetch(address: str, deployment_id: str, method: bytes, *, timeout: flo
         connect_timeout=timeout,
     ) as client:
         return cbor2.loads(await client.call(method, b""))
+
+
+async def fetch_all(registry: Registry, method: bytes) -> list[tuple[Deployment, Any]]:
+    """Ask every live multi deployment of ``registry``; a deployment that does not
+    answer is paired with the error instead of its answer."""
+    results: list[tuple[Deployment, Any]] = []
+    for deployment in registry.list("multi"):
+        try:
+            answer = await fetch(deployment.status_address, deployment.id, method)
+        except PyWeaverError as exc:
+            answer = exc
+        results.append((deployment, answer))
+    return results
+
+
+def status_json(results: list[tuple[Deployment, Any]]) -> list[dict[str, Any]]:
+    """:func:`fetch_all`'s ``STATUS`` answers as JSON-ready data: per deployment its
+    registry entry, its status report (``None`` if unreachable) and the error text."""
+    return [
+        {
+            "deployment": deployment.to_json(),
+            "status": None if isinstance(report, Exception) else report,
+            "error": str(report) if isinstance(report, Exception) else "",
+        }
+        for deployment, report in results
+    ]

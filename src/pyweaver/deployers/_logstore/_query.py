@@ -1,18 +1,5 @@
-"""The log store: every deployment's log entries on disk, and the query language of
-``pyweaver multi logs [QUERY]``.
-
-Layout: one directory per deployment under the registry's ``logs/`` dir, holding an
-append-only JSON-lines file (one :class:`~pyweaver.contract._logentry.LogEntry` per line, as
-``LogEntry.to_wire()``)::
-
-    logs/<deployment id>/log.jsonl      newest entries
-    logs/<deployment id>/log.1.jsonl    rotated: the previous ``max_bytes`` worth
-    ...
-    logs/<deployment id>/log.<backups>.jsonl   oldest kept; older data is dropped
-
-Only the deployer process writes (:class:`LogWriter`); any number of ``logs`` commands
-read (:meth:`LogStore.read`) or tail (:meth:`LogStore.follow`) concurrently. A torn or
-foreign line is skipped, never fatal.
+"""The query language of ``pyweaver multi logs [QUERY]``: a query parses once into a
+predicate over :class:`~pyweaver.contract._logentry.LogEntry`.
 
 Query grammar (whitespace between tokens is ignored)::
 
@@ -54,32 +41,20 @@ Errors are :class:`LogQueryError` naming the position.
 
 from __future__ import annotations
 
-import heapq
-import json
 import operator
-import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import anyio
 import attrs
 
 from pyweaver._errors import LogQueryError
 from pyweaver.contract._logentry import LogEntry
 
-__all__ = [
-    "LogQuery",
-    "LogQueryError",
-    "LogStore",
-    "LogWriter",
-    "level_rank",
-]
+__all__ = ["LogQuery", "LogQueryError", "Predicate", "level_rank"]
 
-_CURRENT = "log.jsonl"
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40}
 _DURATION_UNITS_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 _DURATION_UNITS_NS["d"] = 24 * _DURATION_UNITS_NS["h"]
@@ -88,9 +63,6 @@ _DURATION_UNITS_NS["d"] = 24 * _DURATION_UNITS_NS["h"]
 def level_rank(level: str) -> int:
     """Severity of a level name; unknown names (e.g. captured stdout) rank as info."""
     return _LEVELS.get(level.lower(), _LEVELS["info"])
-
-
-# --------------------------------------------------------------------------- queries
 
 
 @attrs.frozen
@@ -343,242 +315,3 @@ class LogQuery:
 
     def matches(self, entry: LogEntry) -> bool:
         return self._predicate(entry)
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _encode(entry: LogEntry) -> bytes:
-    return (json.dumps(entry.to_wire(), separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-
-
-def _decode(line: bytes) -> LogEntry | None:
-    try:
-        data = json.loads(line)
-        if not isinstance(data, dict):
-            return None
-        return LogEntry.from_wire(data)
-    except (ValueError, TypeError):
-        return None
-
-
-class LogWriter:
-    """Appends one deployment's entries to its directory, rotating at ``max_bytes``.
-
-    Writes are small buffered appends flushed once per :meth:`write` call, cheap enough
-    to make from the deployer's event loop.
-    """
-
-    def __init__(self, directory: Path, *, max_bytes: int = 32 << 20, backups: int = 3) -> None:
-        if max_bytes <= 0 or backups < 0:
-            raise ValueError("max_bytes must be positive and backups non-negative")
-        self.directory = directory
-        self.max_bytes = max_bytes
-        self.backups = backups
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._file: IO[bytes] = open(directory / _CURRENT, "ab")  # noqa: SIM115 (owned)
-        self._size = self._file.tell()
-
-    def write(self, entries: Iterable[LogEntry]) -> None:
-        data = b"".join(_encode(entry) for entry in entries)
-        if not data:
-            return
-        if self._size and self._size + len(data) > self.max_bytes:
-            self._rotate()
-        self._file.write(data)
-        self._file.flush()
-        self._size += len(data)
-
-    def _rotate(self) -> None:
-        self._file.close()
-        path = self.directory
-        if self.backups == 0:
-            (path / _CURRENT).unlink(missing_ok=True)
-        else:
-            (path / f"log.{self.backups}.jsonl").unlink(missing_ok=True)
-            for i in range(self.backups - 1, 0, -1):
-                if (path / f"log.{i}.jsonl").exists():
-                    os.replace(path / f"log.{i}.jsonl", path / f"log.{i + 1}.jsonl")
-            os.replace(path / _CURRENT, path / "log.1.jsonl")
-        self._file = open(path / _CURRENT, "ab")  # noqa: SIM115 (owned)
-        self._size = 0
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> LogWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _files_oldest_first(directory: Path) -> list[Path]:
-    rotated = []
-    for path in directory.glob("log.*.jsonl"):
-        middle = path.name[len("log.") : -len(".jsonl")]
-        if middle.isdigit():
-            rotated.append((int(middle), path))
-    return [path for _, path in sorted(rotated, reverse=True)] + [directory / _CURRENT]
-
-
-def _read_file(path: Path) -> Iterator[LogEntry]:
-    try:
-        file = open(path, "rb")  # noqa: SIM115 (closed below)
-    except FileNotFoundError:
-        return
-    with file:
-        for line in file:
-            if line.endswith(b"\n"):  # a line without one is still being written
-                entry = _decode(line)
-                if entry is not None:
-                    yield entry
-
-
-class _Tail:
-    """Reads what is appended to one file, following it across rotations."""
-
-    def __init__(self, path: Path, *, at_end: bool) -> None:
-        self.path = path
-        self.file: IO[bytes] | None = None
-        self.inode = -1
-        self.partial = b""
-        self.open(at_end=at_end)
-
-    def open(self, *, at_end: bool) -> None:
-        try:
-            self.file = open(self.path, "rb")  # noqa: SIM115 (closed in close())
-        except FileNotFoundError:
-            self.file = None
-            return
-        self.inode = os.fstat(self.file.fileno()).st_ino
-        self.partial = b""
-        if at_end:
-            self.file.seek(0, os.SEEK_END)
-
-    def read_new(self) -> list[LogEntry]:
-        entries = self._drain()
-        try:
-            stat = os.stat(self.path)
-        except FileNotFoundError:
-            return entries
-        if self.file is None or stat.st_ino != self.inode:
-            # Rotated, perhaps several times since the last look. Our old file (still
-            # open) was drained above; files rotated after it hold the entries in between.
-            if self.file is not None:
-                entries += self._read_rotated_after(self.inode)
-            self.close()
-            self.open(at_end=False)
-            entries += self._drain()
-        elif stat.st_size < self.file.tell():
-            self.file.seek(0)  # truncated underneath us
-            self.partial = b""
-            entries += self._drain()
-        return entries
-
-    def _read_rotated_after(self, inode: int) -> list[LogEntry]:
-        rotated = _files_oldest_first(self.path.parent)[:-1]
-        newer = rotated  # when our file was dropped already, every rotated file is newer
-        for i, path in enumerate(rotated):
-            try:
-                if os.stat(path).st_ino == inode:
-                    newer = rotated[i + 1 :]
-                    break
-            except FileNotFoundError:
-                continue
-        return [entry for path in newer for entry in _read_file(path)]
-
-    def _drain(self) -> list[LogEntry]:
-        if self.file is None:
-            return []
-        data = self.partial + self.file.read()
-        lines = data.split(b"\n")
-        self.partial = lines.pop()
-        return [entry for line in lines if line and (entry := _decode(line)) is not None]
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-
-
-class LogStore:
-    """All deployments' logs under one directory (the registry's ``logs_root``)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def writer(self, deployment_id: str, **options: Any) -> LogWriter:
-        """A writer for ``deployment_id`` (options: ``max_bytes``, ``backups``)."""
-        return LogWriter(self.root / deployment_id, **options)
-
-    def deployments(self) -> list[str]:
-        """Ids of the deployments that have logs."""
-        try:
-            return sorted(p.name for p in self.root.iterdir() if p.is_dir())
-        except FileNotFoundError:
-            return []
-
-    def _directories(self, deployments: Sequence[str] | None) -> list[Path]:
-        ids = self.deployments() if deployments is None else deployments
-        return [self.root / deployment_id for deployment_id in ids]
-
-    def read(
-        self, query: LogQuery | None = None, *, deployments: Sequence[str] | None = None
-    ) -> Iterator[LogEntry]:
-        """Stored entries matching ``query``, merged across deployments by time."""
-        streams = []
-        for directory in self._directories(deployments):
-            files = _files_oldest_first(directory)
-            streams.append(entry for path in files for entry in _read_file(path))
-        for entry in heapq.merge(*streams, key=lambda e: e.time_ns):
-            if query is None or query.matches(entry):
-                yield entry
-
-    async def follow(
-        self,
-        query: LogQuery | None = None,
-        *,
-        stop: anyio.Event,
-        deployments: Sequence[str] | None = None,
-        from_start: bool = True,
-        poll_interval: float = 0.2,
-    ) -> AsyncIterator[LogEntry]:
-        """Entries matching ``query`` as they are written, until ``stop`` is set.
-
-        With ``from_start`` the stored entries come first; otherwise only entries
-        written after the call (deployments that appear later are read from their
-        start either way). After ``stop`` is set, what was written by then is
-        still delivered.
-        """
-        tails: dict[Path, _Tail] = {}
-        first_pass = True
-        try:
-            while True:
-                for directory in self._directories(deployments):
-                    current = directory / _CURRENT
-                    tail = tails.get(current)
-                    if tail is None:
-                        if not current.exists():
-                            continue
-                        at_end = first_pass and not from_start
-                        if not at_end:
-                            for path in _files_oldest_first(directory)[:-1]:
-                                for entry in _read_file(path):
-                                    if query is None or query.matches(entry):
-                                        yield entry
-                        tail = tails[current] = _Tail(current, at_end=at_end)
-                    for entry in tail.read_new():
-                        if query is None or query.matches(entry):
-                            yield entry
-                first_pass = False
-                if stop.is_set():
-                    return
-                with anyio.move_on_after(poll_interval):
-                    await stop.wait()
-        finally:
-            for tail in tails.values():
-                tail.close()

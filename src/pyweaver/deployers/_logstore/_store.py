@@ -1,0 +1,97 @@
+"""Every deployment's logs under one directory: read them merged by time, or follow
+them as they are written."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from pyweaver.contract._logentry import LogEntry
+from pyweaver.deployers._logstore._files import CURRENT, LogWriter, files_oldest_first, read_file
+from pyweaver.deployers._logstore._query import LogQuery
+from pyweaver.deployers._logstore._tail import Tail
+
+__all__ = ["LogStore"]
+
+
+class LogStore:
+    """All deployments' logs under one directory (the registry's ``logs_root``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def writer(self, deployment_id: str, **options: Any) -> LogWriter:
+        """A writer for ``deployment_id`` (options: ``max_bytes``, ``backups``)."""
+        return LogWriter(self.root / deployment_id, **options)
+
+    def deployments(self) -> list[str]:
+        """Ids of the deployments that have logs."""
+        try:
+            return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def _directories(self, deployments: Sequence[str] | None) -> list[Path]:
+        ids = self.deployments() if deployments is None else deployments
+        return [self.root / deployment_id for deployment_id in ids]
+
+    def read(
+        self, query: LogQuery | None = None, *, deployments: Sequence[str] | None = None
+    ) -> Iterator[LogEntry]:
+        """Stored entries matching ``query``, merged across deployments by time."""
+        streams = []
+        for directory in self._directories(deployments):
+            files = files_oldest_first(directory)
+            streams.append(entry for path in files for entry in read_file(path))
+        for entry in heapq.merge(*streams, key=lambda e: e.time_ns):
+            if query is None or query.matches(entry):
+                yield entry
+
+    async def follow(
+        self,
+        query: LogQuery | None = None,
+        *,
+        stop: anyio.Event,
+        deployments: Sequence[str] | None = None,
+        from_start: bool = True,
+        poll_interval: float = 0.2,
+    ) -> AsyncIterator[LogEntry]:
+        """Entries matching ``query`` as they are written, until ``stop`` is set.
+
+        With ``from_start`` the stored entries come first; otherwise only entries
+        written after the call (deployments that appear later are read from their
+        start either way). After ``stop`` is set, what was written by then is
+        still delivered.
+        """
+        tails: dict[Path, Tail] = {}
+        first_pass = True
+        try:
+            while True:
+                for directory in self._directories(deployments):
+                    current = directory / CURRENT
+                    tail = tails.get(current)
+                    if tail is None:
+                        if not current.exists():
+                            continue
+                        at_end = first_pass and not from_start
+                        if not at_end:
+                            for path in files_oldest_first(directory)[:-1]:
+                                for entry in read_file(path):
+                                    if query is None or query.matches(entry):
+                                        yield entry
+                        tail = tails[current] = Tail(current, at_end=at_end)
+                    for entry in tail.read_new():
+                        if query is None or query.matches(entry):
+                            yield entry
+                first_pass = False
+                if stop.is_set():
+                    return
+                with anyio.move_on_after(poll_interval):
+                    await stop.wait()
+        finally:
+            for tail in tails.values():
+                tail.close()
