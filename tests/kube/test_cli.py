@@ -16,7 +16,11 @@ from .conftest import EXAMPLES
 
 def pyweaver(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pyweaver", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+        [sys.executable, "-m", "pyweaver", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
     )
 
 
@@ -28,7 +32,12 @@ def test_deploy_writes_manifests_and_a_dockerfile_and_prints_where(tmp_path: Pat
     assert f"wrote {out / 'Dockerfile'}" in result.stdout
     objects = list(yaml.safe_load_all((out / "kube.yaml").read_text()))
     assert lint(objects) == []
-    assert {o["kind"] for o in objects} == {"ConfigMap", "Service", "Deployment", "HorizontalPodAutoscaler"}
+    assert {o["kind"] for o in objects} == {
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+    }
     assert "ENTRYPOINT" in (out / "Dockerfile").read_text()
 
 

@@ -25,7 +25,9 @@ pytestmark = [
 
 
 def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", *args], capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        ["kubectl", *args], capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_factors_answers_through_its_service_on_a_cluster(tmp_path: Path) -> None:
@@ -38,20 +40,44 @@ def test_factors_answers_through_its_service_on_a_cluster(tmp_path: Path) -> Non
         file.write(f'\n[kube]\nimage = "{image}"\nservice_type = "ClusterIP"\n')
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "pyweaver", "kube", "deploy", str(app / "weaver.toml"), "-o", str(out)],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            sys.executable,
+            "-m",
+            "pyweaver",
+            "kube",
+            "deploy",
+            str(app / "weaver.toml"),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     version = result.stdout.split("version ", 1)[1].split(":", 1)[0]
     selector = f"pyweaver.dev/version={version}"
     try:
         assert kubectl("apply", "-f", str(out / "kube.yaml")).returncode == 0
-        waited = kubectl("wait", "--for=condition=Available", "deployment", "-l", selector, "--timeout=300s")
+        waited = kubectl(
+            "wait", "--for=condition=Available", "deployment", "-l", selector, "--timeout=300s"
+        )
         assert waited.returncode == 0, waited.stderr
         service = f"factors-{version}"
         answer = ""
         for _ in range(30):
-            run = kubectl("run", f"probe-{version}-{int(time.time())}", "--rm", "-i", "--restart=Never",
-                          "--image=busybox", "--", "wget", "-qO-", f"http://{service}/?x=12")
+            run = kubectl(
+                "run",
+                f"probe-{version}-{int(time.time())}",
+                "--rm",
+                "-i",
+                "--restart=Never",
+                "--image=busybox",
+                "--",
+                "wget",
+                "-qO-",
+                f"http://{service}/?x=12",
+            )
             answer = run.stdout
             if "1 2 3 4 6 12" in answer:
                 break

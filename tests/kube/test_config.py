@@ -57,7 +57,7 @@ service_type = "ClusterIP"
     ],
 )
 def test_mistakes_name_the_key(text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match="w.toml") as caught:
+    with pytest.raises(ConfigError, match=r"w\.toml") as caught:
         kube(text)
     assert message in str(caught.value)
 
@@ -65,8 +65,8 @@ def test_mistakes_name_the_key(text: str, message: str) -> None:
 def test_group_mistakes_are_found_against_the_app() -> None:
     text = '[serviceweaver]\nbinary = "app.py"\n[kube.groups."app.Nope"]\nreplicas = 2\n'
     config = parse_config(text, path="w.toml")
-    with pytest.raises(ConfigError, match=r'\[kube.groups."app.Nope"\] names no group'):
+    with pytest.raises(ConfigError, match=r'\[kube\.groups\."app\.Nope"\] names no group'):
         plan(config, text, kube(text), AppInfo(components=["app.A"]))
-    bad = '[kube.groups.main]\nreplicas = 3\nmax_replicas = 2\n'
+    bad = "[kube.groups.main]\nreplicas = 3\nmax_replicas = 2\n"
     with pytest.raises(ConfigError, match="max_replicas: 2 is less than replicas"):
         kube(bad).group("main")

@@ -35,11 +35,17 @@ async def test_file_resolver_rereads_its_file(tmp_path: Path) -> None:
 
 
 def test_routing_is_the_same_for_every_pod_that_sees_the_same_replicas() -> None:
-    one = routing_info("g", ["app.A"], 1, ["10.0.0.3:10000", "10.0.0.1:10000", "10.0.0.2:10000"], routed=True)
-    two = routing_info("g", ["app.A"], 7, ["10.0.0.2:10000", "10.0.0.3:10000", "10.0.0.1:10000"], routed=True)
-    assert one.replicas == two.replicas == {
-        a: f"tcp://{a}" for a in ["10.0.0.1:10000", "10.0.0.2:10000", "10.0.0.3:10000"]
-    }
+    one = routing_info(
+        "g", ["app.A"], 1, ["10.0.0.3:10000", "10.0.0.1:10000", "10.0.0.2:10000"], routed=True
+    )
+    two = routing_info(
+        "g", ["app.A"], 7, ["10.0.0.2:10000", "10.0.0.3:10000", "10.0.0.1:10000"], routed=True
+    )
+    assert (
+        one.replicas
+        == two.replicas
+        == {a: f"tcp://{a}" for a in ["10.0.0.1:10000", "10.0.0.2:10000", "10.0.0.3:10000"]}
+    )
     assert one.assignment == two.assignment
     assert one.assignment is not None
     assignment = Assignment.from_wire(one.assignment)
@@ -91,7 +97,8 @@ async def test_activation_discovers_the_group_and_changes_are_pushed() -> None:
     async with anyio.create_task_group() as tasks:
         deployer._tasks = tasks
         deployer.envelope = envelope  # type: ignore[assignment]
-        info = await deployer.activate_component(envelope, m.ActivateComponent(component="app.Cache"))  # type: ignore[arg-type]
+        request = m.ActivateComponent(component="app.Cache")
+        info = await deployer.activate_component(envelope, request)  # type: ignore[arg-type]
         assert info.group == "app.Cache"
         assert sorted(info.replicas) == ["10.0.0.1:10000", "10.0.0.2:10000"]
         assert info.assignment is not None  # a routed group
@@ -108,7 +115,14 @@ async def test_activation_discovers_the_group_and_changes_are_pushed() -> None:
 
 
 async def test_unknown_components_and_listeners() -> None:
-    deployer = PodDeployer(POD, "main", parse_config(""), resolver=FakeResolver(), bind_host="127.0.0.1", log=lambda line: None)
+    deployer = PodDeployer(
+        POD,
+        "main",
+        parse_config(""),
+        resolver=FakeResolver(),
+        bind_host="127.0.0.1",
+        log=lambda line: None,
+    )
     info = await deployer.activate_component(None, m.ActivateComponent(component="app.Gone"))  # type: ignore[arg-type]
     assert "not in this deployment's kube.json" in info.error
     known = await deployer.get_listener_address(None, m.ListenerAddressRequest(name="web"))  # type: ignore[arg-type]

@@ -54,13 +54,17 @@ def test_one_deployment_hpa_and_headless_service_per_group(app_infos: dict[str, 
     for group in deployment.groups:
         for kind in ("Deployment", "HorizontalPodAutoscaler", "Service"):
             assert (kind, group.resource) in kinds
-    headless = [o for o in objects if o["kind"] == "Service" and o["spec"].get("clusterIP") == "None"]
+    headless = [
+        o for o in objects if o["kind"] == "Service" and o["spec"].get("clusterIP") == "None"
+    ]
     assert len(headless) == 2
     listener = [o for o in objects if o["kind"] == "Service" and o["spec"].get("type")]
     assert [o["spec"]["type"] for o in listener] == ["LoadBalancer"]
 
 
-def test_the_config_map_carries_weaver_toml_and_what_pods_read(app_infos: dict[str, AppInfo]) -> None:
+def test_the_config_map_carries_weaver_toml_and_what_pods_read(
+    app_infos: dict[str, AppInfo],
+) -> None:
     deployment = example_plan("factors", app_infos["factors"])
     config_map = manifests(deployment)[0]
     assert config_map["kind"] == "ConfigMap"
@@ -98,7 +102,12 @@ service_type = "NodePort"
 replicas = 3
 """
     config = parse_config(text)
-    deployment = plan(config, text, parse_kube(config.deployers["kube"]), AppInfo(components=["app.Web"], listeners={"web": "app.Web"}))
+    deployment = plan(
+        config,
+        text,
+        parse_kube(config.deployers["kube"]),
+        AppInfo(components=["app.Web"], listeners={"web": "app.Web"}),
+    )
     objects = manifests(deployment)
     service = next(o for o in objects if o["kind"] == "Service" and o["spec"].get("type"))
     assert service["spec"]["type"] == "NodePort"
@@ -107,9 +116,13 @@ replicas = 3
     # The listener is declared by app.Web: its Service selects app.Web's pods.
     web = next(g for g in deployment.groups if g.name == "app.Web")
     assert service["spec"]["selector"]["pyweaver.dev/group"] == web.resource
-    web_deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == web.resource)
+    web_deployment = next(
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == web.resource
+    )
     container = web_deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.example/shop:1"
     assert {"name": "web", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
-    main = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] != web.resource)
+    main = next(
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] != web.resource
+    )
     assert main["spec"]["replicas"] == 3

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pyweaver.deployers.kube._names import DNS1123_LABEL, LABEL_VALUE, dns_label, label_value, port_name
+from pyweaver.deployers.kube._names import (
+    DNS1123_LABEL,
+    LABEL_VALUE,
+    dns_label,
+    label_value,
+    port_name,
+)
 
 
 def test_component_names_become_dns_labels() -> None:

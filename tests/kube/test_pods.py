@@ -63,7 +63,9 @@ def wait_for(check: object, what: str, timeout: float = 60.0) -> None:
 
 
 class Pod:
-    def __init__(self, name: str, group: str, config_dir: Path, resolve: Path, log_dir: Path) -> None:
+    def __init__(
+        self, name: str, group: str, config_dir: Path, resolve: Path, log_dir: Path
+    ) -> None:
         self.name = name
         self.group = group
         self.data_port = free_port()
@@ -80,7 +82,15 @@ class Pod:
         }
         env.pop("PYWEAVER_CONFIG", None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pyweaver.deployers.kube", "--config-dir", str(config_dir), "--app-dir", str(FACTORS)],
+            [
+                sys.executable,
+                "-m",
+                "pyweaver.deployers.kube",
+                "--config-dir",
+                str(config_dir),
+                "--app-dir",
+                str(FACTORS),
+            ],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -109,7 +119,9 @@ class Pod:
 @pytest.fixture
 def pods(tmp_path: Path) -> Iterator[tuple[list[Pod], Path, int]]:
     listener_port = free_port()
-    text = (FACTORS / "weaver.toml").read_text() + f"\n[kube.listeners.factors]\nport = {listener_port}\n"
+    text = (
+        FACTORS / "weaver.toml"
+    ).read_text() + f"\n[kube.listeners.factors]\nport = {listener_port}\n"
     config = parse_config(text, path=str(FACTORS / "weaver.toml"))
     app = AppInfo(components=["app.Factorer"], routed=["app.Factorer"])
     deployment = plan(config, text, parse_kube(config.deployers["kube"]), app)
@@ -121,7 +133,11 @@ def pods(tmp_path: Path) -> Iterator[tuple[list[Pod], Path, int]]:
     resolve = tmp_path / "resolve.json"
     started: list[Pod] = []
     try:
-        for name, group in [("main-0", "main"), ("factorer-0", "app.Factorer"), ("factorer-1", "app.Factorer")]:
+        for name, group in [
+            ("main-0", "main"),
+            ("factorer-0", "app.Factorer"),
+            ("factorer-1", "app.Factorer"),
+        ]:
             started.append(Pod(name, group, config_dir, resolve, tmp_path))
         services = {g.name: deployment.service_dns(g) for g in deployment.groups}
         table = {services[g]: [p.endpoint for p in started if p.group == g] for g in services}

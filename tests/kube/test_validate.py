@@ -31,7 +31,9 @@ def test_every_object_is_valid_for_the_version(
 
 def test_the_validator_does_refuse_a_wrong_object(app_infos: dict[str, AppInfo]) -> None:
     deployment = next(
-        o for o in manifests(example_plan("factors", app_infos["factors"])) if o["kind"] == "Deployment"
+        o
+        for o in manifests(example_plan("factors", app_infos["factors"]))
+        if o["kind"] == "Deployment"
     )
     broken = copy.deepcopy(deployment)
     broken["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "10000"
@@ -56,11 +58,13 @@ def _first(objects: list[dict[str, Any]], kind: str, **spec: Any) -> dict[str, A
 
 
 def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    container: dict[str, Any] = _first(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container: dict[str, Any] = _first(objects, "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     return container
 
 
-Mutation = Callable[[list[dict[str, Any]]], None]
+Mutation = Callable[[list[dict[str, Any]]], object]
 
 MUTATIONS: dict[str, tuple[Mutation, str]] = {
     "bad name": (lambda o: o[1]["metadata"].update(name="Hello_Main"), "DNS-1123 label"),
@@ -83,7 +87,9 @@ MUTATIONS: dict[str, tuple[Mutation, str]] = {
         "selects no pod",
     ),
     "hpa without deployment": (
-        lambda o: _first(o, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"].update(name="gone"),
+        lambda o: _first(o, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"].update(
+            name="gone"
+        ),
         "names no Deployment",
     ),
     "missing config map": (

@@ -52,11 +52,15 @@ def describe_app(path: Path, config: AppConfig) -> AppInfo:
         raise PyWeaverError(f"cannot import the app:\n{result.stderr.strip()}")
     data = json.loads(result.stdout.strip().splitlines()[-1])
     if data["errors"]:
-        raise PyWeaverError("the app has errors (see `pyweaver check`):\n" + "\n".join(data["errors"]))
+        raise PyWeaverError(
+            "the app has errors (see `pyweaver check`):\n" + "\n".join(data["errors"])
+        )
     return AppInfo.from_json(data)
 
 
-def write_deployment(path: Path, app: AppInfo, out: Path | None, version: str = "") -> tuple[Plan, Path]:
+def write_deployment(
+    path: Path, app: AppInfo, out: Path | None, version: str = ""
+) -> tuple[Plan, Path]:
     """Plan, lint and write the deployment of weaver.toml ``path``; (plan, directory)."""
     config = load_config(path)
     text = path.read_text(encoding="utf-8")
@@ -66,7 +70,9 @@ def write_deployment(path: Path, app: AppInfo, out: Path | None, version: str = 
     problems = lint(objects)
     if problems:
         raise ConfigError("the manifests would be refused:\n" + "\n".join(problems))
-    directory = out if out is not None else Path(f"pyweaver-kube-{deployment.app}-{deployment.version}")
+    directory = (
+        out if out is not None else Path(f"pyweaver-kube-{deployment.app}-{deployment.version}")
+    )
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "kube.yaml").write_text(render_yaml(deployment, objects), encoding="utf-8")
     (directory / "Dockerfile").write_text(dockerfile(deployment), encoding="utf-8")
@@ -96,7 +102,10 @@ def deploy(config: Path, output: Path | None, version_id: str) -> None:
         deployment, directory = write_deployment(path, app, output, version_id)
     except PyWeaverError as exc:
         raise click.ClickException(str(exc)) from exc
-    groups = ", ".join(f"{g.name} ({g.settings.replicas}-{g.settings.max_replicas} pods)" for g in deployment.groups)
+    groups = ", ".join(
+        f"{g.name} ({g.settings.replicas}-{g.settings.max_replicas} pods)"
+        for g in deployment.groups
+    )
     click.echo(f"app {deployment.app}, version {deployment.version}: groups {groups}")
     click.echo(f"wrote {directory / 'kube.yaml'}")
     click.echo(f"wrote {directory / 'Dockerfile'}")

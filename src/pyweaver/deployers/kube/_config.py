@@ -117,11 +117,15 @@ class KubeConfig:
         raw = self.groups.get(name, {})
         section = f'[kube.groups."{name}"]'
         reader = _Reader(self.file)
-        reader.unknown_keys(raw, section, ("replicas", "max_replicas", "cpu_utilization", "resources"))
+        reader.unknown_keys(
+            raw, section, ("replicas", "max_replicas", "cpu_utilization", "resources")
+        )
         replicas = reader.count(raw, "replicas", section, self.replicas)
         maximum = reader.count(raw, "max_replicas", section, max(self.max_replicas, replicas))
         if maximum < replicas:
-            raise reader.error(section, "max_replicas", f"{maximum} is less than replicas ({replicas})")
+            raise reader.error(
+                section, "max_replicas", f"{maximum} is less than replicas ({replicas})"
+            )
         resources = (
             reader.resources(raw["resources"], section) if "resources" in raw else self.resources
         )
@@ -188,7 +192,9 @@ def parse_kube(raw: Mapping[str, Any], *, file: str = "<config>") -> KubeConfig:
     reader.unknown_keys(probes_raw, "[kube] probes", tuple(attrs.fields_dict(Probes)))
     probes = Probes(
         **{
-            key: reader.count(probes_raw, key, "[kube] probes", default, minimum=key != "initial_delay")
+            key: reader.count(
+                probes_raw, key, "[kube] probes", default, minimum=key != "initial_delay"
+            )
             for key, default in attrs.asdict(Probes()).items()
         }
     )
@@ -206,10 +212,14 @@ def parse_kube(raw: Mapping[str, Any], *, file: str = "<config>") -> KubeConfig:
         **strings,
         pip=list(pip),
         replicas=replicas,
-        max_replicas=max(reader.count(raw, "max_replicas", section, defaults.max_replicas), replicas),
+        max_replicas=max(
+            reader.count(raw, "max_replicas", section, defaults.max_replicas), replicas
+        ),
         cpu_utilization=reader.count(raw, "cpu_utilization", section, defaults.cpu_utilization),
         resources=(
-            reader.resources(raw["resources"], section) if "resources" in raw else defaults.resources
+            reader.resources(raw["resources"], section)
+            if "resources" in raw
+            else defaults.resources
         ),
         probes=probes,
         data_port=reader.port(raw, "data_port", section, defaults.data_port),
@@ -244,7 +254,13 @@ class _Reader:
         return value
 
     def count(
-        self, table: Mapping[str, Any], key: str, section: str, default: int, *, minimum: bool = True
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        section: str,
+        default: int,
+        *,
+        minimum: bool = True,
     ) -> int:
         value = table.get(key, default)
         if type(value) is not int or value < (1 if minimum else 0):
@@ -272,6 +288,8 @@ class _Reader:
             if not isinstance(amounts, dict) or not all(
                 isinstance(k, str) and isinstance(v, str | int) for k, v in amounts.items()
             ):
-                raise self.error(section, f"resources.{kind}", 'expected {cpu = "...", memory = "..."}')
+                raise self.error(
+                    section, f"resources.{kind}", 'expected {cpu = "...", memory = "..."}'
+                )
             resources[kind] = {name: str(amount) for name, amount in amounts.items()}
         return resources

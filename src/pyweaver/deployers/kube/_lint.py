@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from pyweaver.deployers.kube._names import DNS1123_LABEL, LABEL_VALUE
@@ -63,7 +63,7 @@ def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def lint(objects: list[dict[str, Any]]) -> list[str]:
+def lint(objects: Sequence[Mapping[str, Any]]) -> list[str]:
     """Every problem found in ``objects`` (see the module docstring)."""
     problems: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -90,10 +90,12 @@ def lint(objects: list[dict[str, Any]]) -> list[str]:
     deployments = by_kind.get("Deployment", {})
     services = by_kind.get("Service", {})
     pods: dict[str, tuple[dict[str, str], set[str], set[int]]] = {}
-    for name, obj in config_maps.items():
-        for key in obj.get("data", {}):
-            if not _CONFIG_KEY.match(key) or len(key) > 253:
-                problems.append(f"{_where(obj)}: data key {key!r} is not a valid file name")
+    for obj in config_maps.values():
+        problems.extend(
+            f"{_where(obj)}: data key {key!r} is not a valid file name"
+            for key in obj.get("data", {})
+            if not _CONFIG_KEY.match(key) or len(key) > 253
+        )
     for name, obj in deployments.items():
         where = _where(obj)
         spec = obj["spec"]
@@ -102,21 +104,33 @@ def lint(objects: list[dict[str, Any]]) -> list[str]:
         _check_labels(labels, f"{where} pod template", problems)
         selector = spec.get("selector", {}).get("matchLabels", {})
         if not _selects(selector, labels):
-            problems.append(f"{where}: selector {selector} does not match the template labels {labels}")
+            problems.append(
+                f"{where}: selector {selector} does not match the template labels {labels}"
+            )
         pod = template["spec"]
         volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
         for volume in volumes.values():
             config_map = volume.get("configMap", {}).get("name")
             if config_map is not None and config_map not in config_maps:
-                problems.append(f"{where}: volume {volume['name']!r} names no ConfigMap of the output ({config_map!r})")
+                problems.append(
+                    f"{where}: volume {volume['name']!r} names no ConfigMap of the output "
+                    f"({config_map!r})"
+                )
         port_names: set[str] = set()
         port_numbers: set[int] = set()
         for container in pod.get("containers", []):
             for port in container.get("ports", []):
                 port_name = port.get("name", "")
                 if port_name:
-                    if len(port_name) > 15 or not _PORT_NAME.match(port_name) or "--" in port_name or not any(c.isalpha() for c in port_name):
-                        problems.append(f"{where}: port name {port_name!r} is not an IANA service name")
+                    if (
+                        len(port_name) > 15
+                        or not _PORT_NAME.match(port_name)
+                        or "--" in port_name
+                        or not any(c.isalpha() for c in port_name)
+                    ):
+                        problems.append(
+                            f"{where}: port name {port_name!r} is not an IANA service name"
+                        )
                     if port_name in port_names:
                         problems.append(f"{where}: two ports are named {port_name!r}")
                     port_names.add(port_name)
@@ -127,32 +141,48 @@ def lint(objects: list[dict[str, Any]]) -> list[str]:
             for probe_kind in ("readinessProbe", "livenessProbe", "startupProbe"):
                 target = container.get(probe_kind, {}).get("httpGet", {}).get("port")
                 if target is not None and target not in port_names and target not in port_numbers:
-                    problems.append(f"{where}: {probe_kind} port {target!r} is no port of the container")
-            for mount in container.get("volumeMounts", []):
-                if mount["name"] not in volumes:
-                    problems.append(f"{where}: volume mount {mount['name']!r} names no volume")
-            for env in container.get("env", []):
-                if not _ENV_NAME.match(env.get("name", "")):
-                    problems.append(f"{where}: env name {env.get('name')!r} is not valid")
+                    problems.append(
+                        f"{where}: {probe_kind} port {target!r} is no port of the container"
+                    )
+            problems.extend(
+                f"{where}: volume mount {mount['name']!r} names no volume"
+                for mount in container.get("volumeMounts", [])
+                if mount["name"] not in volumes
+            )
+            problems.extend(
+                f"{where}: env name {env.get('name')!r} is not valid"
+                for env in container.get("env", [])
+                if not _ENV_NAME.match(env.get("name", ""))
+            )
         pods[name] = (labels, port_names, port_numbers)
     for obj in by_kind.get("HorizontalPodAutoscaler", {}).values():
         spec = obj["spec"]
         target = spec.get("scaleTargetRef", {})
         if target.get("kind") != "Deployment" or target.get("name") not in deployments:
-            problems.append(f"{_where(obj)}: scaleTargetRef {target} names no Deployment of the output")
+            problems.append(
+                f"{_where(obj)}: scaleTargetRef {target} names no Deployment of the output"
+            )
         if spec.get("minReplicas", 1) > spec.get("maxReplicas", 0):
             problems.append(f"{_where(obj)}: minReplicas is above maxReplicas")
     for obj in services.values():
         spec = obj["spec"]
-        selected = [name for name, (labels, _, _) in pods.items() if _selects(spec.get("selector", {}), labels)]
+        selected = [
+            name
+            for name, (labels, _, _) in pods.items()
+            if _selects(spec.get("selector", {}), labels)
+        ]
         if not selected:
-            problems.append(f"{_where(obj)}: selector {spec.get('selector')} selects no pod of any Deployment")
+            problems.append(
+                f"{_where(obj)}: selector {spec.get('selector')} selects no pod of any Deployment"
+            )
         for port in spec.get("ports", []):
             target = port.get("targetPort", port.get("port"))
             for name in selected:
                 _, names, numbers = pods[name]
                 if target not in names and target not in numbers:
-                    problems.append(f"{_where(obj)}: targetPort {target!r} is no port of Deployment {name!r}")
+                    problems.append(
+                        f"{_where(obj)}: targetPort {target!r} is no port of Deployment {name!r}"
+                    )
     for obj in config_maps.values():
         text = obj.get("data", {}).get("kube.json")
         if text is None:
@@ -167,10 +197,14 @@ def lint(objects: list[dict[str, Any]]) -> list[str]:
             service = spec.get("service", "").split(".", 1)[0]
             headless = services.get(service)
             if headless is None or headless["spec"].get("clusterIP") != "None":
-                problems.append(f"{_where(obj)}: group {group!r} names no headless Service ({service!r})")
+                problems.append(
+                    f"{_where(obj)}: group {group!r} names no headless Service ({service!r})"
+                )
         for deployment in deployments.values():
-            for container in deployment["spec"]["template"]["spec"].get("containers", []):
-                for env in container.get("env", []):
-                    if env.get("name") == "PYWEAVER_KUBE_GROUP" and env.get("value") not in groups:
-                        problems.append(f"{_where(deployment)}: group {env.get('value')!r} is not in kube.json")
+            problems.extend(
+                f"{_where(deployment)}: group {env.get('value')!r} is not in kube.json"
+                for container in deployment["spec"]["template"]["spec"].get("containers", [])
+                for env in container.get("env", [])
+                if env.get("name") == "PYWEAVER_KUBE_GROUP" and env.get("value") not in groups
+            )
     return problems

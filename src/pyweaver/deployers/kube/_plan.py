@@ -34,7 +34,16 @@ from pyweaver.contract import MAIN, AppConfig
 from pyweaver.deployers.kube._config import GroupSettings, KubeConfig, ListenerSettings
 from pyweaver.deployers.kube._names import dns_label, short_hash
 
-__all__ = ["APP_DIR", "CONFIG_DIR", "AppInfo", "GroupPlan", "ListenerPlan", "Plan", "PodConfig", "plan"]
+__all__ = [
+    "APP_DIR",
+    "CONFIG_DIR",
+    "AppInfo",
+    "GroupPlan",
+    "ListenerPlan",
+    "Plan",
+    "PodConfig",
+    "plan",
+]
 
 #: Where the image holds the app (the Dockerfile's WORKDIR).
 APP_DIR: Final = "/app"
@@ -156,7 +165,9 @@ class Plan:
             health_port=self.kube.health_port,
             discovery_interval=self.kube.discovery_interval,
             groups={
-                g.name: PodGroup(components=g.components, routed=g.routed, service=self.service_dns(g))
+                g.name: PodGroup(
+                    components=g.components, routed=g.routed, service=self.service_dns(g)
+                )
                 for g in self.groups
             },
             listeners={

@@ -171,8 +171,8 @@ class PodDeployer(anyio.AsyncContextManagerMixin):
                 listener = await anyio.create_tcp_listener(
                     local_host=self.bind_host, local_port=self.health_port, reuse_port=False
                 )
-                host, port = listener.extra(anyio.abc.SocketAttribute.local_address)[:2]
-                self.health_address = format_address(str(host), int(port))
+                port = listener.extra(anyio.abc.SocketAttribute.local_port)
+                self.health_address = format_address(self.bind_host, port)
                 tasks.start_soon(listener.serve, self._serve_health)
                 try:
                     async with envelope:
@@ -346,13 +346,17 @@ def _port_override(name: str) -> int | None:
     return int(text) if text else None
 
 
-async def _run(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> tuple[PodConfig, AppConfig, str]:
+    """The mounted ConfigMap and the pod's group (read before the event loop starts)."""
     config_dir = Path(args.config_dir)
     pod = PodConfig.from_json((config_dir / "kube.json").read_text(encoding="utf-8"))
     app_dir = Path(args.app_dir or pod.app_dir).resolve()
     # weaver.toml's relative paths (binary) are relative to the app's directory.
     config = attrs.evolve(load_config(config_dir / "weaver.toml"), path=app_dir / "weaver.toml")
-    group = args.group or os.environ.get(GROUP_ENV, "")
+    return pod, config, args.group or os.environ.get(GROUP_ENV, "")
+
+
+async def _run(pod: PodConfig, config: AppConfig, group: str) -> int:
     resolve_file = os.environ.get(RESOLVE_FILE_ENV, "")
     deployer = PodDeployer(
         pod,
@@ -395,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--group", default="", help=f"the pod's group (default: ${GROUP_ENV})")
     args = parser.parse_args(argv)
     try:
-        status = anyio.run(_run, args)
+        status = anyio.run(_run, *_load(args))
     except PyWeaverError as exc:
         print(f"pyweaver kube pod: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
