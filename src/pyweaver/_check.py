@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Any
+
 from pyweaver._errors import ConfigError, PyWeaverError
 from pyweaver._runtime._registry import Registry
 from pyweaver.contract._config import AppConfig, check_sections, component_config, load_config
 
-__all__ = ["CheckReport", "check_app"]
+__all__ = ["CheckReport", "check_app", "describe_main"]
 
 
 class CheckReport:
@@ -116,3 +120,29 @@ def check_app(target: str) -> CheckReport:
             if registry.listeners and listener not in registry.listeners
         )
     return CheckReport(registry, config, errors)
+
+
+def describe_main(argv: list[str] | None = None) -> None:
+    """``python -m pyweaver._check APP``: what a deployer must know of an app (its
+    components, routed components, declared listeners and errors) as JSON on stdout.
+
+    Deployers may not import the app-side runtime; they run this in a subprocess."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.exit("usage: python -m pyweaver._check APP")
+    try:
+        report = check_app(args[0])
+    except PyWeaverError as exc:
+        sys.exit(str(exc))
+    specs = report.registry.specs
+    description: dict[str, Any] = {
+        "components": sorted(specs),
+        "routed": sorted(name for name, spec in specs.items() if spec.router_type is not None),
+        "listeners": dict(sorted(report.registry.listeners.items())),
+        "errors": list(report.errors),
+    }
+    sys.stdout.write(json.dumps(description) + "\n")
+
+
+if __name__ == "__main__":
+    describe_main()

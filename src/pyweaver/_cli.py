@@ -76,7 +76,9 @@ def single_deploy(config: str) -> None:
 def main() -> None:
     # Each deployer contributes its command group; imported late to keep the
     # deployers out of `import pyweaver._cli` (tests build the group themselves).
+    from pyweaver.deployers.kube._cli import kube
     from pyweaver.deployers.multi._cli import multi
 
     cli.add_command(multi)
+    cli.add_command(kube)
     cli()

@@ -1,0 +1,5 @@
+"""``python -m pyweaver.deployers.kube``: the entrypoint of every pod (see ``_pod``)."""
+
+from pyweaver.deployers.kube._pod import main
+
+main()

@@ -1,0 +1,115 @@
+"""``pyweaver kube deploy weaver.toml [-o DIR]``: Kubernetes manifests for ``kubectl apply``.
+
+Nothing here talks to a cluster. ``deploy`` imports the app in a subprocess (``python
+-m pyweaver._check``, with a timeout) to learn its components and listeners, computes
+the deployment's plan, checks the objects with pyweaver's own lint, and writes
+``kube.yaml`` and ``Dockerfile`` into DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Final
+
+import click
+
+from pyweaver._errors import ConfigError, PyWeaverError
+from pyweaver.contract import AppConfig, load_config
+from pyweaver.deployers.kube._config import parse_kube
+from pyweaver.deployers.kube._lint import lint
+from pyweaver.deployers.kube._manifests import dockerfile, manifests, render_yaml
+from pyweaver.deployers.kube._plan import AppInfo, Plan, plan
+
+__all__ = ["describe_app", "kube", "write_deployment"]
+
+DESCRIBE_TIMEOUT: Final = 60.0  # seconds the app may take to import
+
+
+def describe_app(path: Path, config: AppConfig) -> AppInfo:
+    """Import the app of weaver.toml ``path`` in a subprocess; what it declares."""
+    env = {**os.environ, **config.env_vars()}
+    env.pop("PYWEAVER_CONFIG", None)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pyweaver._check", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=DESCRIBE_TIMEOUT,
+            cwd=str(path.parent),
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PyWeaverError(
+            f"importing the app took longer than {DESCRIBE_TIMEOUT:g} s (does it do work at "
+            "import time?)"
+        ) from exc
+    if result.returncode != 0:
+        raise PyWeaverError(f"cannot import the app:\n{result.stderr.strip()}")
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    if data["errors"]:
+        raise PyWeaverError(
+            "the app has errors (see `pyweaver check`):\n" + "\n".join(data["errors"])
+        )
+    return AppInfo.from_json(data)
+
+
+def write_deployment(
+    path: Path, app: AppInfo, out: Path | None, version: str = ""
+) -> tuple[Plan, Path]:
+    """Plan, lint and write the deployment of weaver.toml ``path``; (plan, directory)."""
+    config = load_config(path)
+    text = path.read_text(encoding="utf-8")
+    kube_config = parse_kube(config.deployers.get("kube", {}), file=str(path))
+    deployment = plan(config, text, kube_config, app, version=version)
+    objects = manifests(deployment)
+    problems = lint(objects)
+    if problems:
+        raise ConfigError("the manifests would be refused:\n" + "\n".join(problems))
+    directory = (
+        out if out is not None else Path(f"pyweaver-kube-{deployment.app}-{deployment.version}")
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "kube.yaml").write_text(render_yaml(deployment, objects), encoding="utf-8")
+    (directory / "Dockerfile").write_text(dockerfile(deployment), encoding="utf-8")
+    return deployment, directory
+
+
+@click.group()
+def kube() -> None:
+    """Deploy the app on Kubernetes (writes manifests; `kubectl apply` them)."""
+
+
+@kube.command("deploy")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to write kube.yaml and Dockerfile to (default: ./pyweaver-kube-APP-VERSION).",
+)
+@click.option("--version-id", default="", help="Use this version instead of the content hash.")
+def deploy(config: Path, output: Path | None, version_id: str) -> None:
+    """Write Kubernetes manifests and a Dockerfile for the app of CONFIG (a weaver.toml)."""
+    path = config.resolve()
+    try:
+        app = describe_app(path, load_config(path))
+        deployment, directory = write_deployment(path, app, output, version_id)
+    except PyWeaverError as exc:
+        raise click.ClickException(str(exc)) from exc
+    groups = ", ".join(
+        f"{g.name} ({g.settings.replicas}-{g.settings.max_replicas} pods)"
+        for g in deployment.groups
+    )
+    click.echo(f"app {deployment.app}, version {deployment.version}: groups {groups}")
+    click.echo(f"wrote {directory / 'kube.yaml'}")
+    click.echo(f"wrote {directory / 'Dockerfile'}")
+    click.echo(
+        f"next: docker build -f {directory / 'Dockerfile'} -t {deployment.image} {path.parent}"
+        f" && docker push {deployment.image} && kubectl apply -f {directory / 'kube.yaml'}"
+    )

@@ -1,0 +1,406 @@
+"""The pod's entrypoint: ``python -m pyweaver.deployers.kube --config-dir DIR``.
+
+Theory of operation
+===================
+
+A pod is one replica of one colocation group. There is no deployer process in the
+cluster, so each pod runs a small one of its own, :class:`PodDeployer`, beside the app:
+
+1. it reads the mounted ConfigMap (``weaver.toml`` and ``kube.json``, a
+   :class:`~._plan.PodConfig`) and its group from ``PYWEAVER_KUBE_GROUP``;
+2. it starts the app as its child process in an :class:`~pyweaver.envelope.Envelope`
+   whose weavelet serves the group's components on ``tcp://0.0.0.0:<data port>`` (the
+   port every pod of every group uses, so a peer needs only the pod's IP);
+3. it answers the weavelet's control calls: ``activate_component`` of a component in
+   another group starts a *watch* of that group's headless Service name
+   (:mod:`._discovery`) and replies with its ready pods; every change found by the
+   watch is pushed to the weavelet as new routing info. Components of the pod's own
+   group are local calls and never reach this code. Listeners bind
+   ``0.0.0.0:<the listener's port>`` from ``kube.json``; their Services do the rest;
+4. it serves ``/healthz`` on the health port for the readiness and liveness probes:
+   200 once the weavelet has registered and reports itself healthy, 503 before;
+5. it prints the app's log entries on stdout as JSON lines (``kubectl logs``).
+
+When the app process ends (``main`` returned, or it crashed) the pod's entrypoint
+exits with its status and Kubernetes restarts the container. On SIGTERM (pod deletion,
+scale-down, rollout) the app is stopped politely: SIGTERM, a grace period, SIGKILL.
+
+For running pods as local processes (tests), ``PYWEAVER_KUBE_BIND_HOST``,
+``PYWEAVER_KUBE_DATA_PORT`` and ``PYWEAVER_KUBE_HEALTH_PORT`` override the bind host
+and ports, and ``PYWEAVER_KUBE_RESOLVE_FILE`` replaces DNS (:class:`FileResolver`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import attrs
+
+from pyweaver._errors import PyWeaverError
+from pyweaver._net import format_address
+from pyweaver.contract import MAIN, AppConfig, load_config
+from pyweaver.contract import messages as m
+from pyweaver.contract._logentry import LogEntry, format_json
+from pyweaver.deployers.kube._discovery import (
+    RESOLVE_FILE_ENV,
+    DnsResolver,
+    FileResolver,
+    Resolver,
+    routing_info,
+)
+from pyweaver.deployers.kube._manifests import GROUP_ENV
+from pyweaver.deployers.kube._plan import CONFIG_DIR, PodConfig
+from pyweaver.envelope import Child, Envelope, ProcessChild
+
+__all__ = ["PodDeployer", "main"]
+
+BIND_HOST_ENV: Final = "PYWEAVER_KUBE_BIND_HOST"
+DATA_PORT_ENV: Final = "PYWEAVER_KUBE_DATA_PORT"
+HEALTH_PORT_ENV: Final = "PYWEAVER_KUBE_HEALTH_PORT"
+ACTIVATION_WAIT: Final = 10.0  # seconds an activation waits for a first ready peer pod
+_HEALTH_TIMEOUT: Final = 2.0  # seconds /healthz waits for the weavelet's answer
+_MAX_REQUEST: Final = 8192  # bytes of an HTTP request head /healthz reads at most
+
+
+@attrs.define(eq=False)
+class _Watch:
+    """The routing state of one other group, kept current by a look-up loop."""
+
+    group: str
+    components: list[str]
+    service: str
+    routed: bool
+    endpoints: list[str] = attrs.Factory(list)
+    version: int = 0
+    looked_up: anyio.Event = attrs.Factory(anyio.Event)
+    found: anyio.Event = attrs.Factory(anyio.Event)
+
+    def info(self) -> m.RoutingInfo:
+        return routing_info(
+            self.group, self.components, self.version, self.endpoints, routed=self.routed
+        )
+
+
+class PodDeployer(anyio.AsyncContextManagerMixin):
+    """One pod's deployer (see the module docstring); the envelope's handler.
+
+    Args:
+        pod: ``kube.json``.
+        group: the pod's group.
+        config: weaver.toml, with its path inside the app's directory.
+        child: how to start the app (default: its argv, in its directory).
+        resolver: how to look up peer groups (default: DNS).
+        bind_host, data_port, health_port: where to serve (default: all interfaces,
+            the ports of ``kube.json``).
+        replica_id: this pod's id (default: the pod's name).
+        log: where log lines go (default: stdout).
+    """
+
+    def __init__(
+        self,
+        pod: PodConfig,
+        group: str,
+        config: AppConfig,
+        *,
+        child: Child | None = None,
+        resolver: Resolver | None = None,
+        bind_host: str = "0.0.0.0",
+        data_port: int | None = None,
+        health_port: int | None = None,
+        replica_id: str = "",
+        log: Any = None,
+    ) -> None:
+        if group not in pod.groups:
+            raise PyWeaverError(
+                f"{GROUP_ENV}={group!r} is no group of the app (groups: {', '.join(pod.groups)})"
+            )
+        self.pod = pod
+        self.group = group
+        self.config = config
+        self.child = child
+        self.resolver: Resolver = resolver or DnsResolver()
+        self.bind_host = bind_host
+        self.data_port = data_port if data_port is not None else pod.data_port
+        self.health_port = health_port if health_port is not None else pod.health_port
+        self.replica_id = replica_id or socket.gethostname()
+        self.log = log or (lambda line: print(line, flush=True))
+        self.envelope: Envelope | None = None
+        self.health_address = ""
+        self._watches: dict[str, _Watch] = {}
+        self._tasks: anyio.abc.TaskGroup | None = None
+
+    # -- life -----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[PodDeployer]:
+        components = self.pod.groups[self.group].components
+        with tempfile.TemporaryDirectory(prefix="pyweaver-pod-") as sockets:
+            envelope = Envelope(
+                deployment_id=self.pod.deployment_id,
+                replica_id=self.replica_id,
+                group=self.group,
+                components=components,
+                run_main=MAIN in components,
+                config=self.config,
+                child=self.child or self._app_child(),
+                handler=self,
+                socket_dir=Path(sockets),
+                name="w",
+                ready_timeout=120.0,
+            )
+            # Peers reach the data plane over TCP on the pod's IP (the envelope's own
+            # default is a Unix socket, which only a local deployer can use).
+            envelope.bootstrap = attrs.evolve(
+                envelope.bootstrap,
+                data_address=f"tcp://{format_address(self.bind_host, self.data_port)}",
+            )
+            async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                listener = await anyio.create_tcp_listener(
+                    local_host=self.bind_host, local_port=self.health_port, reuse_port=False
+                )
+                port = listener.extra(anyio.abc.SocketAttribute.local_port)
+                self.health_address = format_address(self.bind_host, port)
+                tasks.start_soon(listener.serve, self._serve_health)
+                try:
+                    async with envelope:
+                        self.envelope = envelope
+                        hosted = [c for c in components if c != MAIN]
+                        if hosted:
+                            await envelope.update_components(hosted)
+                        yield self
+                finally:
+                    self.envelope = None
+                    tasks.cancel_scope.cancel()
+
+    def _app_child(self) -> Child:
+        env = {**os.environ, **self.config.env_vars()}
+        env.pop("PYWEAVER_CONFIG", None)
+        argv = self.config.app_argv()
+        cwd = str(self.config.path.parent) if self.config.path is not None else None
+        return ProcessChild(argv, env=env, cwd=cwd)
+
+    async def wait(self) -> int:
+        """Wait for the app process to end; its exit status."""
+        assert self.envelope is not None
+        return await self.envelope.wait()
+
+    # -- discovery ------------------------------------------------------------------------
+
+    def _watch(self, group: str) -> _Watch:
+        watch = self._watches.get(group)
+        if watch is None:
+            spec = self.pod.groups[group]
+            watch = _Watch(
+                group=group, components=spec.components, service=spec.service, routed=spec.routed
+            )
+            self._watches[group] = watch
+            assert self._tasks is not None
+            self._tasks.start_soon(self._follow, watch)
+        return watch
+
+    async def _follow(self, watch: _Watch) -> None:
+        """Look ``watch``'s group up every interval; push each change to the weavelet."""
+        while True:
+            endpoints = await self.resolver.resolve(watch.service, self.pod.data_port)
+            if endpoints != watch.endpoints or watch.version == 0:
+                watch.endpoints = endpoints
+                watch.version += 1
+                envelope = self.envelope
+                if envelope is not None and watch.looked_up.is_set():
+                    try:
+                        await envelope.update_routing(watch.info())
+                    except PyWeaverError as exc:
+                        self._log_system("warning", f"routing update for {watch.group}: {exc}")
+            watch.looked_up.set()
+            if endpoints:
+                watch.found.set()
+            await anyio.sleep(self.pod.discovery_interval)
+
+    # -- EnvelopeHandler ------------------------------------------------------------------
+
+    def accept(self, envelope: Envelope, info: m.Register) -> str:
+        return ""
+
+    async def activate_component(
+        self, envelope: Envelope, request: m.ActivateComponent
+    ) -> m.RoutingInfo:
+        group = self.pod.group_of(request.component)
+        if group is None:
+            return m.RoutingInfo(
+                group=request.component,
+                components=[request.component],
+                version=0,
+                replicas={},
+                error=(
+                    f"{request.component} is not in this deployment's kube.json (was the app "
+                    "changed after `pyweaver kube deploy`?)"
+                ),
+            )
+        watch = self._watch(group)
+        if request.routed:
+            watch.routed = True
+        await watch.looked_up.wait()
+        with anyio.move_on_after(ACTIVATION_WAIT):
+            await watch.found.wait()
+        return watch.info()
+
+    async def get_listener_address(
+        self, envelope: Envelope, request: m.ListenerAddressRequest
+    ) -> m.ListenerAddress:
+        listener = self.pod.listeners.get(request.name)
+        if listener is None:
+            self._log_system(
+                "warning",
+                f"listener {request.name!r} is not in kube.json: it gets a random port and "
+                "no Service",
+            )
+            return m.ListenerAddress(address=format_address(self.bind_host, 0))
+        return m.ListenerAddress(address=format_address(self.bind_host, listener.port))
+
+    async def export_listener(
+        self, envelope: Envelope, request: m.ExportListener
+    ) -> m.ExportListenerReply:
+        # The listener's Service spreads connections; there is no proxy in the pod.
+        return m.ExportListenerReply()
+
+    def handle_logs(self, envelope: Envelope, entries: Sequence[LogEntry]) -> None:
+        for entry in entries:
+            self.log(format_json(entry))
+
+    def handle_spans(self, envelope: Envelope, spans: Sequence[dict[str, Any]]) -> None:
+        pass  # traces are not collected on Kubernetes yet
+
+    def _log_system(self, level: str, message: str) -> None:
+        self.log(
+            format_json(
+                LogEntry(
+                    time_ns=time.time_ns(),
+                    level=level,
+                    message=message,
+                    replica=self.replica_id,
+                    group=self.group,
+                    app=self.pod.app,
+                    deployment=self.pod.deployment_id,
+                    source="pod",
+                )
+            )
+        )
+
+    # -- /healthz -------------------------------------------------------------------------
+
+    async def healthy(self) -> bool:
+        """Whether the weavelet has registered and says it is healthy."""
+        envelope = self.envelope
+        if envelope is None:
+            return False
+        with anyio.move_on_after(_HEALTH_TIMEOUT):
+            try:
+                return (await envelope.health()).healthy
+            except PyWeaverError:
+                return False
+        return False
+
+    async def _serve_health(self, stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            head = b""
+            with anyio.move_on_after(_HEALTH_TIMEOUT):
+                while b"\r\n\r\n" not in head and len(head) < _MAX_REQUEST:
+                    try:
+                        head += await stream.receive(4096)
+                    except (anyio.EndOfStream, anyio.BrokenResourceError):
+                        return
+            parts = head.split(b"\r\n", 1)[0].split()
+            path = parts[1].decode("latin-1") if len(parts) >= 2 else ""
+            if path.split("?", 1)[0] != "/healthz":
+                status, body = "404 Not Found", b"not found\n"
+            elif await self.healthy():
+                status, body = "200 OK", b"ok\n"
+            else:
+                status, body = "503 Service Unavailable", b"not ready\n"
+            response = (
+                f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            ).encode("latin-1") + body
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await stream.send(response)
+
+
+# -- the process entry point --------------------------------------------------------------
+
+
+def _port_override(name: str) -> int | None:
+    text = os.environ.get(name, "")
+    return int(text) if text else None
+
+
+def _load(args: argparse.Namespace) -> tuple[PodConfig, AppConfig, str]:
+    """The mounted ConfigMap and the pod's group (read before the event loop starts)."""
+    config_dir = Path(args.config_dir)
+    pod = PodConfig.from_json((config_dir / "kube.json").read_text(encoding="utf-8"))
+    app_dir = Path(args.app_dir or pod.app_dir).resolve()
+    # weaver.toml's relative paths (binary) are relative to the app's directory.
+    config = attrs.evolve(load_config(config_dir / "weaver.toml"), path=app_dir / "weaver.toml")
+    return pod, config, args.group or os.environ.get(GROUP_ENV, "")
+
+
+async def _run(pod: PodConfig, config: AppConfig, group: str) -> int:
+    resolve_file = os.environ.get(RESOLVE_FILE_ENV, "")
+    deployer = PodDeployer(
+        pod,
+        group,
+        config,
+        resolver=FileResolver(Path(resolve_file)) if resolve_file else DnsResolver(),
+        bind_host=os.environ.get(BIND_HOST_ENV, "0.0.0.0"),
+        data_port=_port_override(DATA_PORT_ENV),
+        health_port=_port_override(HEALTH_PORT_ENV),
+        replica_id=os.environ.get("POD_NAME", ""),
+    )
+    async with deployer, anyio.create_task_group() as tasks:
+        status = 0
+
+        async def until_signal() -> None:
+            nonlocal status
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    status = 0
+                    tasks.cancel_scope.cancel()
+                    return
+
+        async def until_exit() -> None:
+            nonlocal status
+            status = await deployer.wait()
+            tasks.cancel_scope.cancel()
+
+        tasks.start_soon(until_signal)
+        tasks.start_soon(until_exit)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m pyweaver.deployers.kube",
+        description="Run one pod of a pyweaver app on Kubernetes.",
+    )
+    parser.add_argument("--config-dir", default=CONFIG_DIR, help="the mounted ConfigMap")
+    parser.add_argument("--app-dir", default="", help="the app's directory (default: kube.json)")
+    parser.add_argument("--group", default="", help=f"the pod's group (default: ${GROUP_ENV})")
+    args = parser.parse_args(argv)
+    try:
+        status = anyio.run(_run, *_load(args))
+    except PyWeaverError as exc:
+        print(f"pyweaver kube pod: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    sys.exit(status if status >= 0 else 128 - status)
