@@ -131,17 +131,22 @@ def describe_main(argv: list[str] | None = None) -> None:
     if len(args) != 1:
         sys.exit("usage: python -m pyweaver._check APP")
     try:
-        report = check_app(args[0])
+        description = describe(args[0])
     except PyWeaverError as exc:
         sys.exit(str(exc))
+    sys.stdout.write(json.dumps(description) + "\n")
+
+
+def describe(target: str) -> dict[str, Any]:
+    """What ``python -m pyweaver._check`` prints for ``target``, as a dict."""
+    report = check_app(target)
     specs = report.registry.specs
-    description: dict[str, Any] = {
+    return {
         "components": sorted(specs),
         "routed": sorted(name for name, spec in specs.items() if spec.router_type is not None),
         "listeners": dict(sorted(report.registry.listeners.items())),
         "errors": list(report.errors),
     }
-    sys.stdout.write(json.dumps(description) + "\n")
 
 
 if __name__ == "__main__":

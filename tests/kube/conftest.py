@@ -1,16 +1,19 @@
 """Shared pieces of the Kubernetes deployer's tests: the examples' plans, built from
-what the apps really declare (learnt once per session, by importing them in a
-subprocess as ``pyweaver kube deploy`` does)."""
+what the apps really declare (learnt once per session by importing them in this
+process; ``pyweaver kube deploy`` does the same in a subprocess, which the CLI tests
+cover)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
+from pyweaver._check import describe
+from pyweaver._runtime._component import isolated_registrations
 from pyweaver.contract import load_config
 from pyweaver.deployers.kube import AppInfo, Plan, parse_kube, plan
-from pyweaver.deployers.kube._cli import describe_app
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 GOLDEN = Path(__file__).parent / "golden"
@@ -21,10 +24,15 @@ KUBE_EXAMPLES = ("factors", "collatz")
 
 @pytest.fixture(scope="session")
 def app_infos() -> dict[str, AppInfo]:
+    # In this process (the CLI tests cover the subprocess that `kube deploy` uses).
     infos = {}
     for name in KUBE_EXAMPLES:
-        path = EXAMPLES / name / "weaver.toml"
-        infos[name] = describe_app(path, load_config(path))
+        with isolated_registrations():
+            sys.modules.pop("app", None)
+            try:
+                infos[name] = AppInfo.from_json(describe(str(EXAMPLES / name / "weaver.toml")))
+            finally:
+                sys.modules.pop("app", None)
     return infos
 
 

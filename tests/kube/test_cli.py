@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pyweaver.deployers.kube._lint import lint
 
 from .conftest import EXAMPLES
+
+pytestmark = pytest.mark.slow  # every test runs the CLI
 
 
 def pyweaver(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
