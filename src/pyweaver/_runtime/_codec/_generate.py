@@ -49,6 +49,7 @@ OK = 0
 
 
 def define_encode_args(generator: Generator, shapes: list[Shape], where: str) -> Any:
+    """``encode_args(args: tuple) -> bytes``: the arguments message."""
     names = [f"a{i}" for i in range(len(shapes))]
     forms = [form for var, shape in zip(names, shapes, strict=True) for form in shape.encode(var)]
     body = Source()
@@ -65,6 +66,7 @@ def define_encode_args(generator: Generator, shapes: list[Shape], where: str) ->
 def define_decode_args(
     generator: Generator, shapes: list[Shape], labels: list[str], where: str
 ) -> Any:
+    """``decode_args(data: bytes) -> tuple``: the arguments, checked against their types."""
     width = sum(shape.width for shape in shapes)
     places = [f"s{i}" for i in range(width)]
     body = Source()
@@ -96,6 +98,7 @@ def define_decode_args(
 
 
 def define_encode_result(generator: Generator, shape: Shape, where: str) -> Any:
+    """``encode_result(value) -> bytes``: a successful result message."""
     body = Source()
     body.line("try:")
     with body.indented():
@@ -112,6 +115,8 @@ def define_decode_result(
     where: str,
     decode_exception: Callable[[Any, str], BaseException],
 ) -> Any:
+    """``decode_result(data: bytes) -> value``; a message with an exception tag raises
+    what ``decode_exception(message, where)`` returns."""
     places = [f"s{i}" for i in range(shape.width)]
     decode_exception_name = generator.constant(decode_exception, "decode_exception")
     body = Source()

@@ -116,12 +116,16 @@ class Shapes:
         self._recursive: dict[type, bool] = {}
 
     def judge(self, tp: Any, where: str) -> Shape:
+        """The shape of ``tp``, or a :class:`~pyweaver.RegistrationError` starting with
+        ``where`` and naming the offending type and the path to it."""
         try:
             return self.shape(tp, (type_name(tp),))
         except Unsupported as exc:
             raise RegistrationError(f"{where}: {exc.describe()}") from None
 
     def shape(self, tp: Any, trail: tuple[str, ...]) -> Shape:
+        """The shape of ``tp`` (cached), or :class:`~._errors.Unsupported`; ``trail`` is
+        the path that led here, for the message."""
         tp = normalize(tp)
         try:
             cached = self._cache.get(tp)
