@@ -12,7 +12,8 @@ import pytest
 
 import pyweaver as weaver
 from pyweaver._runtime._component import isolated_registrations
-from pyweaver._runtime._registry import Registry, method_key
+from pyweaver._runtime._registry import Registry
+from pyweaver.call import method_key
 
 
 def errors_of(build: Callable[[], Any]) -> list[str]:
@@ -33,6 +34,23 @@ def test_a_valid_component_has_no_errors_and_a_stable_method_key() -> None:
     assert errors_of(build) == []
     assert method_key("app.Reverser", "reverse") == method_key("app.Reverser", "reverse")
     assert len(method_key("a.B", "c")) == 16
+
+
+def test_method_keys_are_the_call_protocols() -> None:
+    # The wire owns the key format: a registered method is named by call.method_key.
+    with isolated_registrations():
+
+        class Greeter(Protocol):
+            async def greet(self, name: str) -> str: ...
+
+        class GreeterImpl(weaver.Implements[Greeter]):
+            async def greet(self, name: str) -> str:
+                return name
+
+        registry = Registry()
+        spec = registry.spec(Greeter)
+    assert registry.errors == []
+    assert spec.methods["greet"].key == method_key(spec.name, "greet")
 
 
 def test_method_must_be_async() -> None:

@@ -1,5 +1,5 @@
 """Tracing: the off switch, span creation rules, propagation between caller and
-callee (bytes triple and W3C headers), export as dicts and through OpenTelemetry
+callee (the call protocol's TraceContext and W3C headers), export as dicts and through OpenTelemetry
 processors and exporters, on both anyio backends."""
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from pyweaver import call
 from pyweaver._runtime import _tracing
 from pyweaver._runtime._tracing import (
     TRACING,
     InMemorySpanCollector,
     SpanKind,
+    TraceContext,
     attach_remote_context,
     current_span_context,
     disable_tracing,
@@ -47,7 +49,7 @@ def test_off_by_default_and_everything_is_a_no_op() -> None:
         assert span is trace.INVALID_SPAN
         span.set_attribute("ignored", 1)  # safe on the no-op span
         assert current_span_context() is None
-    with attach_remote_context(b"\x01" * 16, b"\x02" * 8, 1):
+    with attach_remote_context(TraceContext(b"\x01" * 16, b"\x02" * 8, 1)):
         assert current_span_context() is None
     with start_span_from_headers("x", {}) as span:
         assert not span.is_recording()
@@ -84,21 +86,36 @@ def test_context_crosses_a_call_as_bytes(spans: InMemorySpanCollector) -> None:
     with start_span("caller", require_parent=False) as caller:
         header = current_span_context()
         assert header is not None
-        trace_id, span_id, flags = header
+        assert isinstance(header, TraceContext)  # what a call request carries
+        trace_id, span_id = header.trace_id, header.span_id
         assert len(trace_id) == 16 and len(span_id) == 8
-        assert flags & 1  # sampled (newer SDKs also set 0x02, random trace id)
+        assert header.flags & 1  # sampled (newer SDKs also set 0x02, random trace id)
+        assert header.state == ""
         assert int.from_bytes(span_id, "big") == caller.get_span_context().span_id
     # The callee, elsewhere, with only the header:
-    with attach_remote_context(*header), start_span("callee", SpanKind.SERVER):
+    with attach_remote_context(header), start_span("callee", SpanKind.SERVER):
         pass
     callee = spans.named("callee")[0]
     assert callee["trace_id"] == trace_id.hex()
     assert callee["parent_span_id"] == span_id.hex()
     assert callee["parent_is_remote"] is True
     # An invalid header is ignored.
-    with attach_remote_context(bytes(16), bytes(8), 1), start_span("ignored"):
+    with attach_remote_context(TraceContext(bytes(16), bytes(8), 1)), start_span("ignored"):
         pass
     assert not spans.named("ignored")
+
+
+def test_the_trace_context_is_the_call_protocols_with_its_tracestate(
+    spans: InMemorySpanCollector,
+) -> None:
+    assert TraceContext is call.TraceContext  # one shape, owned by the wire
+    received = TraceContext(b"\x01" * 16, b"\x02" * 8, 1, "vendor=abc")
+    with attach_remote_context(received), start_span("callee", SpanKind.SERVER):
+        header = current_span_context()
+    assert header is not None
+    assert header.trace_id == received.trace_id
+    assert header.state == "vendor=abc"
+    assert spans.named("callee")[0]["parent_span_id"] == received.span_id.hex()
 
 
 def test_w3c_headers_round_trip(spans: InMemorySpanCollector) -> None:
@@ -141,7 +158,7 @@ async def test_cancellation_is_not_an_error(spans: InMemorySpanCollector) -> Non
 
 @pytest.mark.anyio
 async def test_span_context_follows_tasks(spans: InMemorySpanCollector) -> None:
-    seen: list[tuple[bytes, bytes, int] | None] = []
+    seen: list[TraceContext | None] = []
 
     async def child() -> None:
         await anyio.sleep(0)
@@ -165,7 +182,7 @@ def test_sample_ratio_zero_propagates_but_records_nothing() -> None:
         with start_span("unsampled", require_parent=False) as span:
             assert not span.is_recording()
             header = current_span_context()
-            assert header is not None and not header[2] & 1  # flags: not sampled
+            assert header is not None and not header.flags & 1  # not sampled
     finally:
         disable_tracing()
     assert collector.spans == []
@@ -223,3 +240,22 @@ print(",".join(span["name"] for span in spans.spans))
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "user-span,pyweaver-root"
+
+
+def test_import_pyweaver_loads_the_opentelemetry_sdk_only_when_tracing_is_switched_on() -> None:
+    # In a fresh interpreter: the SDK (providers, samplers, exporters) costs start-up time
+    # that an app which never traces should not pay; only the API loads with pyweaver.
+    script = """
+import sys
+import pyweaver
+from pyweaver import call
+from pyweaver._runtime import _tracing
+def sdk(): return sorted(m for m in sys.modules if m.startswith("opentelemetry.sdk"))
+print(sdk())
+_tracing.enable_tracing(set_global=False)
+print("opentelemetry.sdk.trace" in sdk())
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.splitlines() == ["[]", "True"]

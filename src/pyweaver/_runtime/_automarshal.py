@@ -1,7 +1,8 @@
 """``weaver.AutoMarshal``: the base class that makes an application class serializable.
 
 A subclass is an attrs class whose fields cross process boundaries through the codec
-(:mod:`pyweaver._runtime._codec`). It may be written three ways, and all behave the same::
+(:mod:`pyweaver._runtime._codec`, which reads it; this module never reads the codec).
+It may be written three ways, and all behave the same::
 
     class Point(weaver.AutoMarshal):          # no decorator: acts as @attrs.define(slots=False)
         x: int

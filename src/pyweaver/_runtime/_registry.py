@@ -32,17 +32,13 @@ from pyweaver._runtime._component import (
     implementations,
 )
 from pyweaver._runtime._listener import Listener
+from pyweaver.call import method_key
 
-__all__ = ["ComponentSpec", "MethodSpec", "Registry", "method_key"]
+__all__ = ["ComponentSpec", "MethodSpec", "Registry"]
 
 _ROUTER_KEY_TYPES = (int, float, str)
 # Base classes whose own annotations (Instance's runtime slots) are not app fields.
 _OWN_MODULES = frozenset({"pyweaver._runtime._component", "typing", "builtins"})
-
-
-def method_key(component: str, method: str) -> bytes:
-    """The 16-byte key that names ``component.method`` on the wire."""
-    return hashlib.sha256(f"{component}.{method}".encode()).digest()[:16]
 
 
 @attrs.frozen(kw_only=True)

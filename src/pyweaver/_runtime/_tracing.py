@@ -14,7 +14,9 @@ over a bare ``pass``; ``tracing_enabled()`` ~25 ns; ``start_span(name)`` ~45 ns 
 :func:`enable_tracing` (called by the deployer's weavelet, or by a user) builds an
 OpenTelemetry SDK ``TracerProvider`` with a parent-based ratio sampler and an export
 path, and turns the switch on. Everything else uses only the OpenTelemetry *API*
-(``Tracer``, ``Span``, context), so any exporter or processor can be plugged in.
+(``Tracer``, ``Span``, context), so any exporter or processor can be plugged in. The SDK
+itself is imported by :func:`enable_tracing`, from :mod:`._tracing_sdk`: ``import
+pyweaver`` loads only the API.
 
 Semantics follow Service Weaver: component stubs never start a root trace. A stub's
 span (``internal`` for a local call, ``client`` for a remote one, ``server`` on the
@@ -22,14 +24,15 @@ callee) is created only when the caller already is inside a valid span; roots ar
 started by :func:`pyweaver.instrument_handler` or by user code
 (``start_span(..., require_parent=False)``).
 
-Finished spans leave the process as plain, CBOR-friendly dicts (:func:`span_to_dict`)
-through :class:`DictSpanProcessor`, which hands each one to a callback; the weavelet
-buffers them and ships batches to the envelope. :class:`InMemorySpanCollector` is
-that callback's in-memory fake for tests.
+Finished spans leave the process as plain, CBOR-friendly dicts (see
+:mod:`._tracing_sdk`), handed to a callback; the weavelet buffers them and ships
+batches to the envelope. :class:`InMemorySpanCollector` is that callback's in-memory
+fake for tests.
 
-The trace context crosses a component call as ``(trace_id: bytes[16], span_id:
-bytes[8], flags: int)``: :func:`current_span_context` on the caller,
-:func:`attach_remote_context` on the callee. Across HTTP it travels as W3C
+The trace context crosses a component call as the call protocol's
+:class:`~pyweaver.call.TraceContext` (trace id, span id, flags, tracestate):
+:func:`current_span_context` on the caller, :func:`attach_remote_context` on the
+callee. Across HTTP it travels as W3C
 ``traceparent``/``tracestate`` headers: :func:`inject_headers` on the client,
 :func:`start_span_from_headers` on the server.
 """
@@ -37,31 +40,35 @@ bytes[8], flags: int)``: :func:`current_span_context` on the caller,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
     SpanContext,
     SpanKind,
     TraceFlags,
+    TraceState,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
+from pyweaver import call
 from pyweaver._runtime import _metrics
+from pyweaver.call import TraceContext
+
+if TYPE_CHECKING:  # the SDK loads when tracing is switched on, not with pyweaver
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from pyweaver._runtime._tracing_sdk import SpanSink
 
 __all__ = [
     "TRACING",
-    "DictSpanProcessor",
     "InMemorySpanCollector",
     "SpanKind",
     "TraceContext",
@@ -70,16 +77,10 @@ __all__ = [
     "disable_tracing",
     "enable_tracing",
     "inject_headers",
-    "span_to_dict",
     "start_span",
     "start_span_from_headers",
     "tracing_enabled",
 ]
-
-#: ``(trace_id, span_id, trace_flags)`` as carried in a call request header.
-TraceContext = tuple[bytes, bytes, int]
-
-SpanSink = Callable[[dict[str, Any]], None]
 
 
 class _Switch:
@@ -115,14 +116,6 @@ class _State:
 _state = _State()
 
 
-def _set_call_tracing(enabled: bool) -> None:
-    # Imported here: the call protocol is not needed to import pyweaver (and costs
-    # start-up time), only to switch its context propagation.
-    from pyweaver import call
-
-    call.enable_tracing(enabled)
-
-
 def tracing_enabled() -> bool:
     """Whether pyweaver creates spans in this process."""
     return TRACING.on
@@ -141,9 +134,9 @@ def enable_tracing(
     ``export`` says where finished spans go: a ``SpanProcessor`` is used as is; a
     ``SpanExporter`` gets a ``BatchSpanProcessor`` (a background thread, the
     standard OpenTelemetry way); a plain callable receives every finished span as a
-    dict (see :func:`span_to_dict`) synchronously, in the thread that ended it;
-    ``None`` keeps spans (so trace ids appear in logs and propagate) but exports
-    nothing.
+    dict (see :func:`._tracing_sdk.span_to_dict`) synchronously, in the thread that
+    ended it; ``None`` keeps spans (so trace ids appear in logs and propagate) but
+    exports nothing.
 
     ``sample_ratio`` applies to new roots; children follow their parent's decision.
 
@@ -156,23 +149,21 @@ def enable_tracing(
     """
     if not 0.0 <= sample_ratio <= 1.0:
         raise ValueError(f"sample_ratio must be in [0, 1], got {sample_ratio!r}")
-    resource = Resource.create({"service.name": service_name, **(resource_attributes or {})})
-    provider = TracerProvider(
-        resource=resource, sampler=ParentBased(TraceIdRatioBased(sample_ratio))
+    from pyweaver._runtime import _tracing_sdk
+
+    provider = _tracing_sdk.tracer_provider(
+        export,
+        sample_ratio=sample_ratio,
+        service_name=service_name,
+        resource_attributes=resource_attributes,
     )
-    if isinstance(export, SpanProcessor):
-        provider.add_span_processor(export)
-    elif isinstance(export, SpanExporter):
-        provider.add_span_processor(BatchSpanProcessor(export))
-    elif export is not None:
-        provider.add_span_processor(DictSpanProcessor(export))
 
     previous = _state.provider
     _state.provider = provider
     _state.tracer = provider.get_tracer("pyweaver")
     TRACING.on = True
     _metrics.stop_countdowns()  # so local stubs take their traced path at once
-    _set_call_tracing(True)  # carry span contexts on remote calls too
+    call.enable_tracing(True)  # carry span contexts on remote calls too
     if set_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         trace.set_tracer_provider(provider)
     if previous is not None:
@@ -183,7 +174,7 @@ def enable_tracing(
 def disable_tracing() -> None:
     """Turn tracing off, flushing and shutting down pyweaver's provider."""
     TRACING.on = False
-    _set_call_tracing(False)
+    call.enable_tracing(False)
     provider, _state.provider = _state.provider, None
     _state.tracer = trace.NoOpTracer()
     if provider is not None:
@@ -236,23 +227,22 @@ def inject_headers(headers: MutableMapping[str, str]) -> None:
 
 
 def current_span_context() -> TraceContext | None:
-    """The current span's ``(trace_id, span_id, flags)`` for a request header, or
-    ``None`` when tracing is off or there is no valid span."""
+    """The current span's context for a request header, or ``None`` when tracing is
+    off or there is no valid span."""
     if not TRACING.on:
         return None
     span_context = trace.get_current_span().get_span_context()
     if not span_context.is_valid:
         return None
-    return (
+    return TraceContext(
         span_context.trace_id.to_bytes(16, "big"),
         span_context.span_id.to_bytes(8, "big"),
         int(span_context.trace_flags),
+        span_context.trace_state.to_header() if span_context.trace_state else "",
     )
 
 
-def attach_remote_context(
-    trace_id: bytes, span_id: bytes, flags: int
-) -> AbstractContextManager[None]:
+def attach_remote_context(received: TraceContext) -> AbstractContextManager[None]:
     """Make a caller's span (received in a request header) the current parent for
     the body, so a ``start_span(..., SpanKind.SERVER)`` inside continues its trace.
 
@@ -261,10 +251,11 @@ def attach_remote_context(
     if not TRACING.on:
         return _NO_CONTEXT
     span_context = SpanContext(
-        trace_id=int.from_bytes(trace_id, "big"),
-        span_id=int.from_bytes(span_id, "big"),
+        trace_id=int.from_bytes(received.trace_id, "big"),
+        span_id=int.from_bytes(received.span_id, "big"),
         is_remote=True,
-        trace_flags=TraceFlags(flags & 0xFF),
+        trace_flags=TraceFlags(received.flags & 0xFF),
+        trace_state=TraceState.from_header([received.state]) if received.state else None,
     )
     if not span_context.is_valid:
         return _NO_CONTEXT
@@ -278,89 +269,6 @@ def _attached(span: Span) -> Iterator[None]:
         yield
     finally:
         otel_context.detach(token)
-
-
-# -- export -------------------------------------------------------------------------
-
-_KIND_NAMES: Final = {
-    SpanKind.INTERNAL: "internal",
-    SpanKind.SERVER: "server",
-    SpanKind.CLIENT: "client",
-    SpanKind.PRODUCER: "producer",
-    SpanKind.CONSUMER: "consumer",
-}
-
-
-def _plain_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    # OpenTelemetry attribute values are primitives or sequences of primitives
-    # (often tuples); CBOR and JSON want lists.
-    if not attributes:
-        return {}
-    return {
-        key: list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
-        for key, value in attributes.items()
-    }
-
-
-def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
-    """A finished span as plain data (str/int/bool/float/list/dict), ids in hex.
-
-    Keys: ``name, trace_id (32 hex), span_id (16 hex), parent_span_id ("" for a
-    root), parent_is_remote, kind ("internal"|"server"|"client"|"producer"|
-    "consumer"), start_ns, end_ns, attributes, status ("unset"|"ok"|"error"),
-    status_message, events [{name, time_ns, attributes}], links [{trace_id,
-    span_id, attributes}], resource {key: value}, scope``.
-    """
-    span_context = span.get_span_context()
-    parent = span.parent
-    return {
-        "name": span.name,
-        "trace_id": format(span_context.trace_id, "032x") if span_context else "",
-        "span_id": format(span_context.span_id, "016x") if span_context else "",
-        "parent_span_id": format(parent.span_id, "016x") if parent else "",
-        "parent_is_remote": bool(parent and parent.is_remote),
-        "kind": _KIND_NAMES.get(span.kind, "internal"),
-        "start_ns": span.start_time or 0,
-        "end_ns": span.end_time or 0,
-        "attributes": _plain_attributes(span.attributes),
-        "status": span.status.status_code.name.lower(),
-        "status_message": span.status.description or "",
-        "events": [
-            {
-                "name": event.name,
-                "time_ns": event.timestamp,
-                "attributes": _plain_attributes(event.attributes),
-            }
-            for event in span.events
-        ],
-        "links": [
-            {
-                "trace_id": format(link.context.trace_id, "032x"),
-                "span_id": format(link.context.span_id, "016x"),
-                "attributes": _plain_attributes(link.attributes),
-            }
-            for link in span.links
-        ],
-        "resource": _plain_attributes(span.resource.attributes),
-        "scope": span.instrumentation_scope.name if span.instrumentation_scope else "",
-    }
-
-
-class DictSpanProcessor(SpanProcessor):
-    """Hands every finished, sampled span to ``sink`` as a dict (:func:`span_to_dict`).
-
-    Runs synchronously in the thread that ends the span, so the sink must be quick
-    (append to a buffer); the weavelet's own task ships the buffer.
-    """
-
-    def __init__(self, sink: SpanSink) -> None:
-        self._sink = sink
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self._sink(span_to_dict(span))
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 class InMemorySpanCollector:

@@ -1,0 +1,131 @@
+"""Compiling generated source: the functions the codec writes, and the namespace they run in.
+
+The shapes (:mod:`._shapes`) and the per-method entry points (:mod:`._generate`) write
+Python source, line by line, into a :class:`Source`; a :class:`Generator` (one per
+:class:`~._codec.Codec`) compiles it into a function living in one shared namespace.
+That namespace holds what generated code calls by name: ``_dumps``/``_loads`` (cbor2),
+the errors of :mod:`._errors`, and the conversions below for types whose CBOR form is
+computed. Values the code needs (classes, setters, lookup tables) are bound to fresh
+global names with :meth:`Generator.constant`, so a generated function reads them as
+globals: no closures, no attribute chains on the hot path.
+
+Each function is compiled under its own file name (``<pyweaver codec N: what it is
+for>``) whose source is put in :mod:`linecache`, so a traceback through generated code
+shows the generated lines.
+"""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+from uuid import UUID
+
+import cbor2
+
+from pyweaver._runtime._codec._errors import Mismatch, decode_failure, encode_failure, mismatch
+
+__all__ = ["Generator", "Source"]
+
+
+# -- conversions the generated code calls -----------------------------------------------
+
+
+def _encode_datetime(value: datetime) -> Any:
+    text = value.isoformat()
+    return [text, 1] if value.fold else text
+
+
+def _decode_datetime(raw: Any) -> datetime:
+    if type(raw) is str:
+        return datetime.fromisoformat(raw)
+    if type(raw) is list and len(raw) == 2 and type(raw[0]) is str and raw[1] == 1:
+        return datetime.fromisoformat(raw[0]).replace(fold=1)
+    raise mismatch("a datetime", raw)
+
+
+def _encode_timedelta(value: timedelta) -> int:
+    return (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
+
+
+def _union_index(value: Any, member_classes: Sequence[tuple[type, ...]]) -> int:
+    for index, classes in enumerate(member_classes):
+        if isinstance(value, classes):
+            return index
+    raise TypeError(f"{type(value).__name__} is none of the union's types")
+
+
+# -- generated functions ----------------------------------------------------------------
+
+
+class Source:
+    """Lines of one generated function, with indentation."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.level = 1
+
+    def line(self, text: str) -> None:
+        self.lines.append("    " * self.level + text)
+
+    @contextmanager
+    def indented(self) -> Iterator[None]:
+        self.level += 1
+        try:
+            yield
+        finally:
+            self.level -= 1
+
+
+class Generator:
+    """The namespace generated functions live in, and the means to add to it."""
+
+    _file_counter: ClassVar[Iterator[int]] = itertools.count()
+
+    def __init__(self) -> None:
+        self.namespace: dict[str, Any] = {
+            "__builtins__": __builtins__,
+            "_dumps": cbor2.dumps,
+            "_loads": cbor2.loads,
+            "_chain": itertools.chain.from_iterable,
+            "_Mismatch": Mismatch,
+            "_mismatch": mismatch,
+            "_encode_failure": encode_failure,
+            "_decode_failure": decode_failure,
+            "_encode_datetime": _encode_datetime,
+            "_decode_datetime": _decode_datetime,
+            "_encode_timedelta": _encode_timedelta,
+            "_timedelta": timedelta,
+            "_date_fromordinal": date.fromordinal,
+            "_Decimal": Decimal,
+            "_UUID": UUID,
+            "_union_index": _union_index,
+        }
+        self._names = itertools.count()
+        self._constants: dict[int, str] = {}
+
+    def name(self, hint: str) -> str:
+        return f"_{hint}{next(self._names)}"
+
+    def constant(self, value: Any, hint: str) -> str:
+        """A global name bound to ``value`` in the generated code."""
+        name = self._constants.get(id(value))
+        if name is None:
+            name = self.name(hint)
+            self.namespace[name] = value
+            self._constants[id(value)] = name
+        return name
+
+    def define(self, name: str, params: str, source: Source, comment: str) -> Any:
+        comment = " ".join(comment.split())  # one line, whatever a type's repr holds
+        text = "\n".join([f"def {name}({params}):", f"    # {comment}", *source.lines])
+        filename = f"<pyweaver codec {next(self._file_counter)}: {comment}>"
+        code = compile(text + "\n", filename, "exec")
+        exec(code, self.namespace)
+        # So tracebacks through generated code show its source.
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        return self.namespace[name]

@@ -1,0 +1,147 @@
+"""The generated entry points of one method: its arguments and its result to bytes and back.
+
+For each method the codec writes four functions (compiled by :mod:`._compile`), each a
+flat sequence of its types' shape code (:mod:`._shapes`) inside one ``try``, so a call
+does no type dispatch: encoding is attribute reads plus one ``cbor2.dumps``; decoding is
+one ``cbor2.loads`` plus inline type checks and object construction. Any failure becomes
+a :class:`~pyweaver.RemoteCallError` naming the method and, where it can, the parameter
+and field (:mod:`._errors`).
+
+Messages
+--------
+* arguments: an array of the arguments' forms, spliced: ``[a0..., a1..., ...]``;
+* a successful result: ``[0, value...]`` (spliced);
+* an exception the method raised: tag 1 or 2, see :mod:`._exceptions`; the result
+  decoder hands any array whose tag is not 0 to the exception codec.
+
+Worked example: for ``async def move(self, p: Point, steps: list[Point]) -> None`` with
+``Point(x: int, y: int)``, ``move(Point(1, 2), [Point(3, 4)])`` encodes as
+``[1, 2, [3, 4]]``, which is the six bytes::
+
+    83          array(3)
+       01       1            p.x
+       02       2            p.y
+       82       array(2)     steps, flattened
+          03    3            steps[0].x
+          04    4            steps[0].y
+
+and the result ``None`` as ``[0, null]``: ``82 00 f6``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pyweaver._runtime._codec._compile import Generator, Source
+from pyweaver._runtime._codec._shapes import Shape
+
+__all__ = [
+    "OK",
+    "define_decode_args",
+    "define_decode_result",
+    "define_encode_args",
+    "define_encode_result",
+]
+
+#: The tag of a successful result (the first item of a result array).
+OK = 0
+
+
+def define_encode_args(generator: Generator, shapes: list[Shape], where: str) -> Any:
+    """``encode_args(args: tuple) -> bytes``: the arguments message."""
+    names = [f"a{i}" for i in range(len(shapes))]
+    forms = [form for var, shape in zip(names, shapes, strict=True) for form in shape.encode(var)]
+    body = Source()
+    body.line("try:")
+    with body.indented():
+        body.line(f"({''.join(n + ', ' for n in names)}) = args")
+        body.line(f"return _dumps([{', '.join(forms)}])")
+    body.line("except Exception as exc:")
+    with body.indented():
+        body.line(f"raise _encode_failure({where!r}, 'the arguments', exc) from exc")
+    return generator.define(generator.name("encode_args"), "args", body, f"{where} arguments")
+
+
+def define_decode_args(
+    generator: Generator, shapes: list[Shape], labels: list[str], where: str
+) -> Any:
+    """``decode_args(data: bytes) -> tuple``: the arguments, checked against their types."""
+    width = sum(shape.width for shape in shapes)
+    places = [f"s{i}" for i in range(width)]
+    body = Source()
+    body.line("try:")
+    with body.indented():
+        body.line("v = _loads(data)")
+        body.line(
+            f"if type(v) is not list or len(v) != {width}: "
+            f"raise _mismatch('an array of {width} items', v)"
+        )
+        body.line(f"({''.join(p + ', ' for p in places)}) = v")
+        values: list[str] = []
+        position = 0
+        for shape, label in zip(shapes, labels, strict=True):
+            body.line("try:")
+            with body.indented():
+                value = shape.decode(body, places[position : position + shape.width])
+                values.append(generator.name("arg"))
+                body.line(f"{values[-1]} = {value}")
+            body.line("except _Mismatch as exc:")
+            with body.indented():
+                body.line(f"raise exc.within({label!r})")
+            position += shape.width
+        body.line(f"return ({''.join(v + ', ' for v in values)})")
+    body.line("except Exception as exc:")
+    with body.indented():
+        body.line(f"raise _decode_failure({where!r}, 'the arguments', exc) from exc")
+    return generator.define(generator.name("decode_args"), "data", body, f"{where} arguments")
+
+
+def define_encode_result(generator: Generator, shape: Shape, where: str) -> Any:
+    """``encode_result(value) -> bytes``: a successful result message."""
+    body = Source()
+    body.line("try:")
+    with body.indented():
+        body.line(f"return _dumps([{OK}, {', '.join(shape.encode('value'))}])")
+    body.line("except Exception as exc:")
+    with body.indented():
+        body.line(f"raise _encode_failure({where!r}, 'the result', exc) from exc")
+    return generator.define(generator.name("encode_result"), "value", body, f"{where} result")
+
+
+def define_decode_result(
+    generator: Generator,
+    shape: Shape,
+    where: str,
+    decode_exception: Callable[[Any, str], BaseException],
+) -> Any:
+    """``decode_result(data: bytes) -> value``; a message with an exception tag raises
+    what ``decode_exception(message, where)`` returns."""
+    places = [f"s{i}" for i in range(shape.width)]
+    decode_exception_name = generator.constant(decode_exception, "decode_exception")
+    body = Source()
+    body.line("try:")
+    with body.indented():
+        body.line("v = _loads(data)")
+        body.line("if type(v) is not list or not v: raise _mismatch('a result array', v)")
+        body.line("tag = v[0]")
+        body.line(f"if tag == {OK} and type(tag) is int:")
+        with body.indented():
+            body.line(
+                f"if len(v) != {1 + shape.width}: "
+                f"raise _mismatch('an array of {1 + shape.width} items', v)"
+            )
+            body.line(f"(_, {''.join(p + ', ' for p in places)}) = v")
+            body.line("try:")
+            with body.indented():
+                value = shape.decode(body, places)
+                body.line(f"return {value}")
+            body.line("except _Mismatch as exc:")
+            with body.indented():
+                body.line("raise exc.within('result')")
+    body.line("except Exception as exc:")
+    with body.indented():
+        body.line(f"raise _decode_failure({where!r}, 'the result', exc) from exc")
+    # Outside the try: the method's own exception is not a decoding failure.
+    body.line(f"raise {decode_exception_name}(v, {where!r})")
+    return generator.define(generator.name("decode_result"), "data", body, f"{where} result")

@@ -1,0 +1,130 @@
+"""The OpenTelemetry SDK side of tracing: the provider pyweaver builds, and where finished
+spans go.
+
+Loaded by :func:`pyweaver._runtime._tracing.enable_tracing` and by nothing that
+``import pyweaver`` runs: the SDK (providers, samplers, resource detection, processors)
+costs start-up time that an app which never traces should not pay, so only the
+OpenTelemetry *API* loads with pyweaver.
+
+Finished spans leave the process as plain, CBOR-friendly dicts (:func:`span_to_dict`)
+through :class:`DictSpanProcessor`, which hands each one to a callback; the weavelet
+buffers them and ships batches to the envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import SpanKind
+
+__all__ = ["DictSpanProcessor", "SpanSink", "span_to_dict", "tracer_provider"]
+
+SpanSink = Callable[[dict[str, Any]], None]
+
+
+def tracer_provider(
+    export: SpanProcessor | SpanExporter | SpanSink | None,
+    *,
+    sample_ratio: float,
+    service_name: str,
+    resource_attributes: Mapping[str, str] | None,
+) -> TracerProvider:
+    """A fresh ``TracerProvider`` with a parent-based ratio sampler, exporting finished
+    spans as :func:`pyweaver._runtime._tracing.enable_tracing` documents."""
+    resource = Resource.create({"service.name": service_name, **(resource_attributes or {})})
+    provider = TracerProvider(
+        resource=resource, sampler=ParentBased(TraceIdRatioBased(sample_ratio))
+    )
+    if isinstance(export, SpanProcessor):
+        provider.add_span_processor(export)
+    elif isinstance(export, SpanExporter):
+        provider.add_span_processor(BatchSpanProcessor(export))
+    elif export is not None:
+        provider.add_span_processor(DictSpanProcessor(export))
+    return provider
+
+
+_KIND_NAMES: Final = {
+    SpanKind.INTERNAL: "internal",
+    SpanKind.SERVER: "server",
+    SpanKind.CLIENT: "client",
+    SpanKind.PRODUCER: "producer",
+    SpanKind.CONSUMER: "consumer",
+}
+
+
+def _plain_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    # OpenTelemetry attribute values are primitives or sequences of primitives
+    # (often tuples); CBOR and JSON want lists.
+    if not attributes:
+        return {}
+    return {
+        key: list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+        for key, value in attributes.items()
+    }
+
+
+def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
+    """A finished span as plain data (str/int/bool/float/list/dict), ids in hex.
+
+    Keys: ``name, trace_id (32 hex), span_id (16 hex), parent_span_id ("" for a
+    root), parent_is_remote, kind ("internal"|"server"|"client"|"producer"|
+    "consumer"), start_ns, end_ns, attributes, status ("unset"|"ok"|"error"),
+    status_message, events [{name, time_ns, attributes}], links [{trace_id,
+    span_id, attributes}], resource {key: value}, scope``.
+    """
+    span_context = span.get_span_context()
+    parent = span.parent
+    return {
+        "name": span.name,
+        "trace_id": format(span_context.trace_id, "032x") if span_context else "",
+        "span_id": format(span_context.span_id, "016x") if span_context else "",
+        "parent_span_id": format(parent.span_id, "016x") if parent else "",
+        "parent_is_remote": bool(parent and parent.is_remote),
+        "kind": _KIND_NAMES.get(span.kind, "internal"),
+        "start_ns": span.start_time or 0,
+        "end_ns": span.end_time or 0,
+        "attributes": _plain_attributes(span.attributes),
+        "status": span.status.status_code.name.lower(),
+        "status_message": span.status.description or "",
+        "events": [
+            {
+                "name": event.name,
+                "time_ns": event.timestamp,
+                "attributes": _plain_attributes(event.attributes),
+            }
+            for event in span.events
+        ],
+        "links": [
+            {
+                "trace_id": format(link.context.trace_id, "032x"),
+                "span_id": format(link.context.span_id, "016x"),
+                "attributes": _plain_attributes(link.attributes),
+            }
+            for link in span.links
+        ],
+        "resource": _plain_attributes(span.resource.attributes),
+        "scope": span.instrumentation_scope.name if span.instrumentation_scope else "",
+    }
+
+
+class DictSpanProcessor(SpanProcessor):
+    """Hands every finished, sampled span to ``sink`` as a dict (:func:`span_to_dict`).
+
+    Runs synchronously in the thread that ends the span, so the sink must be quick
+    (append to a buffer); the weavelet's own task ships the buffer.
+    """
+
+    def __init__(self, sink: SpanSink) -> None:
+        self._sink = sink
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._sink(span_to_dict(span))
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
