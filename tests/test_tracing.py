@@ -242,6 +242,7 @@ print(",".join(span["name"] for span in spans.spans))
     assert result.stdout.strip() == "user-span,pyweaver-root"
 
 
+@pytest.mark.slow
 def test_import_pyweaver_loads_the_opentelemetry_sdk_only_when_tracing_is_switched_on() -> None:
     # In a fresh interpreter: the SDK (providers, samplers, exporters) costs start-up time
     # that an app which never traces should not pay; only the API loads with pyweaver.

@@ -27,7 +27,7 @@ from uuid import UUID
 
 import cbor2
 
-from pyweaver._runtime._codec._errors import Mismatch, decode_failure, encode_failure, mismatch
+from pyweaver._runtime._codec._errors import _Mismatch, decode_failure, encode_failure, mismatch
 
 __all__ = ["Generator", "Source"]
 
@@ -92,7 +92,7 @@ class Generator:
             "_dumps": cbor2.dumps,
             "_loads": cbor2.loads,
             "_chain": itertools.chain.from_iterable,
-            "_Mismatch": Mismatch,
+            "_Mismatch": _Mismatch,
             "_mismatch": mismatch,
             "_encode_failure": encode_failure,
             "_decode_failure": decode_failure,

@@ -1,11 +1,11 @@
 """The codec's two errors, and how they reach the user.
 
-* :class:`Mismatch`: a decoded value does not have the shape its type demands. Raised by
+* :class:`_Mismatch`: a decoded value does not have the shape its type demands. Raised by
   the generated decoders, it collects where it happened (parameter, field, element) on its
   way up and never leaves the codec: the method's entry point turns it into a
   :class:`~pyweaver.RemoteCallError` naming the method (:func:`decode_failure`), as it
   does any exception raised while encoding (:func:`encode_failure`).
-* :class:`Unsupported`: a type that cannot cross the wire, with the path that led to it
+* :class:`_Unsupported`: a type that cannot cross the wire, with the path that led to it
   (``app.Order.items -> list[app.Item] -> app.Item.lock``); :class:`~._types.Shapes`
   turns it into a :class:`~pyweaver.RegistrationError` at registration.
 """
@@ -16,10 +16,10 @@ import reprlib
 
 from pyweaver._errors import RemoteCallError
 
-__all__ = ["Mismatch", "Unsupported", "decode_failure", "encode_failure", "mismatch"]
+__all__ = ["_Mismatch", "_Unsupported", "decode_failure", "encode_failure", "mismatch"]
 
 
-class Mismatch(Exception):
+class _Mismatch(Exception):
     """A decoded value does not have the expected shape. Never escapes the codec."""
 
     def __init__(self, message: str) -> None:
@@ -27,7 +27,7 @@ class Mismatch(Exception):
         self.message = message
         self.context: list[str] = []
 
-    def within(self, where: str) -> Mismatch:
+    def within(self, where: str) -> _Mismatch:
         self.context.insert(0, where)
         return self
 
@@ -42,12 +42,12 @@ _short_repr.maxstring = 40
 _short_repr.maxother = 40
 
 
-def mismatch(expected: str, value: object) -> Mismatch:
-    return Mismatch(f"expected {expected}, got {type(value).__name__} {_short_repr.repr(value)}")
+def mismatch(expected: str, value: object) -> _Mismatch:
+    return _Mismatch(f"expected {expected}, got {type(value).__name__} {_short_repr.repr(value)}")
 
 
 def _failure(where: str, what: str, verb: str, exc: BaseException) -> RemoteCallError:
-    reason = str(exc) if isinstance(exc, Mismatch) else f"{type(exc).__name__}: {exc}"
+    reason = str(exc) if isinstance(exc, _Mismatch) else f"{type(exc).__name__}: {exc}"
     return RemoteCallError(f"{where}: cannot {verb} {what}: {reason}")
 
 
@@ -59,7 +59,7 @@ def decode_failure(where: str, what: str, exc: BaseException) -> RemoteCallError
     return _failure(where, what, "decode", exc)
 
 
-class Unsupported(Exception):
+class _Unsupported(Exception):
     """A type that cannot cross the wire, with the path that led to it."""
 
     def __init__(self, trail: tuple[str, ...], offending: str, reason: str) -> None:

@@ -27,7 +27,7 @@ import cbor2
 from pyweaver._errors import RemoteException
 from pyweaver._runtime._automarshal import AutoMarshal, full_name, lookup
 from pyweaver._runtime._codec._compile import Generator
-from pyweaver._runtime._codec._errors import Unsupported, decode_failure, mismatch
+from pyweaver._runtime._codec._errors import _Unsupported, decode_failure, mismatch
 from pyweaver._runtime._codec._shapes import RecordShape
 from pyweaver._runtime._codec._types import Shapes, type_name
 
@@ -89,7 +89,7 @@ class ExceptionCodec:
         if issubclass(cls, AutoMarshal) or (self._shapes.plain_attrs and attrs.has(cls)):
             try:
                 shape = self._shapes.shape(cls, (type_name(cls),))
-            except Unsupported:
+            except _Unsupported:
                 shape = None
             if isinstance(shape, RecordShape):
                 codec = (shape.encoder(), shape.boxed_decoder())

@@ -54,7 +54,7 @@ from uuid import UUID
 import attrs
 
 from pyweaver._runtime._codec._compile import Generator, Source
-from pyweaver._runtime._codec._errors import Unsupported
+from pyweaver._runtime._codec._errors import _Unsupported
 
 __all__ = [
     "SCALARS",
@@ -367,7 +367,7 @@ class UnionShape(Shape):
             for cls in member.classes[:1]:
                 other = table.get(cls)
                 if other is not None:
-                    raise Unsupported(
+                    raise _Unsupported(
                         (self.name,),
                         self.name,
                         f"its members {self.members[other].name} and {member.name} are "

@@ -4,7 +4,7 @@
 what does not change the wire form (``Annotated``, ``NewType``, ``type`` aliases), builds
 the :class:`~._shapes.Shape` that encodes the type (recursing into containers, unions and
 the fields of AutoMarshal classes) and caches it. A type that cannot cross is an
-:class:`~._errors.Unsupported` naming the path to the offending type and what to use
+:class:`~._errors._Unsupported` naming the path to the offending type and what to use
 instead, raised to the registry as a :class:`~pyweaver.RegistrationError`::
 
     app.Shop.order parameter 'o': app.Order -> app.Order.pay -> Callable is not
@@ -26,7 +26,7 @@ import attrs
 from pyweaver._errors import RegistrationError
 from pyweaver._runtime._automarshal import AutoMarshal, ensure_attrs, full_name
 from pyweaver._runtime._codec._compile import Generator
-from pyweaver._runtime._codec._errors import Unsupported
+from pyweaver._runtime._codec._errors import _Unsupported
 from pyweaver._runtime._codec._shapes import (
     SCALARS,
     DictShape,
@@ -120,11 +120,11 @@ class Shapes:
         ``where`` and naming the offending type and the path to it."""
         try:
             return self.shape(tp, (type_name(tp),))
-        except Unsupported as exc:
+        except _Unsupported as exc:
             raise RegistrationError(f"{where}: {exc.describe()}") from None
 
     def shape(self, tp: Any, trail: tuple[str, ...]) -> Shape:
-        """The shape of ``tp`` (cached), or :class:`~._errors.Unsupported`; ``trail`` is
+        """The shape of ``tp`` (cached), or :class:`~._errors._Unsupported`; ``trail`` is
         the path that led here, for the message."""
         tp = normalize(tp)
         try:
@@ -140,8 +140,8 @@ class Shapes:
             pass
         return shape
 
-    def _unsupported(self, tp: Any, trail: tuple[str, ...], reason: str) -> Unsupported:
-        return Unsupported(trail, type_name(tp), reason)
+    def _unsupported(self, tp: Any, trail: tuple[str, ...], reason: str) -> _Unsupported:
+        return _Unsupported(trail, type_name(tp), reason)
 
     def _build(self, tp: Any, trail: tuple[str, ...]) -> Shape:
         generator = self._generator
@@ -198,8 +198,8 @@ class Shapes:
                 return ScalarShape(name, accepted, self._generator)
         try:
             return UnionShape(name, members, optional, self._generator)
-        except Unsupported as exc:
-            raise Unsupported(trail, name, exc.reason) from None
+        except _Unsupported as exc:
+            raise _Unsupported(trail, name, exc.reason) from None
 
     def _tuple(self, tp: Any, name: str, args: tuple[Any, ...], trail: tuple[str, ...]) -> Shape:
         if tp is tuple:
@@ -232,7 +232,7 @@ class Shapes:
                 field_trail = (*trail, f"{name}.{field.name}")
                 field_type = hints.get(field.name, field.type)
                 if field_type is None:
-                    raise Unsupported(
+                    raise _Unsupported(
                         field_trail, f"{name}.{field.name}", "the field has no type annotation"
                     )
                 fields.append((field.name, self.shape(field_type, field_trail)))
