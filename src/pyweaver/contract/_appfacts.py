@@ -136,7 +136,7 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    process.wait()
+    process.communicate()  # reaps it and closes its pipe
 
 
 def check_deployment(config: AppConfig, *, timeout: float = DEFAULT_IMPORT_TIMEOUT) -> list[str]:

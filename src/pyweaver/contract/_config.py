@@ -395,6 +395,8 @@ _HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
 def _address_problem(address: str) -> str:
     """Why ``address`` is not a listen address (``"host:port"``, ``"[v6]:port"``,
     ``":port"`` or ``""``), or "" when it is one."""
+    if not address:
+        return ""
     try:
         parse_address(address, what="address")
     except ConfigError as exc:
