@@ -24,7 +24,6 @@ from pyweaver._errors import PyWeaverError
 from pyweaver._runtime._registry import Registry
 from pyweaver.contract._appfacts import (
     DEFAULT_IMPORT_TIMEOUT,
-    AppImportError,
     app_target,
     describe_app,
 )
@@ -36,7 +35,7 @@ from pyweaver.contract._config import (
     load_config,
 )
 
-__all__ = ["AppImportError", "CheckReport", "check_app"]
+__all__ = ["CheckReport", "check_app"]
 
 
 class CheckReport:
@@ -80,7 +79,7 @@ def check_app(target: str, *, timeout: float = DEFAULT_IMPORT_TIMEOUT) -> CheckR
     """Import ``target`` (a script, a module, or a weaver.toml naming one) in a child
     process (at most ``timeout`` seconds) and validate every component, method, type,
     router, Ref, listener and config section. Raises ConfigError for a malformed
-    weaver.toml and AppImportError when the app cannot be imported."""
+    weaver.toml, or when the app cannot be imported (or hangs at import)."""
     config: AppConfig | None = None
     cwd: str | None = None
     env: dict[str, str] | None = None

@@ -26,13 +26,12 @@ from typing import Any, Final
 
 import attrs
 
-from pyweaver._errors import ConfigError, PyWeaverError
+from pyweaver._errors import ConfigError
 from pyweaver.contract._config import AppConfig, AppFacts, check_app_config
 from pyweaver.contract._names import BOOTSTRAP_ENV, CONFIG_ENV
 
 __all__ = [
     "DEFAULT_IMPORT_TIMEOUT",
-    "AppImportError",
     "Description",
     "app_target",
     "check_deployment",
@@ -43,10 +42,6 @@ __all__ = [
 DEFAULT_IMPORT_TIMEOUT: Final = 30.0
 _DESCRIBER: Final = "pyweaver._check"
 _LAST_LINES: Final = 12
-
-
-class AppImportError(PyWeaverError):
-    """Importing the app failed or did not finish in time."""
 
 
 @attrs.frozen(kw_only=True)
@@ -81,7 +76,7 @@ def describe_app(
 ) -> Description:
     """Import ``target`` (a script path or module name) in a child process and describe
     it. ``config`` (from a file) also has its ``WithConfig`` sections checked against
-    the config classes. Raises :class:`AppImportError` when the import fails (with the
+    the config classes. Raises ConfigError when the import fails (with the
     last lines of the app's traceback) or takes longer than ``timeout`` seconds."""
     child_env = dict(os.environ if env is None else env)
     child_env.pop(BOOTSTRAP_ENV, None)
@@ -107,7 +102,7 @@ def describe_app(
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
-            raise AppImportError(
+            raise ConfigError(
                 f"app {target}: importing it did not finish within {timeout:g} s; does "
                 "module-level code wait for something? (code under "
                 '`if __name__ == "__main__":` does not run here; raise the limit with '
@@ -120,7 +115,7 @@ def describe_app(
         if process.returncode != 0 or not out.is_file():
             lines = [line for line in text.splitlines() if line.strip()][-_LAST_LINES:]
             detail = "\n".join(f"  | {line}" for line in lines) or "  (no output)"
-            raise AppImportError(
+            raise ConfigError(
                 f"app {target}: importing it failed (exit status {process.returncode}):\n{detail}"
             )
         data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
@@ -143,7 +138,7 @@ def check_deployment(config: AppConfig, *, timeout: float = DEFAULT_IMPORT_TIMEO
     """What a deployer runs before it starts anything: import the app of ``config`` in
     a child process (as its weavelets will: from the config file's directory, with its
     ``env``) and check the config against it. Raises ConfigError (every error, one per
-    line) or AppImportError; returns the warnings."""
+    line; also when the app cannot be imported); returns the warnings."""
     target = app_target(config)
     base = config.path.parent if config.path is not None else Path()
     description = describe_app(
