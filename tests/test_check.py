@@ -21,6 +21,7 @@ def pyweaver(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_check_a_good_app_prints_the_graph_and_the_cycle() -> None:
     with isolated_registrations():
         report = check_app(str(APPS / "good.toml"))

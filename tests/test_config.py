@@ -13,8 +13,10 @@ import pytest
 from pyweaver._errors import ConfigError
 from pyweaver.contract._config import (
     AppConfig,
+    AppFacts,
     MultiConfig,
     SingleConfig,
+    check_app_config,
     check_sections,
     component_config,
     load_config,
@@ -299,3 +301,74 @@ def test_check_sections_checks_replica_groups() -> None:
     assert "app.B runs in the group app.A; set the replicas of that group" in message
     assert "app.Nope names no component" in message
     assert "main" not in message
+
+
+# -- listener addresses, checked while parsing --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "address", "message"),
+    [
+        ("multi", "nonsense", "address 'nonsense': expected host:port"),
+        ("multi", "localhost:70000", "port 70000 is out of range"),
+        ("multi", "localhost:-1", "port -1 is out of range"),
+        ("multi", "localhost:http", "port 'http' is not a number"),
+        ("multi", "localhost:+80", "port '+80' is not a number"),
+        ("multi", "localhost: 80", "port ' 80' is not a number"),
+        ("single", "my host:80", "'my host' is not a host name or IP address"),
+        ("single", "-x:80", "'-x' is not a host name or IP address"),
+        ("single", "::1:80", "write an IPv6 host in brackets"),
+        ("ray", "[zz]:80", "[zz] is not an IPv6 address"),
+        ("kube", "localhost:65536", "port 65536 is out of range"),
+    ],
+)
+def test_bad_listener_addresses_are_parse_errors(section: str, address: str, message: str) -> None:
+    error = config_error(f'[{section}]\nlisteners.web = {{address = "{address}"}}')
+    assert error.startswith(f"weaver.toml: [{section}] listeners.web.address: ")
+    assert message in error
+
+
+@pytest.mark.parametrize(
+    "address", ["", ":0", ":9000", "localhost:9000", "127.0.0.1:1", "[::1]:80", "a.b-c.io:443"]
+)
+def test_good_listener_addresses(address: str) -> None:
+    cfg = parse(f'[multi]\nlisteners.web = {{address = "{address}"}}')
+    assert cfg.multi.listeners == {"web": address}
+
+
+# -- check_app_config: the one check of weaver.toml against the app -------------------------
+
+
+def test_colocate_names_must_be_components() -> None:
+    cfg = parse('[serviceweaver]\ncolocate = [["main", "app.Cache", "app.Cahce"]]')
+    findings = check_app_config(cfg, AppFacts(components={"app.Cache": True}))
+    assert findings.errors == [
+        "<config>: [serviceweaver] colocate: app.Cahce names no component of the app; "
+        "did you mean 'app.Cache'?"
+    ]
+    with pytest.raises(ConfigError, match=r"colocate: app\.Cahce names no component"):
+        check_sections(cfg, {"app.Cache": CacheConfig})
+
+
+def test_unused_listener_names_are_warnings() -> None:
+    cfg = parse(
+        '[single]\nlisteners.web = {address = ":0"}\nlisteners.old = {address = ":0"}\n'
+        '[multi]\nlisteners.web = {address = ":0"}\n'
+        '[ray]\nlisteners.gone = {address = ":0"}\n'
+    )
+    findings = check_app_config(cfg, AppFacts(components={}, listeners=["web"]))
+    assert findings.errors == []
+    assert findings.warnings == [
+        "<config>: [single] listeners.old: no component uses a listener named 'old' "
+        "(the app's listeners: web)",
+        "<config>: [ray] listeners.gone: no component uses a listener named 'gone' "
+        "(the app's listeners: web)",
+    ]
+    # When the app's listener names cannot be told, nothing is said.
+    assert check_app_config(cfg, AppFacts(components={})).warnings == []
+
+
+def test_app_facts_round_trip_and_section_errors_are_errors() -> None:
+    facts = AppFacts(components={"app.Cache": True}, listeners=None, section_errors=["f: bad size"])
+    assert AppFacts.from_json(facts.to_json()) == facts
+    assert check_app_config(parse(""), facts).errors == ["f: bad size"]

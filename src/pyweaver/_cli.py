@@ -33,18 +33,29 @@ def version() -> None:
 @cli.command()
 @click.argument("app")
 @click.option("--mermaid", is_flag=True, help="Print the component graph as a mermaid chart.")
-def check(app: str, mermaid: bool) -> None:
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds the app's import may take (it is imported in a child process).",
+)
+def check(app: str, mermaid: bool, timeout: float) -> None:
     """Validate APP (a script, a module or a weaver.toml) without running it.
 
-    Checks every component, method signature, type, router, Ref, listener and config
-    section; prints the component graph; exits 1 if anything is wrong.
+    Imports the app in a child process (with a timeout); checks every component, method
+    signature, type, router, Ref, listener and config section; prints the component
+    graph; warnings (e.g. a configured listener no component uses) go to stderr. Exits 1
+    if anything is wrong (the same errors `pyweaver multi deploy` stops on).
     """
     from pyweaver._check import check_app
 
     try:
-        report = check_app(app)
+        report = check_app(app, timeout=timeout)
     except PyWeaverError as exc:
         raise click.ClickException(str(exc)) from exc
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(report.mermaid() if mermaid and report.ok else report.text())
     if not report.ok:
         if mermaid:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyweaver._check import describe
+from pyweaver._check import _describe
 from pyweaver._runtime._component import isolated_registrations
 from pyweaver.contract import load_config
 from pyweaver.deployers.kube import AppInfo, Plan, parse_kube, plan
@@ -30,7 +30,12 @@ def app_infos() -> dict[str, AppInfo]:
         with isolated_registrations():
             sys.modules.pop("app", None)
             try:
-                infos[name] = AppInfo.from_json(describe(str(EXAMPLES / name / "weaver.toml")))
+                facts = _describe(str(EXAMPLES / name / "app.py"), None, None)["facts"]
+                infos[name] = AppInfo(
+                    components=sorted(facts["components"]),
+                    routed=sorted(facts["routed"]),
+                    listeners=dict(sorted(facts["listener_fields"].items())),
+                )
             finally:
                 sys.modules.pop("app", None)
     return infos

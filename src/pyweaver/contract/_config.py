@@ -46,6 +46,7 @@ section means all defaults).
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import sys
 import tomllib
@@ -59,12 +60,16 @@ import cattrs
 from cattrs.errors import ForbiddenExtraKeysError
 
 from pyweaver._errors import ConfigError
+from pyweaver._net import parse_address
 from pyweaver.contract._names import MAIN
 
 __all__ = [
     "AppConfig",
+    "AppFacts",
+    "ConfigFindings",
     "MultiConfig",
     "SingleConfig",
+    "check_app_config",
     "check_sections",
     "component_config",
     "load_config",
@@ -268,6 +273,9 @@ class _Reader:
         path: Path | None,
     ) -> AppConfig:
         self.unknown_keys(single, "[single]", ("listeners",))
+        for name, table in deployers.items():
+            if "listeners" in table:  # addresses validated here; the deployer reads the rest
+                self.listeners(table, f"[{name}]", deployer_keys=True)
         section = "[serviceweaver]"
         self.unknown_keys(
             serviceweaver, section, ("name", "binary", "module", "args", "env", "colocate")
@@ -315,7 +323,12 @@ class _Reader:
                 placed[name] = index
         return [list(group) for group in value]
 
-    def listeners(self, table: dict[str, Any], section: str) -> dict[str, str]:
+    def listeners(
+        self, table: dict[str, Any], section: str, *, deployer_keys: bool = False
+    ) -> dict[str, str]:
+        """The ``listeners`` table of ``section``: name -> address. With
+        ``deployer_keys`` (``[ray]``, ``[kube]``) a listener may have keys of its
+        deployer's own and need not have an address; an address given is checked."""
         raw = table.get("listeners", {})
         if not isinstance(raw, dict):
             raise self.error(section, "listeners", f"expected a table, got {_kind(raw)}")
@@ -328,12 +341,18 @@ class _Reader:
                 raise self.error(
                     section, key, f'expected {{address = "host:port"}}, got {_kind(spec)}'
                 )
-            self.unknown_keys(spec, f"{section} {key}", ("address",))
+            if not deployer_keys:
+                self.unknown_keys(spec, f"{section} {key}", ("address",))
+            elif "address" not in spec:
+                continue
             address = spec.get("address")
             if not isinstance(address, str):
                 raise self.error(
                     section, f"{key}.address", f'expected "host:port", got {_kind(address)}'
                 )
+            problem = _address_problem(address)
+            if problem:
+                raise self.error(section, f"{key}.address", problem)
             listeners[name] = address
         return listeners
 
@@ -377,6 +396,34 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]
     return items
 
 
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
+
+
+def _address_problem(address: str) -> str:
+    """Why ``address`` is not a listen address (``"host:port"``, ``"[v6]:port"``,
+    ``":port"`` or ``""``), or "" when it is one."""
+    if not address:
+        return ""
+    try:
+        parse_address(address, what="address")
+    except ConfigError as exc:
+        return str(exc)
+    host, _, port = address.rpartition(":")
+    if not re.fullmatch(r"[0-9]+", port):
+        return f"address {address!r}: port {port!r} is not a number"
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return f"address {address!r}: {host} is not an IPv6 address"
+    elif ":" in host:
+        return f"address {address!r}: write an IPv6 host in brackets, like [::1]:8000"
+    elif host and not _HOSTNAME.match(host):
+        return f"address {address!r}: {host!r} is not a host name or IP address"
+    return ""
+
+
 def _default_name(binary: str, module: str) -> str:
     if binary:
         return Path(binary).stem
@@ -405,36 +452,119 @@ def _section_label(name: str) -> str:
     return f'["{name}"]'
 
 
-def check_sections(cfg: AppConfig, known_components: Mapping[str, type | None]) -> None:
-    """Check the config against the app's components: every component section names a
-    known component that uses ``weaver.WithConfig`` (``known_components`` maps each full
-    name to its config class, or None), and every ``[multi] replicas`` key names a group.
-    Raises ConfigError listing every problem."""
+@attrs.frozen(kw_only=True)
+class AppFacts:
+    """What the app's code says that weaver.toml must agree with, learned by importing
+    the app (``pyweaver check`` and deployers do it in a subprocess, see
+    :mod:`pyweaver.contract._appfacts`; a weavelet from its own registry)."""
+
+    #: component full name -> whether its implementation uses ``weaver.WithConfig``.
+    components: dict[str, bool] = attrs.field(factory=dict)
+    #: listener names the app's code uses (declared fields and literal
+    #: ``listener("name")`` calls); None: it cannot be told (a computed name).
+    listeners: list[str] | None = None
+    #: problems of the app's code itself (types, routers, Refs), found at registration.
+    app_errors: list[str] = attrs.field(factory=list)
+    #: problems of ``WithConfig`` sections against their config classes (only the
+    #: process that imported the classes can find them).
+    section_errors: list[str] = attrs.field(factory=list)
+    #: the components with a router (``weaver.WithRouter``).
+    routed: list[str] = attrs.field(factory=list)
+    #: listener fields declared on implementations: listener name -> its component.
+    listener_fields: dict[str, str] = attrs.field(factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AppFacts:
+        return cattrs.structure(dict(data), cls)
+
+
+@attrs.frozen(kw_only=True)
+class ConfigFindings:
+    """The outcome of :func:`check_app_config`: errors stop a deployment, warnings do not."""
+
+    errors: list[str] = attrs.field(factory=list)
+    warnings: list[str] = attrs.field(factory=list)
+
+
+def check_app_config(cfg: AppConfig, facts: AppFacts) -> ConfigFindings:
+    """Check weaver.toml against the app: component sections name components that use
+    ``WithConfig`` (and fit their config classes: ``facts.section_errors``), colocate
+    and ``[multi] replicas`` name components and groups of the app, and configured
+    listener names are used by the app (a warning when not). The one check that both
+    ``pyweaver check`` and every deployer run, right after the app's components are
+    known; every message names file, section and key."""
     file = str(cfg.path) if cfg.path is not None else "<config>"
-    problems: list[str] = []
+    known = facts.components
+    names = sorted(known)
+
+    def hint(name: str) -> str:
+        close = difflib.get_close_matches(name, names, n=1)
+        return f"; did you mean {close[0]!r}?" if close else ""
+
+    errors: list[str] = []
     for name in cfg.sections:
         label = _section_label(name)
-        if name not in known_components:
-            hint = difflib.get_close_matches(name, list(known_components), n=1)
-            also = f"; did you mean {_section_label(hint[0])}?" if hint else ""
-            problems.append(f"{file}: section {label} names no component of the app{also}")
-        elif known_components[name] is None:
-            problems.append(
+        if name not in known:
+            close = difflib.get_close_matches(name, names, n=1)
+            also = f"; did you mean {_section_label(close[0])}?" if close else ""
+            errors.append(f"{file}: section {label} names no component of the app{also}")
+        elif not known[name]:
+            errors.append(
                 f"{file}: section {label}: {name} has no config "
                 "(its implementation does not use weaver.WithConfig)"
             )
+    errors.extend(facts.section_errors)
+    errors.extend(
+        f"{file}: [serviceweaver] colocate: {name} names no component of the app{hint(name)}"
+        for members in cfg.colocate
+        for name in members
+        if name != MAIN and name not in known
+    )
     for group in cfg.multi.group_replicas:
+        key = f'replicas."{group}"' if "." in group else f"replicas.{group}"
         if group == MAIN:
             continue
-        if group not in known_components:
-            problems.append(f"{file}: [multi] replicas: {group} names no component of the app")
+        if group not in known:
+            errors.append(
+                f"{file}: [multi] {key}: {group} names no component or group of the "
+                f"app{hint(group)}"
+            )
         elif cfg.group_of(group) != group:
-            problems.append(
-                f"{file}: [multi] replicas: {group} runs in the group {cfg.group_of(group)}; "
+            errors.append(
+                f"{file}: [multi] {key}: {group} runs in the group {cfg.group_of(group)}; "
                 "set the replicas of that group"
             )
-    if problems:
-        raise ConfigError("\n".join(problems))
+    warnings: list[str] = []
+    if facts.listeners is not None:
+        used = set(facts.listeners)
+        tables = [("[single]", cfg.single.listeners), ("[multi]", cfg.multi.listeners)]
+        tables.extend(
+            (f"[{name}]", table.get("listeners", {})) for name, table in cfg.deployers.items()
+        )
+        for section, listeners in tables:
+            for listener in listeners:
+                if listener not in used:
+                    known_listeners = ", ".join(sorted(used)) or "none"
+                    warnings.append(
+                        f"{file}: {section} listeners.{listener}: no component uses a "
+                        f"listener named {listener!r} (the app's listeners: {known_listeners})"
+                    )
+    return ConfigFindings(errors=errors, warnings=warnings)
+
+
+def check_sections(cfg: AppConfig, known_components: Mapping[str, type | None]) -> None:
+    """:func:`check_app_config` for a process that has the app's components in hand
+    (``known_components`` maps each full name to its config class, or None); raises
+    ConfigError listing every error. Warnings are not raised."""
+    facts = AppFacts(
+        components={name: config is not None for name, config in known_components.items()}
+    )
+    findings = check_app_config(cfg, facts)
+    if findings.errors:
+        raise ConfigError("\n".join(findings.errors))
 
 
 def component_config(

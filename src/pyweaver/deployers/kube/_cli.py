@@ -1,24 +1,20 @@
 """``pyweaver kube deploy weaver.toml [-o DIR]``: Kubernetes manifests for ``kubectl apply``.
 
-Nothing here talks to a cluster. ``deploy`` imports the app in a subprocess (``python
--m pyweaver._check``, with a timeout) to learn its components and listeners, computes
+Nothing here talks to a cluster. ``deploy`` imports the app in a subprocess (as every
+deployer does, with a timeout) to learn its components and listeners, computes
 the deployment's plan, checks the objects with pyweaver's own lint, and writes
 ``kube.yaml`` and ``Dockerfile`` into DIR.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Final
 
 import click
 
 from pyweaver._errors import ConfigError, PyWeaverError
 from pyweaver.contract import AppConfig, load_config
+from pyweaver.contract._appfacts import check_deployment
 from pyweaver.deployers.kube._config import parse_kube
 from pyweaver.deployers.kube._lint import lint
 from pyweaver.deployers.kube._manifests import dockerfile, manifests, render_yaml
@@ -26,36 +22,20 @@ from pyweaver.deployers.kube._plan import AppInfo, Plan, plan
 
 __all__ = ["describe_app", "kube", "write_deployment"]
 
-DESCRIBE_TIMEOUT: Final = 60.0  # seconds the app may take to import
-
-
 def describe_app(path: Path, config: AppConfig) -> AppInfo:
-    """Import the app of weaver.toml ``path`` in a subprocess; what it declares."""
-    env = {**os.environ, **config.env_vars()}
-    env.pop("PYWEAVER_CONFIG", None)
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "pyweaver._check", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=DESCRIBE_TIMEOUT,
-            cwd=str(path.parent),
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise PyWeaverError(
-            f"importing the app took longer than {DESCRIBE_TIMEOUT:g} s (does it do work at "
-            "import time?)"
-        ) from exc
-    if result.returncode != 0:
-        raise PyWeaverError(f"cannot import the app:\n{result.stderr.strip()}")
-    data = json.loads(result.stdout.strip().splitlines()[-1])
-    if data["errors"]:
-        raise PyWeaverError(
-            "the app has errors (see `pyweaver check`):\n" + "\n".join(data["errors"])
-        )
-    return AppInfo.from_json(data)
+    """What the app of weaver.toml ``path`` declares, learned the way every deployer
+    does (:func:`pyweaver.contract._appfacts.check_deployment`: the app imported in a
+    subprocess with a timeout, and the config checked against it); warnings go to
+    stderr."""
+    checked = check_deployment(config)
+    for warning in checked.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    facts = checked.facts
+    return AppInfo(
+        components=sorted(facts.components),
+        routed=sorted(facts.routed),
+        listeners=dict(sorted(facts.listener_fields.items())),
+    )
 
 
 def write_deployment(

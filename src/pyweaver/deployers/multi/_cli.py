@@ -91,13 +91,19 @@ class _SpanFile:
 async def _deploy(
     path: Path, config_file: str, fmt: Literal["pretty", "json"], trace: float = 0.0
 ) -> int:
+    from pyweaver.contract._appfacts import check_deployment
     from pyweaver.contract._config import load_config
 
+    # Every config error is found here, before anything starts: the app is imported in
+    # a child process and weaver.toml checked against it (as `pyweaver check` does).
     try:
         config = load_config(str(path))
         argv = config.app_argv()
+        checked = await anyio.to_thread.run_sync(check_deployment, config)
     except PyWeaverError as exc:
         raise click.ClickException(str(exc)) from exc
+    for warning in checked.warnings:
+        click.echo(f"warning: {warning}", err=True)
     base = path.parent
     env = {**os.environ, **config.env_vars()}
     env.pop("PYWEAVER_CONFIG", None)
