@@ -68,6 +68,9 @@ class Deploy:
             "RAY_USAGE_STATS_ENABLED": "0",
             "PYWEAVER_DATA_DIR": str(data_dir),
             "PYTHONUNBUFFERED": "1",
+            # A local Ray would otherwise enable token auth and write ~/.ray/auth_token,
+            # which every other Ray on the machine (other tests' clusters) then trips on.
+            "RAY_AUTH_MODE": base.get("RAY_AUTH_MODE", "disabled"),
         }
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
