@@ -42,8 +42,12 @@ def main() -> None:
                 failures += 1
                 time.sleep(0.2)
             answers.append(answer)
-        result = {"tag": "answers", "answers": answers, "latencies_us": latencies}
-        result["failures"] = failures
+        result: dict[str, object] = {
+            "tag": "answers",
+            "answers": answers,
+            "latencies_us": latencies,
+            "failures": failures,
+        }
         print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 

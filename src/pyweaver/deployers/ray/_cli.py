@@ -8,6 +8,7 @@ with detached actors, stopped later by ``pyweaver ray stop DEPLOYMENT``. ``statu
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -52,6 +53,7 @@ def _print(text: str) -> None:
 
 async def _deploy(
     path: Path,
+    *,
     address: str | None,
     node_ip: str,
     detached: bool,
@@ -134,12 +136,13 @@ async def _deploy(
                         )
                         proxies = deployment.proxy_addresses()
                         _print(
-                            f"pyweaver ray: app {config.name}, deployment {deployment.deployment_id}"
+                            f"pyweaver ray: app {config.name}, "
+                            f"deployment {deployment.deployment_id}"
                         )
                         for name, proxy in proxies.items():
                             _print(f"pyweaver ray: listener {name} at {proxy}")
                         if ready_file:
-                            Path(ready_file).write_text(
+                            await anyio.Path(ready_file).write_text(
                                 json.dumps(
                                     {
                                         "deployment": deployment.deployment_id,
@@ -233,7 +236,16 @@ def deploy(
             argv += ["--node-ip-address", node_ip]
         _detach(argv)
         return
-    sys.exit(anyio.run(_deploy, config.resolve(), address, node_ip, detach, fmt, ready_file))
+    run = functools.partial(
+        _deploy,
+        config.resolve(),
+        address=address,
+        node_ip=node_ip,
+        detached=detach,
+        fmt=fmt,
+        ready_file=ready_file,
+    )
+    sys.exit(anyio.run(run))
 
 
 # -- status, metrics, stop --------------------------------------------------------------------

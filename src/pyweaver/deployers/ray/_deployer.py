@@ -316,9 +316,7 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
                     except PyWeaverError as exc:
                         health = {"healthy": False, "error": str(exc)}
                 replicas.append({**replica, "health": health, "last_exit": None})
-            groups.append(
-                {**group, "replicas": replicas, "activated": list(group["components"])}
-            )
+            groups.append({**group, "replicas": replicas, "activated": list(group["components"])})
         return {
             "deployment": self.deployment_id,
             "app": self.config.name,
