@@ -89,7 +89,9 @@ def main() -> None:
     # deployers out of `import pyweaver._cli` (tests build the group themselves).
     from pyweaver.deployers.kube._cli import kube
     from pyweaver.deployers.multi._cli import multi
+    from pyweaver.deployers.ray._cli import ray
 
     cli.add_command(multi)
     cli.add_command(kube)
+    cli.add_command(ray)
     cli()

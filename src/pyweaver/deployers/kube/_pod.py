@@ -38,8 +38,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -50,9 +48,10 @@ import attrs
 
 from pyweaver._errors import PyWeaverError
 from pyweaver._net import format_address
-from pyweaver.contract import MAIN, AppConfig, load_config
+from pyweaver.contract import AppConfig, load_config
 from pyweaver.contract import messages as m
 from pyweaver.contract._logentry import LogEntry, format_json
+from pyweaver.deployers._node import ACTIVATION_WAIT, NodeDeployer
 from pyweaver.deployers.kube._discovery import (
     RESOLVE_FILE_ENV,
     DnsResolver,
@@ -69,31 +68,35 @@ __all__ = ["PodDeployer", "main"]
 BIND_HOST_ENV: Final = "PYWEAVER_KUBE_BIND_HOST"
 DATA_PORT_ENV: Final = "PYWEAVER_KUBE_DATA_PORT"
 HEALTH_PORT_ENV: Final = "PYWEAVER_KUBE_HEALTH_PORT"
-ACTIVATION_WAIT: Final = 10.0  # seconds an activation waits for a first ready peer pod
 _HEALTH_TIMEOUT: Final = 2.0  # seconds /healthz waits for the weavelet's answer
 _MAX_REQUEST: Final = 8192  # bytes of an HTTP request head /healthz reads at most
 
 
-@attrs.define(eq=False)
-class _Watch:
-    """The routing state of one other group, kept current by a look-up loop."""
+class ResolverDiscovery:
+    """Discovery by look-ups: each group's headless Service name, resolved every
+    ``discovery_interval`` seconds; a new version whenever its ready pods change."""
 
-    group: str
-    components: list[str]
-    service: str
-    routed: bool
-    endpoints: list[str] = attrs.Factory(list)
-    version: int = 0
-    looked_up: anyio.Event = attrs.Factory(anyio.Event)
-    found: anyio.Event = attrs.Factory(anyio.Event)
+    def __init__(self, pod: PodConfig, resolver: Resolver) -> None:
+        self.pod = pod
+        self.resolver = resolver
+        self._found: dict[str, tuple[int, list[str]]] = {}  # group -> (version, endpoints)
 
-    def info(self) -> m.RoutingInfo:
-        return routing_info(
-            self.group, self.components, self.version, self.endpoints, routed=self.routed
-        )
+    async def next(self, group: str, after: int, *, routed: bool) -> m.RoutingInfo:
+        spec = self.pod.groups[group]
+        while True:
+            version, endpoints = self._found.get(group, (0, []))
+            if version > after:
+                return routing_info(
+                    group, spec.components, version, endpoints, routed=routed or spec.routed
+                )
+            if version > 0:
+                await anyio.sleep(self.pod.discovery_interval)
+            found = await self.resolver.resolve(spec.service, self.pod.data_port)
+            if version == 0 or found != endpoints:
+                self._found[group] = (version + 1, found)
 
 
-class PodDeployer(anyio.AsyncContextManagerMixin):
+class PodDeployer(NodeDeployer):
     """One pod's deployer (see the module docstring); the envelope's handler.
 
     Args:
@@ -107,6 +110,8 @@ class PodDeployer(anyio.AsyncContextManagerMixin):
         replica_id: this pod's id (default: the pod's name).
         log: where log lines go (default: stdout).
     """
+
+    log_source = "pod"
 
     def __init__(
         self,
@@ -127,142 +132,61 @@ class PodDeployer(anyio.AsyncContextManagerMixin):
                 f"{GROUP_ENV}={group!r} is no group of the app (groups: {', '.join(pod.groups)})"
             )
         self.pod = pod
-        self.group = group
-        self.config = config
-        self.child = child
         self.resolver: Resolver = resolver or DnsResolver()
         self.bind_host = bind_host
         self.data_port = data_port if data_port is not None else pod.data_port
         self.health_port = health_port if health_port is not None else pod.health_port
-        self.replica_id = replica_id or socket.gethostname()
         self.log = log or (lambda line: print(line, flush=True))
-        self.envelope: Envelope | None = None
         self.health_address = ""
-        self._watches: dict[str, _Watch] = {}
-        self._tasks: anyio.abc.TaskGroup | None = None
-
-    # -- life -----------------------------------------------------------------------------
+        super().__init__(
+            deployment_id=pod.deployment_id,
+            app=pod.app,
+            group=group,
+            groups={name: spec.components for name, spec in pod.groups.items()},
+            config=config,
+            child=child,
+            discovery=ResolverDiscovery(pod, self.resolver),
+            data_address=f"tcp://{format_address(bind_host, self.data_port)}",
+            replica_id=replica_id or socket.gethostname(),
+            log_sink=self._print_logs,
+            routed=[name for name, spec in pod.groups.items() if spec.routed],
+            activation_wait=ACTIVATION_WAIT,
+        )
 
     @contextlib.asynccontextmanager
-    async def __asynccontextmanager__(self) -> AsyncIterator[PodDeployer]:
-        components = self.pod.groups[self.group].components
-        with tempfile.TemporaryDirectory(prefix="pyweaver-pod-") as sockets:
-            envelope = Envelope(
-                deployment_id=self.pod.deployment_id,
-                replica_id=self.replica_id,
-                group=self.group,
-                components=components,
-                run_main=MAIN in components,
-                config=self.config,
-                child=self.child or self._app_child(),
-                handler=self,
-                socket_dir=Path(sockets),
-                name="w",
-                ready_timeout=120.0,
-            )
-            # Peers reach the data plane over TCP on the pod's IP (the envelope's own
-            # default is a Unix socket, which only a local deployer can use).
-            envelope.bootstrap = attrs.evolve(
-                envelope.bootstrap,
-                data_address=f"tcp://{format_address(self.bind_host, self.data_port)}",
-            )
-            async with anyio.create_task_group() as tasks:
-                self._tasks = tasks
-                listener = await anyio.create_tcp_listener(
-                    local_host=self.bind_host, local_port=self.health_port, reuse_port=False
-                )
-                port = listener.extra(anyio.abc.SocketAttribute.local_port)
-                self.health_address = format_address(self.bind_host, port)
-                tasks.start_soon(listener.serve, self._serve_health)
-                try:
-                    async with envelope:
-                        self.envelope = envelope
-                        hosted = [c for c in components if c != MAIN]
-                        if hosted:
-                            await envelope.update_components(hosted)
-                        yield self
-                finally:
-                    self.envelope = None
-                    tasks.cancel_scope.cancel()
+    async def serving(self, tasks: anyio.abc.TaskGroup) -> AsyncIterator[None]:
+        listener = await anyio.create_tcp_listener(
+            local_host=self.bind_host, local_port=self.health_port, reuse_port=False
+        )
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        self.health_address = format_address(self.bind_host, port)
+        tasks.start_soon(listener.serve, self._serve_health)
+        yield
 
-    def _app_child(self) -> Child:
-        env = {**os.environ, **self.config.env_vars()}
+    def make_child(self) -> Child:
+        config = self.config
+        env = {**os.environ, **config.env_vars()}
         env.pop("PYWEAVER_CONFIG", None)
-        argv = self.config.app_argv()
-        cwd = str(self.config.path.parent) if self.config.path is not None else None
+        argv = config.app_argv()
+        cwd = str(config.path.parent) if config.path is not None else None
         return ProcessChild(argv, env=env, cwd=cwd)
 
-    async def wait(self) -> int:
-        """Wait for the app process to end; its exit status."""
-        assert self.envelope is not None
-        return await self.envelope.wait()
+    def _print_logs(self, entries: Sequence[LogEntry]) -> None:
+        for entry in entries:
+            self.log(format_json(entry))
 
-    # -- discovery ------------------------------------------------------------------------
-
-    def _watch(self, group: str) -> _Watch:
-        watch = self._watches.get(group)
-        if watch is None:
-            spec = self.pod.groups[group]
-            watch = _Watch(
-                group=group, components=spec.components, service=spec.service, routed=spec.routed
-            )
-            self._watches[group] = watch
-            assert self._tasks is not None
-            self._tasks.start_soon(self._follow, watch)
-        return watch
-
-    async def _follow(self, watch: _Watch) -> None:
-        """Look ``watch``'s group up every interval; push each change to the weavelet."""
-        while True:
-            endpoints = await self.resolver.resolve(watch.service, self.pod.data_port)
-            if endpoints != watch.endpoints or watch.version == 0:
-                watch.endpoints = endpoints
-                watch.version += 1
-                envelope = self.envelope
-                if envelope is not None and watch.looked_up.is_set():
-                    try:
-                        await envelope.update_routing(watch.info())
-                    except PyWeaverError as exc:
-                        self._log_system("warning", f"routing update for {watch.group}: {exc}")
-            watch.looked_up.set()
-            if endpoints:
-                watch.found.set()
-            await anyio.sleep(self.pod.discovery_interval)
-
-    # -- EnvelopeHandler ------------------------------------------------------------------
-
-    def accept(self, envelope: Envelope, info: m.Register) -> str:
-        return ""
-
-    async def activate_component(
-        self, envelope: Envelope, request: m.ActivateComponent
-    ) -> m.RoutingInfo:
-        group = self.pod.group_of(request.component)
-        if group is None:
-            return m.RoutingInfo(
-                group=request.component,
-                components=[request.component],
-                version=0,
-                replicas={},
-                error=(
-                    f"{request.component} is not in this deployment's kube.json (was the app "
-                    "changed after `pyweaver kube deploy`?)"
-                ),
-            )
-        watch = self._watch(group)
-        if request.routed:
-            watch.routed = True
-        await watch.looked_up.wait()
-        with anyio.move_on_after(ACTIVATION_WAIT):
-            await watch.found.wait()
-        return watch.info()
+    def unknown_component(self, component: str) -> str:
+        return (
+            f"{component} is not in this deployment's kube.json (was the app "
+            "changed after `pyweaver kube deploy`?)"
+        )
 
     async def get_listener_address(
         self, envelope: Envelope, request: m.ListenerAddressRequest
     ) -> m.ListenerAddress:
         listener = self.pod.listeners.get(request.name)
         if listener is None:
-            self._log_system(
+            self.log_system(
                 "warning",
                 f"listener {request.name!r} is not in kube.json: it gets a random port and "
                 "no Service",
@@ -276,42 +200,7 @@ class PodDeployer(anyio.AsyncContextManagerMixin):
         # The listener's Service spreads connections; there is no proxy in the pod.
         return m.ExportListenerReply()
 
-    def handle_logs(self, envelope: Envelope, entries: Sequence[LogEntry]) -> None:
-        for entry in entries:
-            self.log(format_json(entry))
-
-    def handle_spans(self, envelope: Envelope, spans: Sequence[dict[str, Any]]) -> None:
-        pass  # traces are not collected on Kubernetes yet
-
-    def _log_system(self, level: str, message: str) -> None:
-        self.log(
-            format_json(
-                LogEntry(
-                    time_ns=time.time_ns(),
-                    level=level,
-                    message=message,
-                    replica=self.replica_id,
-                    group=self.group,
-                    app=self.pod.app,
-                    deployment=self.pod.deployment_id,
-                    source="pod",
-                )
-            )
-        )
-
     # -- /healthz -------------------------------------------------------------------------
-
-    async def healthy(self) -> bool:
-        """Whether the weavelet has registered and says it is healthy."""
-        envelope = self.envelope
-        if envelope is None:
-            return False
-        with anyio.move_on_after(_HEALTH_TIMEOUT):
-            try:
-                return (await envelope.health()).healthy
-            except PyWeaverError:
-                return False
-        return False
 
     async def _serve_health(self, stream: anyio.abc.SocketStream) -> None:
         async with stream:
