@@ -317,7 +317,10 @@ async def test_shutdown_lets_running_calls_finish() -> None:
 def test_public_names_are_pinned() -> None:
     assert sorted(call.__all__) == sorted(
         [
+            "DEFAULT_HANDSHAKE_TIMEOUT",
+            "DEFAULT_MAX_CONNECTIONS",
             "DEFAULT_MAX_FRAME",
+            "DEFAULT_MAX_HANDSHAKE_FRAME",
             "PROTOCOL_VERSION",
             "Balancer",
             "Cancel",
@@ -346,6 +349,9 @@ def test_public_names_are_pinned() -> None:
             "enable_tracing",
             "method_key",
             "serve",
+            "strict_cbor_decoder",
+            "strict_cbor_loads",
+            "strict_payload_loads",
             "tracing_enabled",
             "use_uvloop",
         ]

@@ -25,6 +25,9 @@
   method did not run) or ``RemoteCallError`` (it may have).
 - :class:`Connection` is the protocol itself as a pure state machine (bytes in, events
   out); the wire format is written out in ``pyweaver/call/_wire.py``.
+- :func:`strict_cbor_decoder`, :func:`strict_cbor_loads` and
+  :func:`strict_payload_loads` decode CBOR from peers without acting on semantic tags
+  (every wire decode in pyweaver goes through them; see ``pyweaver/call/_cbor.py``).
 - Endpoints: ``tcp://HOST:PORT``, ``tcp://[V6]:PORT``, ``unix:///PATH``, ``mem://NAME``.
 - Both run on asyncio (``asyncio.Protocol`` driver; uvloop with
   ``anyio.run(main, backend_options=call.use_uvloop())``) and on trio (anyio streams).
@@ -46,6 +49,9 @@ from pyweaver.call._backend import use_uvloop as use_uvloop
 from pyweaver.call._balancer import Balancer as Balancer
 from pyweaver.call._balancer import HashBalancer as HashBalancer
 from pyweaver.call._balancer import RoundRobin as RoundRobin
+from pyweaver.call._cbor import decoder as strict_cbor_decoder
+from pyweaver.call._cbor import loads as strict_cbor_loads
+from pyweaver.call._cbor import loads_payload as strict_payload_loads
 from pyweaver.call._client import Client as Client
 from pyweaver.call._kinds import Unavailable as Unavailable
 from pyweaver.call._protocol import Cancel as Cancel
@@ -61,18 +67,24 @@ from pyweaver.call._protocol import Response as Response
 from pyweaver.call._protocol import Role as Role
 from pyweaver.call._protocol import State as State
 from pyweaver.call._retry import RetryPolicy as RetryPolicy
+from pyweaver.call._server import DEFAULT_HANDSHAKE_TIMEOUT as DEFAULT_HANDSHAKE_TIMEOUT
+from pyweaver.call._server import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
 from pyweaver.call._server import Server as Server
 from pyweaver.call._server import serve as serve
 from pyweaver.call._session import Handler as Handler
 from pyweaver.call._tracing import enable_tracing as enable_tracing
 from pyweaver.call._tracing import tracing_enabled as tracing_enabled
 from pyweaver.call._wire import DEFAULT_MAX_FRAME as DEFAULT_MAX_FRAME
+from pyweaver.call._wire import DEFAULT_MAX_HANDSHAKE_FRAME as DEFAULT_MAX_HANDSHAKE_FRAME
 from pyweaver.call._wire import PROTOCOL_VERSION as PROTOCOL_VERSION
 from pyweaver.call._wire import TraceContext as TraceContext
 from pyweaver.call._wire import method_key as method_key
 
 __all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_HANDSHAKE_FRAME",
     "PROTOCOL_VERSION",
     "Balancer",
     "Cancel",
@@ -101,6 +113,9 @@ __all__ = [
     "enable_tracing",
     "method_key",
     "serve",
+    "strict_cbor_decoder",
+    "strict_cbor_loads",
+    "strict_payload_loads",
     "tracing_enabled",
     "use_uvloop",
 ]

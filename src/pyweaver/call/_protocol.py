@@ -32,9 +32,11 @@ answered); a server rejects a second request with an id in flight and may answer
 request once. A CANCEL for an id the server already answered is a harmless race and
 yields no event.
 
-Frame lengths are checked against ``max_frame`` as soon as a header is complete,
-before any of the body is buffered: the connection never holds more than
-``max_frame + 16`` bytes of an incomplete frame.
+Frame lengths are checked as soon as a header is complete, before any of the body is
+buffered: against ``max_handshake_frame`` (64 KiB) until the connection is ``OPEN``,
+against ``max_frame`` after. So a peer that has not completed a handshake can make the
+connection hold at most ``max_handshake_frame + 16`` bytes of an incomplete frame, and
+one that has, ``max_frame + 16``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from pyweaver.call import _wire
 from pyweaver.call._wire import (
     CANCEL,
     DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_HANDSHAKE_FRAME,
     ERROR,
     HANDSHAKE,
     HEADER,
@@ -228,7 +231,9 @@ class Connection:
         role: ``Role.CLIENT`` (sends requests) or ``Role.SERVER`` (answers them).
         deployment_id: this side's deployment; the peer must be of the same one.
         fingerprint: this side's app schema fingerprint; the peer's must be equal.
-        max_frame: the largest frame body accepted from the peer, in bytes.
+        max_frame: the largest frame body accepted from the peer, in bytes, once the
+            connection is open.
+        max_handshake_frame: the largest accepted before that (the handshake).
     """
 
     __slots__ = (
@@ -239,6 +244,7 @@ class Connection:
         "deployment_id",
         "fingerprint",
         "max_frame",
+        "max_handshake_frame",
         "peer",
         "version",
     )
@@ -250,14 +256,20 @@ class Connection:
         deployment_id: str,
         fingerprint: bytes,
         max_frame: int = DEFAULT_MAX_FRAME,
+        max_handshake_frame: int = DEFAULT_MAX_HANDSHAKE_FRAME,
         version: int = PROTOCOL_VERSION,
     ) -> None:
         if not 0 < max_frame <= MAX_BODY:
             raise ValueError(f"max_frame must be in 1..{MAX_BODY}, got {max_frame}")
+        if not 0 < max_handshake_frame <= MAX_BODY:
+            raise ValueError(
+                f"max_handshake_frame must be in 1..{MAX_BODY}, got {max_handshake_frame}"
+            )
         self._role = role
         self.deployment_id = deployment_id
         self.fingerprint = bytes(fingerprint)
         self.max_frame = max_frame
+        self.max_handshake_frame = max_handshake_frame
         self.version = version
         self.peer: Handshake | None = None
         self._buffer = bytearray()
@@ -350,7 +362,7 @@ class Connection:
         append = events.append
         unpack_header = HEADER.unpack_from
         unpack_request = REQUEST_FIXED.unpack_from
-        max_frame = self.max_frame
+        max_frame = self.max_frame if self._state is OPEN else self.max_handshake_frame
         in_flight = self._in_flight
         client = self._role is CLIENT
         while size - pos >= HEADER_SIZE:
@@ -405,6 +417,8 @@ class Connection:
             event = self._receive_other(request_id, frame_type, body)
             if event is not None:
                 append(event)
+                if type(event) is Handshake and self._state is OPEN:
+                    max_frame = self.max_frame  # the client's: its peer is now known
                 if type(event) is Goodbye:
                     # Anything after a goodbye is not ours to interpret.
                     pos = size

@@ -12,28 +12,48 @@ stops accepting, answers new requests ``unavailable`` (clients retry elsewhere),
 running handlers up to ``shutdown_grace`` seconds, then cancels what is left and closes
 every connection with a ``shutdown`` goodbye. When the block is left by an exception
 (or cancellation) the grace period is skipped.
+
+Bounded cost per peer (see ``docs/limits.md``): until its handshake is complete a
+connection may send frames of at most ``max_handshake_frame`` bytes (64 KiB), and it is
+closed if the handshake is not complete ``handshake_timeout`` seconds (5) after it was
+accepted; at most ``max_connections`` (1,024) connections are open at once, and those
+beyond are closed as soon as they are accepted (counted in
+:attr:`Server.refused_connections`). A refused handshake tells the peer nothing about
+this server. Warnings about misbehaving peers are logged at most once per reason per
+``warning_interval`` seconds (10).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Final, Literal
 
 import anyio
 import anyio.abc
 
 from pyweaver.call import _anyio_driver, _asyncio_driver, _kinds
 from pyweaver.call._backend import current_backend
+from pyweaver.call._ratelimit import DEFAULT_WARNING_INTERVAL, RateLimitedLog
 from pyweaver.call._session import Driver, Handler, ServerSession
 from pyweaver.call._transport import Address, listen_stream, parse_address
-from pyweaver.call._wire import DEFAULT_MAX_FRAME
+from pyweaver.call._wire import DEFAULT_MAX_FRAME, DEFAULT_MAX_HANDSHAKE_FRAME
 
-__all__ = ["DriverName", "Server", "serve"]
+__all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DriverName",
+    "Server",
+    "serve",
+]
 
 DriverName = Literal["auto", "protocol", "streams"]
+
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 5.0
+DEFAULT_MAX_CONNECTIONS: Final = 1024
 
 
 class Server:
@@ -46,14 +66,29 @@ class Server:
         deployment_id: str,
         fingerprint: bytes,
         max_frame: int,
+        max_handshake_frame: int = DEFAULT_MAX_HANDSHAKE_FRAME,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        warning_interval: float = DEFAULT_WARNING_INTERVAL,
     ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        if not handshake_timeout > 0:
+            raise ValueError(f"handshake_timeout must be positive, got {handshake_timeout}")
         self.handlers = handlers
         self.deployment_id = deployment_id
         self.fingerprint = fingerprint
         self.max_frame = max_frame
+        self.max_handshake_frame = max_handshake_frame
+        self.handshake_timeout = handshake_timeout
+        self.max_connections = max_connections
         self.address = ""  # set once bound: the endpoint string clients dial
         self.driver: DriverName = "auto"  # which driver serves: "protocol" or "streams"
+        #: Connections closed on arrival because ``max_connections`` were open.
+        self.refused_connections = 0
+        self.warnings = RateLimitedLog(logging.getLogger("pyweaver.call"), warning_interval)
         self._sessions: set[ServerSession] = set()
+        self._accepted = 0  # connections accepted and not yet ended (streams driver)
 
     @property
     def connections(self) -> int:
@@ -66,10 +101,27 @@ class Server:
             deployment_id=self.deployment_id,
             fingerprint=self.fingerprint,
             max_frame=self.max_frame,
+            max_handshake_frame=self.max_handshake_frame,
+            handshake_timeout=self.handshake_timeout,
+            warnings=self.warnings,
             driver=driver,
             backend=current_backend(),
             peer_name=peer_name,
         )
+
+    def _refuse(self, open_connections: int) -> bool:
+        """True (and counted, and warned about) when a new connection must be closed
+        because ``open_connections`` are open already."""
+        if open_connections < self.max_connections:
+            return False
+        self.refused_connections += 1
+        self.warnings.warning(
+            "too-many-connections",
+            "call server %s refused a connection: %d connections are open (max_connections)",
+            self.address,
+            open_connections,
+        )
+        return True
 
     def _register(self, session: ServerSession) -> Callable[[], None]:
         self._sessions.add(session)
@@ -100,6 +152,10 @@ async def serve(
     max_frame: int = DEFAULT_MAX_FRAME,
     shutdown_grace: float = 5.0,
     driver: DriverName = "auto",
+    max_handshake_frame: int = DEFAULT_MAX_HANDSHAKE_FRAME,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    warning_interval: float = DEFAULT_WARNING_INTERVAL,
 ) -> AsyncIterator[Server]:
     """Serve calls on ``address`` (an endpoint string, or an already bound listening
     socket) with ``handlers`` (method key -> handler; looked up per request, so it may
@@ -109,6 +165,10 @@ async def serve(
         deployment_id=deployment_id,
         fingerprint=bytes(fingerprint),
         max_frame=max_frame,
+        max_handshake_frame=max_handshake_frame,
+        handshake_timeout=handshake_timeout,
+        max_connections=max_connections,
+        warning_interval=warning_interval,
     )
     target: Address | socket.socket = (
         address if isinstance(address, socket.socket) else parse_address(address)
@@ -143,9 +203,10 @@ async def _serve_protocol(
 
     def make_session(driver: _asyncio_driver.AsyncioDriver) -> ServerSession:
         session = server._make_session(driver)
-        if stopping:
+        if stopping or server._refuse(len(server._sessions)):
             # Accepted while the server was closing (a client reconnecting to a
-            # server that just said goodbye): close it as soon as it is made.
+            # server that just said goodbye), or one too many: close it as soon as
+            # it is made.
             driver.refuse()
             session.open = False
             return session
@@ -203,9 +264,17 @@ async def _serve_streams(
                 # e.g. EMFILE: back off a little rather than spin
                 await anyio.sleep(0.05)
                 continue
-            task_group.start_soon(
-                _anyio_driver.serve_stream, stream, make_session, server._register
-            )
+            if server._refuse(server._accepted):
+                await anyio.aclose_forcefully(stream)
+                continue
+            server._accepted += 1
+            task_group.start_soon(serve_one, stream)
+
+    async def serve_one(stream: anyio.abc.ByteStream) -> None:
+        try:
+            await _anyio_driver.serve_stream(stream, make_session, server._register)
+        finally:
+            server._accepted -= 1
 
     async with anyio.create_task_group() as connections:
         async with anyio.create_task_group() as acceptor:

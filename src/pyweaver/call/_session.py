@@ -34,7 +34,7 @@ import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 
@@ -59,8 +59,10 @@ from pyweaver.call._protocol import (
     Request,
     Response,
     Role,
+    State,
 )
-from pyweaver.call._wire import TraceContext
+from pyweaver.call._ratelimit import RateLimitedLog
+from pyweaver.call._wire import DEFAULT_MAX_HANDSHAKE_FRAME, TraceContext
 
 __all__ = [
     "CallFailure",
@@ -82,6 +84,12 @@ Handler = Callable[[bytes], Awaitable[bytes]]
 # The most requests one connection may have queued or running at once; beyond it the
 # server answers "unavailable" (retriable) instead of starting more handlers.
 MAX_REQUESTS_PER_CONNECTION = 10_000
+
+# What a refused peer is told: nothing about this side (its deployment, fingerprint or
+# version). The refusing side logs the details; the refused one knows what it sent.
+REFUSED: Final = "handshake refused"
+
+_default_warnings = RateLimitedLog(_log)
 
 
 class Driver(Protocol):
@@ -180,7 +188,7 @@ class ClientSession:
         try:
             events = self._core.receive_data(data)
         except HandshakeError as exc:
-            self._goodbye(_kinds.HANDSHAKE_REFUSED, f"refused by the client: {exc}")
+            self._goodbye(_kinds.HANDSHAKE_REFUSED, REFUSED)
             self.fail(HandshakeError(f"{self.endpoint}: {exc}"))
             return
         except RemoteProtocolError as exc:
@@ -208,7 +216,17 @@ class ClientSession:
             elif kind is Goodbye:
                 assert isinstance(event, Goodbye)
                 if event.kind == _kinds.HANDSHAKE_REFUSED:
-                    self.fail(HandshakeError(f"{self.endpoint}: {event.message}"))
+                    core = self._core
+                    self.fail(
+                        HandshakeError(
+                            f"{self.endpoint} refused the handshake of this client "
+                            f"(deployment {core.deployment_id!r}, fingerprint "
+                            f"{core.fingerprint.hex()[:16]}, call protocol version "
+                            f"{core.version}): the server belongs to another deployment, "
+                            "runs another version of the app, or speaks another protocol "
+                            "version"
+                        )
+                    )
                 else:
                     self.fail(
                         ConnectionLost(
@@ -358,11 +376,13 @@ class ServerSession:
         "_core",
         "_driver",
         "_handlers",
+        "_handshake_timeout",
         "_queue",
         "_scopes",
         "_suspending",
         "_tasks",
         "_wakeup",
+        "_warnings",
         "draining",
         "open",
         "peer_name",
@@ -378,10 +398,19 @@ class ServerSession:
         driver: Driver,
         backend: Backend,
         peer_name: str = "",
+        max_handshake_frame: int = DEFAULT_MAX_HANDSHAKE_FRAME,
+        handshake_timeout: float = math.inf,
+        warnings: RateLimitedLog | None = None,
     ) -> None:
         self._core = Connection(
-            Role.SERVER, deployment_id=deployment_id, fingerprint=fingerprint, max_frame=max_frame
+            Role.SERVER,
+            deployment_id=deployment_id,
+            fingerprint=fingerprint,
+            max_frame=max_frame,
+            max_handshake_frame=max_handshake_frame,
         )
+        self._handshake_timeout = handshake_timeout
+        self._warnings = warnings if warnings is not None else _default_warnings
         self._handlers = handlers
         self._driver = driver
         self._backend = backend
@@ -410,8 +439,37 @@ class ServerSession:
         """Requests received and not yet answered (drivers size write batches by it)."""
         return self._core.unanswered
 
+    def _is_handshaken(self) -> bool:
+        return self._core.state is State.OPEN
+
+    def _peer(self) -> str:
+        return self.peer_name or str(getattr(self._driver, "peer_name", "")) or "?"
+
     def start(self) -> None:
-        self._driver.spawn(self._dispatch)
+        self._driver.spawn(self._await_handshake)
+
+    async def _await_handshake(self) -> None:
+        """The first dispatcher: closes a connection that has not completed its
+        handshake ``handshake_timeout`` seconds after it was made, then dispatches."""
+        if not self._is_handshaken():
+            backend = self._backend
+            with backend.new_scope(backend.clock() + self._handshake_timeout):
+                while self.open and not self._is_handshaken():
+                    waiter: FutureLike[None] = backend.new_future()
+                    self._wakeup = waiter
+                    await waiter
+            if not self.open:
+                return
+            if not self._is_handshaken():
+                self._warnings.warning(
+                    "handshake-timeout",
+                    "closing call connection from %s: no handshake within %s s",
+                    self._peer(),
+                    self._handshake_timeout,
+                )
+                self.say_goodbye(_kinds.PROTOCOL, "no handshake in time")
+                return
+        await self._dispatch()
 
     def receive(self, data: bytes) -> None:
         """Bytes from the client (``b""``: it closed the stream)."""
@@ -420,10 +478,15 @@ class ServerSession:
         try:
             events = self._core.receive_data(data)
         except HandshakeError as exc:
-            self.say_goodbye(_kinds.HANDSHAKE_REFUSED, f"refused by the server: {exc}")
+            self._warnings.warning(
+                "handshake-refused", "refused call connection from %s: %s", self._peer(), exc
+            )
+            self.say_goodbye(_kinds.HANDSHAKE_REFUSED, REFUSED)
             return
         except RemoteProtocolError as exc:
-            _log.warning("closing call connection from %s: %s", self.peer_name or "?", exc)
+            self._warnings.warning(
+                f"protocol:{exc.code}", "closing call connection from %s: %s", self._peer(), exc
+            )
             self.say_goodbye(_kinds.PROTOCOL, str(exc))
             return
         queue = self._queue
@@ -460,6 +523,7 @@ class ServerSession:
                     self._cancelled.add(request_id)
             elif kind is Handshake:
                 self._driver.write(self._core.hello())
+                self._wake()  # the first dispatcher waits for it
             else:  # Goodbye, ConnectionClosed
                 self.close()
                 return

@@ -14,8 +14,10 @@ header is Service Weaver's (``weaver:internal/net/call/msg.go``)::
                                                 high 56 bits: body length in bytes
     offset 16  body         [length] bytes
 
-A receiver checks the body length against its cap (``max_frame``, default 100 MiB)
-as soon as it has the header, before it buffers any of the body.
+A receiver checks the body length against its cap as soon as it has the header, before
+it buffers any of the body: ``max_handshake_frame`` (default 64 KiB) until the handshake
+is complete, ``max_frame`` (default 100 MiB) after. Every CBOR item below is decoded
+strictly (:mod:`._cbor`): no CBOR tags, nesting bounded.
 
 ========  ==========  =======================================================
 type      name        body
@@ -89,10 +91,12 @@ from typing import Final, NamedTuple
 import cbor2
 
 from pyweaver._errors import RemoteProtocolError
+from pyweaver.call import _cbor
 
 __all__ = [
     "CANCEL",
     "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_HANDSHAKE_FRAME",
     "ERROR",
     "HANDSHAKE",
     "HEADER",
@@ -112,6 +116,8 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = 1
 DEFAULT_MAX_FRAME: Final = 100 << 20
+# Before the handshake a peer is a stranger: it may only make us buffer this much.
+DEFAULT_MAX_HANDSHAKE_FRAME: Final = 64 << 10
 
 HANDSHAKE: Final = 0
 REQUEST: Final = 1
@@ -180,8 +186,8 @@ def decode_handshake(body: bytes) -> tuple[int, str, bytes]:
     if version != PROTOCOL_VERSION:
         return version, "", b""
     try:
-        decoded = cbor2.loads(body[4:])
-    except Exception as exc:  # cbor2 raises several types on garbage
+        decoded = _cbor.loads(body[4:])
+    except _cbor.DecodeError as exc:
         raise RemoteProtocolError(
             f"handshake body is not valid CBOR: {exc}", code="bad-handshake"
         ) from exc
@@ -286,10 +292,13 @@ def decode_request(
     return key, deadline_us, trace, metadata, body[pos:]
 
 
+_load_metadata: Final = _cbor.decoder(max_depth=2, strict_keys=True)
+
+
 def _decode_metadata(encoded: bytes) -> dict[str, str]:
     try:
-        decoded = cbor2.loads(encoded)
-    except Exception as exc:  # cbor2 raises several types on garbage
+        decoded = _load_metadata(encoded)
+    except _cbor.DecodeError as exc:
         raise RemoteProtocolError(f"metadata is not valid CBOR: {exc}", code="bad-request") from exc
     if not isinstance(decoded, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in decoded.items()
@@ -307,8 +316,8 @@ def encode_error(kind: str, message: str) -> bytes:
 
 def decode_error(body: bytes) -> tuple[str, str]:
     try:
-        decoded = cbor2.loads(body)
-    except Exception as exc:  # cbor2 raises several types on garbage
+        decoded = _cbor.loads(body)
+    except _cbor.DecodeError as exc:
         raise RemoteProtocolError(f"error body is not valid CBOR: {exc}", code="bad-error") from exc
     if (
         not isinstance(decoded, list)

@@ -21,6 +21,7 @@ import cbor2
 from cattrs.preconf.cbor2 import make_converter
 
 from pyweaver._errors import BootstrapError
+from pyweaver.call import strict_cbor_decoder
 from pyweaver.contract._config import AppConfig
 from pyweaver.contract._names import BOOTSTRAP_ENV, CONFIG_ENV, MAIN
 
@@ -87,7 +88,12 @@ def _decode_extra(*args: Any) -> Any:
         if kind == "datetime":
             return datetime.datetime.fromisoformat(text)
         return datetime.time.fromisoformat(text)
-    return tag
+    raise cbor2.CBORDecodeError(f"CBOR tag {tag.tag} is not allowed in a bootstrap")
+
+
+# TOML's values: offset date-times (tags 0/1), dates (100/1004), our local times; no
+# other CBOR tag is acted on.
+_loads: Final = strict_cbor_decoder(allow={0, 1, 100, 1004}, tag_hook=_decode_extra)
 
 
 @attrs.frozen(kw_only=True)
@@ -140,7 +146,7 @@ class Bootstrap:
     @classmethod
     def decode(cls, text: str) -> Bootstrap:
         try:
-            data = cbor2.loads(base64.b64decode(text, validate=True), tag_hook=_decode_extra)
+            data = _loads(base64.b64decode(text, validate=True))
             return _converter.structure(data, cls)
         except (ValueError, TypeError, cbor2.CBORDecodeError, cattrs.BaseValidationError) as exc:
             raise BootstrapError(f"malformed {BOOTSTRAP_ENV}: {exc!r}") from exc

@@ -28,7 +28,7 @@ import cbor2
 from cattrs.preconf.cbor2 import make_converter
 
 from pyweaver._errors import RemoteProtocolError
-from pyweaver.call import method_key
+from pyweaver.call import method_key, strict_cbor_decoder
 from pyweaver.contract._logentry import LogEntry
 
 __all__ = [
@@ -90,11 +90,22 @@ def encode(message: object) -> bytes:
     return data
 
 
+# No CBOR tags but bignums (a span or metric sample may hold a huge int).
+_loads: Final = strict_cbor_decoder(allow={2, 3})
+
+
 def decode(kind: type[Reply], data: bytes) -> Reply:
     """The ``kind`` message in ``data``; anything malformed is a RemoteProtocolError."""
     try:
-        return _converter.structure(cbor2.loads(data), kind)
-    except (cbor2.CBORDecodeError, cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        return _converter.structure(_loads(data), kind)
+    except (
+        cbor2.CBORDecodeError,
+        cattrs.BaseValidationError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        KeyError,
+    ) as exc:
         raise RemoteProtocolError(
             f"malformed control message {kind.__name__}: {exc!r}", code="bad-control-message"
         ) from exc
