@@ -4,9 +4,10 @@ One :class:`Codec` per process judges types (:meth:`Codec.check_type`) and build
 :class:`MethodCodec` per component method at registration (:meth:`Codec.method_codec`).
 Building a method codec compiles its argument and result types into a handful of small
 Python functions (generated source, like attrs' and cattrs' own, and like the Go
-``weaver generate`` encoders this replaces), so a call does no type dispatch: encoding is
-attribute reads plus one ``cbor2.dumps``; decoding is one ``cbor2.loads`` plus inline type
-checks and object construction.
+``weaver generate`` encoders this replaces), so a call does no type dispatch: encoding
+is attribute reads plus one ``cbor2.dumps``; decoding is one strict CBOR decode
+(``call.strict_payload_loads``: no semantic tags but bignums) plus inline type checks
+and object construction.
 
 Every peer runs the same code (the call handshake checks a schema fingerprint, see
 :attr:`MethodCodec.schema`), so values travel positionally, without field names or type

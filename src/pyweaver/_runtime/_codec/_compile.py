@@ -28,6 +28,7 @@ from uuid import UUID
 import cbor2
 
 from pyweaver._runtime._codec._errors import _Mismatch, decode_failure, encode_failure, mismatch
+from pyweaver.call import strict_payload_loads
 
 __all__ = ["Generator", "Source"]
 
@@ -90,7 +91,7 @@ class Generator:
         self.namespace: dict[str, Any] = {
             "__builtins__": __builtins__,
             "_dumps": cbor2.dumps,
-            "_loads": cbor2.loads,
+            "_loads": strict_payload_loads,
             "_chain": itertools.chain.from_iterable,
             "_Mismatch": _Mismatch,
             "_mismatch": mismatch,

@@ -3,8 +3,9 @@
 For each method the codec writes four functions (compiled by :mod:`._compile`), each a
 flat sequence of its types' shape code (:mod:`._shapes`) inside one ``try``, so a call
 does no type dispatch: encoding is attribute reads plus one ``cbor2.dumps``; decoding is
-one ``cbor2.loads`` plus inline type checks and object construction. Any failure becomes
-a :class:`~pyweaver.RemoteCallError` naming the method and, where it can, the parameter
+one strict CBOR decode (``call.strict_payload_loads``: no semantic tags but bignums)
+plus inline type checks and object construction. Any failure becomes a
+:class:`~pyweaver.RemoteCallError` naming the method and, where it can, the parameter
 and field (:mod:`._errors`).
 
 Messages

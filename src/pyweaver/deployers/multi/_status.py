@@ -79,7 +79,7 @@ async def fetch(address: str, deployment_id: str, method: bytes, *, timeout: flo
         replica_wait=min(timeout, 2.0),
         connect_timeout=timeout,
     ) as client:
-        return cbor2.loads(await client.call(method, b""))
+        return call.strict_cbor_loads(await client.call(method, b""))
 
 
 async def fetch_all(registry: Registry, method: bytes) -> list[tuple[Deployment, Any]]:
