@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -164,6 +165,7 @@ async def _run_deployment(deployer: MultiDeployer, registry: Registry, path: Pat
                 deployment_id=deployer.deployment_id,
                 status=deployer.status,
                 metrics=deployer.metrics,
+                replica_metrics=partial(deployer.metrics, per_replica=True),
             ) as status_address,
         ):
             registry.register(
@@ -269,13 +271,14 @@ class _Tables:
         self.console.print(table)
 
 
-def _health_text(health: dict[str, Any]) -> str:
-    if not health:
-        return "-"
-    if health.get("healthy"):
-        failed = health.get("failed") or {}
-        return "healthy" if not failed else f"failed: {', '.join(failed)}"
-    return "unhealthy"
+def _health_text(replica: dict[str, Any]) -> str:
+    health = replica.get("health") or {}
+    status = replica.get("status") or ("healthy" if health.get("healthy") else "-")
+    if status == "failed":
+        return f"failed: {', '.join(health.get('failed') or ())}"
+    if status == "starting" and health.get("starting"):
+        return f"starting (init: {', '.join(health['starting'])})"
+    return str(status)
 
 
 @multi.command()
@@ -315,7 +318,7 @@ def status(as_json: bool) -> None:
                     f"#{replica['slot'].rsplit('#', 1)[-1]} {replica['replica']}",
                     str(replica["pid"] or "-"),
                     replica["state"],
-                    _health_text(replica["health"]),
+                    _health_text(replica),
                 )
                 for replica in group["replicas"]
             )
