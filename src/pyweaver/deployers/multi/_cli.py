@@ -369,27 +369,11 @@ def metrics(regex: str, as_json: bool, openmetrics: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=0, show_default=True, help="Port (0: any free port).")
 def dashboard(host: str, port: int) -> None:
-    """Serve a web page showing the running deployments (and /api/status, /metrics)."""
-    from pyweaver._net import bind_socket, format_address, serve_asgi_socket
-    from pyweaver.deployers.multi._dashboard import dashboard_app
+    """Serve a web page showing the running deployments until Ctrl-C: components,
+    replicas, health, CPU and memory, methods, the call graph, traces, error logs."""
+    from pyweaver.deployers.multi._dashboard import serve_dashboard
 
-    sock = bind_socket(format_address(host, port), what="dashboard")
-    address = format_address(*sock.getsockname()[:2])
-    click.echo(f"pyweaver multi dashboard: http://{address}/", err=True)
-
-    async def serve() -> None:
-        async with anyio.create_task_group() as tasks:
-
-            async def on_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        tasks.cancel_scope.cancel()
-                        return
-
-            tasks.start_soon(on_signals)
-            await serve_asgi_socket(sock, dashboard_app())
-
-    anyio.run(serve)
+    anyio.run(serve_dashboard, "multi", host, port)
 
 
 # -- logs, purge ----------------------------------------------------------------------------
