@@ -234,7 +234,7 @@ def method_rows(
 
 _NODE_W: Final = 190
 _NODE_H: Final = 36
-_GAP_X: Final = 70
+_GAP_X: Final = 120
 _GAP_Y: Final = 30
 
 
