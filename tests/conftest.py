@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Generator
 
 import pytest
@@ -94,3 +96,10 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     result = yield
     _check_no_unmarked_process(item)
     return result
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Apps started by tests (in this process or as children) register themselves in the
+    # deployment registry: keep them out of the user's real data dir.
+    if "PYWEAVER_DATA_DIR" not in os.environ:
+        os.environ["PYWEAVER_DATA_DIR"] = tempfile.mkdtemp(prefix="pyweaver-tests-")

@@ -7,9 +7,7 @@ Each deployer contributes its own command group.
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -63,34 +61,15 @@ def check(app: str, mermaid: bool, timeout: float) -> None:
         sys.exit(1)
 
 
-@cli.group()
-def single() -> None:
-    """Run the app in one process."""
-
-
-@single.command("deploy")
-@click.argument("config", type=click.Path(exists=True, dir_okay=False))
-def single_deploy(config: str) -> None:
-    """Run the app named by CONFIG's [serviceweaver] binary/module in this process."""
-    from pyweaver.contract._config import load_config
-
-    try:
-        app_config = load_config(Path(config).resolve())
-        argv = app_config.app_argv()
-    except PyWeaverError as exc:
-        raise click.ClickException(str(exc)) from exc
-    env = {**os.environ, **app_config.env_vars(), "PYWEAVER_CONFIG": str(app_config.path)}
-    sys.stdout.flush()
-    os.execve(sys.executable, argv, env)
-
-
 def main() -> None:
     # Each deployer contributes its command group; imported late to keep the
     # deployers out of `import pyweaver._cli` (tests build the group themselves).
     from pyweaver.deployers.kube._cli import kube
     from pyweaver.deployers.multi._cli import multi
     from pyweaver.deployers.ray._cli import ray
+    from pyweaver.deployers.single._cli import single
 
+    cli.add_command(single)
     cli.add_command(multi)
     cli.add_command(kube)
     cli.add_command(ray)

@@ -24,6 +24,7 @@ from pyweaver._runtime._logging import configure_logging
 from pyweaver._runtime._placement import SinglePlacement
 from pyweaver._runtime._registry import Registry
 from pyweaver._runtime._signals import route_sigterm_like_sigint
+from pyweaver._runtime._single_status import single_status
 from pyweaver._runtime._weavelet import Weavelet
 from pyweaver.contract._config import AppConfig, load_config, parse_config
 from pyweaver.contract._names import BOOTSTRAP_ENV, CONFIG_ENV
@@ -70,8 +71,9 @@ async def _serve_single(
     weavelet = Weavelet(Registry(), config, SinglePlacement(config), replica_id="0")
     _process_weavelet = weavelet
     try:
-        task_status.started(weavelet)
-        await anyio.sleep_forever()
+        async with single_status(weavelet):  # `pyweaver single status` sees this process
+            task_status.started(weavelet)
+            await anyio.sleep_forever()
     finally:
         _process_weavelet = None
         await weavelet.shutdown()

@@ -9,9 +9,11 @@ Linux, ``~/Library/Application Support/pyweaver`` on macOS; created with mode 07
         registry/<deployment id>.json    one Deployment, JSON, written atomically
         logs/<deployment id>/...         that deployment's log files (see _logstore)
 
-A registration names the deployer's process id; an entry whose process is gone is a
-deployment that ended without unregistering (killed, crashed, machine rebooted), so
-:meth:`Registry.list` drops it. Its logs stay until :meth:`Registry.purge`.
+The entry's format and its writing live in :mod:`pyweaver.contract._status`, because
+a single-process app registers itself. A registration names the deployer's process id;
+an entry whose process is gone is a deployment that ended without unregistering
+(killed, crashed, machine rebooted), so :meth:`Registry.list` drops it. Its logs stay
+until :meth:`Registry.purge`.
 """
 
 from __future__ import annotations
@@ -19,14 +21,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import attrs
-import platformdirs
 
 from pyweaver._errors import DeploymentNotFoundError
+from pyweaver.contract._status import (
+    DATA_DIR_ENV,
+    Deployment,
+    data_dir,
+    register_deployment,
+    unregister_deployment,
+    valid_id,
+    write_atomically,
+)
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -39,17 +47,7 @@ __all__ = [
     "write_atomically",
 ]
 
-DATA_DIR_ENV = "PYWEAVER_DATA_DIR"
 _SUFFIX = ".json"
-
-
-def data_dir() -> Path:
-    """The per-user pyweaver data directory (not created here): ``$PYWEAVER_DATA_DIR``
-    (tests and side-by-side installs use it), else the platform's user data dir."""
-    override = os.environ.get(DATA_DIR_ENV)
-    if override:
-        return Path(override)
-    return Path(platformdirs.user_data_dir("pyweaver", appauthor=False))
 
 
 def pid_alive(pid: int) -> bool:
@@ -65,55 +63,6 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never
-    a torn one: write a temporary file in the same directory, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-@attrs.frozen(kw_only=True)
-class Deployment:
-    """One registered deployment.
-
-    Attributes:
-        id: the deployment id (a UUID string).
-        app: the application name.
-        deployer: ``"single"``, ``"multi"``, ...
-        pid: the deployer's process id; the deployment is live while it runs.
-        started: when it started, seconds since the epoch.
-        status_address: ``host:port`` of its status server, ``""`` if none.
-        config_path: the weaver.toml it was deployed from, ``""`` if none.
-    """
-
-    id: str
-    app: str
-    deployer: str
-    pid: int
-    started: float
-    status_address: str = ""
-    config_path: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return attrs.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Deployment:
-        names = {field.name for field in attrs.fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
-
-
 @attrs.frozen(kw_only=True)
 class PurgeResult:
     """What :meth:`Registry.purge` did: the ids whose data it removed, and the live
@@ -121,15 +70,6 @@ class PurgeResult:
 
     removed: tuple[str, ...]
     running: tuple[Deployment, ...]
-
-
-def _valid_id(deployment_id: str) -> bool:
-    # Ids become file names: refuse anything that could leave the directory.
-    return (
-        bool(deployment_id)
-        and all(c.isalnum() or c in "-_." for c in deployment_id)
-        and (not deployment_id.startswith("."))
-    )
 
 
 class Registry:
@@ -152,27 +92,16 @@ class Registry:
         return self.logs_root / deployment_id
 
     def _check_id(self, deployment_id: str) -> None:
-        if not _valid_id(deployment_id):
+        if not valid_id(deployment_id):
             raise ValueError(f"invalid deployment id {deployment_id!r}")
-
-    def _ensure_dirs(self) -> None:
-        for directory in (self.root, self.registry_dir, self.logs_root):
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def register(self, deployment: Deployment) -> None:
         """Record ``deployment`` (replacing an entry with the same id)."""
-        self._check_id(deployment.id)
-        self._ensure_dirs()
-        data = json.dumps(deployment.to_json(), indent=2, sort_keys=True).encode()
-        write_atomically(self.registry_dir / f"{deployment.id}{_SUFFIX}", data)
+        register_deployment(deployment, self.root)
 
     def unregister(self, deployment_id: str) -> None:
         """Forget ``deployment_id`` (its logs stay). Unknown ids are ignored."""
-        self._check_id(deployment_id)
-        try:
-            (self.registry_dir / f"{deployment_id}{_SUFFIX}").unlink()
-        except FileNotFoundError:
-            pass
+        unregister_deployment(deployment_id, self.root)
 
     def _read_all(self) -> list[Deployment]:
         deployments = []

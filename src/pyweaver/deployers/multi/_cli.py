@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -170,6 +171,7 @@ async def _run_deployment(deployer: MultiDeployer, registry: Registry, path: Pat
                 deployment_id=deployer.deployment_id,
                 status=deployer.status,
                 metrics=deployer.metrics,
+                replica_metrics=partial(deployer.metrics, per_replica=True),
             ) as status_address,
         ):
             registry.register(
@@ -275,13 +277,14 @@ class _Tables:
         self.console.print(table)
 
 
-def _health_text(health: dict[str, Any]) -> str:
-    if not health:
-        return "-"
-    if health.get("healthy"):
-        failed = health.get("failed") or {}
-        return "healthy" if not failed else f"failed: {', '.join(failed)}"
-    return "unhealthy"
+def _health_text(replica: dict[str, Any]) -> str:
+    health = replica.get("health") or {}
+    status = replica.get("status") or ("healthy" if health.get("healthy") else "-")
+    if status == "failed":
+        return f"failed: {', '.join(health.get('failed') or ())}"
+    if status == "starting" and health.get("starting"):
+        return f"starting (init: {', '.join(health['starting'])})"
+    return str(status)
 
 
 @multi.command()
@@ -321,7 +324,7 @@ def status(as_json: bool) -> None:
                     f"#{replica['slot'].rsplit('#', 1)[-1]} {replica['replica']}",
                     str(replica["pid"] or "-"),
                     replica["state"],
-                    _health_text(replica["health"]),
+                    _health_text(replica),
                 )
                 for replica in group["replicas"]
             )
@@ -372,27 +375,11 @@ def metrics(regex: str, as_json: bool, openmetrics: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=0, show_default=True, help="Port (0: any free port).")
 def dashboard(host: str, port: int) -> None:
-    """Serve a web page showing the running deployments (and /api/status, /metrics)."""
-    from pyweaver._net import bind_socket, format_address, serve_asgi_socket
-    from pyweaver.deployers.multi._dashboard import dashboard_app
+    """Serve a web page showing the running deployments until Ctrl-C: components,
+    replicas, health, CPU and memory, methods, the call graph, traces, error logs."""
+    from pyweaver.deployers.multi._dashboard import serve_dashboard
 
-    sock = bind_socket(format_address(host, port), what="dashboard")
-    address = format_address(*sock.getsockname()[:2])
-    click.echo(f"pyweaver multi dashboard: http://{address}/", err=True)
-
-    async def serve() -> None:
-        async with anyio.create_task_group() as tasks:
-
-            async def on_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        tasks.cancel_scope.cancel()
-                        return
-
-            tasks.start_soon(on_signals)
-            await serve_asgi_socket(sock, dashboard_app())
-
-    anyio.run(serve)
+    anyio.run(serve_dashboard, "multi", host, port)
 
 
 # -- logs, purge ----------------------------------------------------------------------------

@@ -534,6 +534,7 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
         groups = list(self.groups.values())
         return await self.telemetry.status(groups, self.listeners.status(), self.started)
 
-    async def metrics(self) -> list[dict[str, Any]]:
-        """Every live weavelet's metrics, merged, labelled with app and version."""
-        return await self.telemetry.metrics(list(self.groups.values()))
+    async def metrics(self, *, per_replica: bool = False) -> list[dict[str, Any]]:
+        """Every live weavelet's metrics, merged, labelled with app and version (with
+        ``per_replica``: each replica's kept apart, labelled with its id)."""
+        return await self.telemetry.metrics(list(self.groups.values()), per_replica=per_replica)

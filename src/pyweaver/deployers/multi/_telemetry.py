@@ -5,6 +5,12 @@ given (the log store, the console, the trace store); the deployer's own messages
 (restarts, crash loops, listeners) become log entries of component ``pyweaver.multi``.
 Status and metrics are collected on demand by asking every live weavelet, each answer
 bounded in time so that one stuck weavelet cannot stall the whole report.
+
+A replica's ``status`` in the report is one word: ``starting`` until its weavelet
+registered *and* every component the deployment activated in its group finished
+``init`` (the weavelet's health reply lists only those), then ``healthy``; or
+``unhealthy``, ``failed`` (a component's construction failed), ``restarting``,
+``stopped``. Each replica also carries its process's CPU time and resident memory.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ import anyio
 import attrs
 
 from pyweaver._errors import PyWeaverError
+from pyweaver.contract import MAIN
 from pyweaver.contract._logentry import LogEntry
 from pyweaver.contract._metrics import add_labels, merge_snapshots
-from pyweaver.deployers.multi._groups import Group
+from pyweaver.deployers._procstat import process_usage
+from pyweaver.deployers.multi._groups import Group, Slot
 from pyweaver.envelope import Envelope
 
-__all__ = ["LogSink", "SpanSink", "Telemetry"]
+__all__ = ["LogSink", "SpanSink", "Telemetry", "replica_status"]
 
 LogSink = Callable[[Sequence[LogEntry]], None]
 SpanSink = Callable[[Sequence[dict[str, Any]]], None]
@@ -81,15 +89,20 @@ class Telemetry:
                 health: dict[str, Any] = {}
                 if envelope is not None and slot.state == "ready":
                     health = await _health(envelope)
+                    health["starting"] = _still_starting(slot, health)
+                pid = envelope.pid if envelope is not None else 0
                 replicas.append(
                     {
                         "slot": slot.id,
                         "replica": slot.replica_id,
-                        "pid": envelope.pid if envelope is not None else 0,
+                        "pid": pid,
                         "state": slot.state,
+                        "status": replica_status(slot.state, health),
                         "starts": slot.starts,
+                        "restarts": max(slot.starts - 1, 0),
                         "last_exit": slot.last_exit,
                         "health": health,
+                        "usage": process_usage(pid) if pid else None,
                     }
                 )
             report.append(
@@ -109,22 +122,31 @@ class Telemetry:
             "listeners": listeners,
         }
 
-    async def metrics(self, groups: Iterable[Group]) -> list[dict[str, Any]]:
-        """Every live weavelet's metrics, merged, labelled with app and version."""
+    async def metrics(
+        self, groups: Iterable[Group], *, per_replica: bool = False
+    ) -> list[dict[str, Any]]:
+        """Every live weavelet's metrics, merged, labelled with app and version; with
+        ``per_replica``, each replica's samples are kept apart, labelled with
+        ``serviceweaver_group`` and ``serviceweaver_node`` (the replica id)."""
         snapshots: list[list[dict[str, Any]]] = []
 
-        async def collect(envelope: Envelope) -> None:
+        async def collect(slot: Slot, envelope: Envelope) -> None:
             with anyio.move_on_after(_METRICS_TIMEOUT):
                 try:
-                    snapshots.append(await envelope.metrics())
+                    samples = await envelope.metrics()
                 except PyWeaverError:
-                    pass
+                    return
+                if per_replica:
+                    node = slot.replica_id
+                    labels = {"serviceweaver_group": slot.group.name, "serviceweaver_node": node}
+                    samples = add_labels(samples, labels)
+                snapshots.append(samples)
 
         async with anyio.create_task_group() as tasks:
             for group in groups:
                 for slot in group.live():
                     if slot.envelope is not None:
-                        tasks.start_soon(collect, slot.envelope)
+                        tasks.start_soon(collect, slot, slot.envelope)
         labels = {
             "serviceweaver_app": self.app,
             "serviceweaver_version": self.deployment_id,
@@ -132,8 +154,31 @@ class Telemetry:
         return add_labels(merge_snapshots(snapshots), labels)
 
 
+def _still_starting(slot: Slot, health: dict[str, Any]) -> list[str]:
+    """The components activated in ``slot``'s group whose ``init`` has not returned in
+    its weavelet (neither built nor failed). Main is not a built component."""
+    done = set(health.get("built") or ()) | set(health.get("failed") or ())
+    wanted = (slot.group.activated & set(slot.group.components)) - {MAIN}
+    return sorted(wanted - done)
+
+
+def replica_status(state: str, health: dict[str, Any]) -> str:
+    """One word for a replica (see the module docstring)."""
+    if state != "ready":
+        return state
+    if not health:
+        return "starting"
+    if not health.get("healthy"):
+        return "unhealthy"
+    if health.get("failed"):
+        return "failed"
+    if health.get("starting"):
+        return "starting"
+    return "healthy"
+
+
 async def _health(envelope: Envelope) -> dict[str, Any]:
-    health: dict[str, Any] = {}
+    health: dict[str, Any] = {"healthy": False, "error": f"no answer in {_HEALTH_TIMEOUT:g} s"}
     with anyio.move_on_after(_HEALTH_TIMEOUT):
         try:
             reply = await envelope.health()
