@@ -19,7 +19,6 @@ from pyweaver._errors import PyWeaverError
 from pyweaver.deployers._registry import Registry
 from pyweaver.deployers.multi._profile import (
     SPEEDSCOPE_SCHEMA,
-    ProfileError,
     Target,
     find_py_spy,
     merge_speedscope,
@@ -102,7 +101,6 @@ def test_targets_from_status() -> None:
     assert targets_from_status(REPORT, "Cart") == [Target("app.Front", "aaaaaaaa-1", 11)]
     assert targets_from_status(REPORT, "app.Front") == [Target("app.Front", "aaaaaaaa-1", 11)]
     with pytest.raises(
-        ProfileError,
         match=r"no group or component 'Nope' in the deployment; groups: app\.Front, main",
     ):
         targets_from_status(REPORT, "Nope")
@@ -111,7 +109,7 @@ def test_targets_from_status() -> None:
 def test_missing_py_spy_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ProfileError, match=r"pip install 'pyweaver\[profile\]'"):
+    with pytest.raises(PyWeaverError, match=r"pip install 'pyweaver\[profile\]'"):
         find_py_spy()
 
 
@@ -131,7 +129,7 @@ def running_hashers(registry: Registry) -> list[Target]:
 def test_profile_a_deployment_under_load(tmp_path: Path) -> None:
     try:
         find_py_spy()
-    except ProfileError as exc:
+    except PyWeaverError as exc:
         pytest.skip(str(exc))
     env = {**os.environ, "PYWEAVER_DATA_DIR": str(tmp_path / "data"), "BUSY_SECONDS": "90"}
     deploy = subprocess.Popen(

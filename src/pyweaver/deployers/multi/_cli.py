@@ -557,11 +557,7 @@ def profile(
     py-spy reads the processes from outside: it needs `pip install 'pyweaver[profile]'`
     and the right to trace them (root, or kernel.yama.ptrace_scope=0).
     """
-    from pyweaver.deployers.multi._profile import (
-        ProfileError,
-        profile_targets,
-        targets_from_status,
-    )
+    from pyweaver.deployers.multi._profile import profile_targets, targets_from_status
 
     seconds = _seconds(duration)
     results = _fetch_all(STATUS)
@@ -587,7 +583,7 @@ def profile(
             err=True,
         )
         merged = anyio.run(lambda: profile_targets(targets, seconds, rate=rate, idle=idle))
-    except ProfileError as exc:
+    except PyWeaverError as exc:
         raise click.ClickException(str(exc)) from exc
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", group or "all")
     path = Path(output or f"profile-{deployment.id[:8]}-{name}.speedscope.json")

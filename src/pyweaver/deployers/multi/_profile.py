@@ -31,7 +31,6 @@ from pyweaver._errors import PyWeaverError
 
 __all__ = [
     "SPEEDSCOPE_SCHEMA",
-    "ProfileError",
     "Target",
     "find_py_spy",
     "merge_speedscope",
@@ -46,10 +45,6 @@ _PTRACE_HINT: Final = (
     "as the user that owns the processes with kernel.yama.ptrace_scope=0 "
     "(sudo sysctl kernel.yama.ptrace_scope=0); in a container, add --cap-add SYS_PTRACE"
 )
-
-
-class ProfileError(PyWeaverError):
-    """Profiling could not start or failed (py-spy missing, no permission, ...)."""
 
 
 @attrs.frozen
@@ -78,7 +73,7 @@ def targets_from_status(report: dict[str, Any], group: str | None) -> list[Targe
         chosen = [g for g in groups if any(n == group or n.endswith(short) for n in names(g))]
         if not chosen:
             known = ", ".join(g["name"] for g in groups) or "none"
-            raise ProfileError(
+            raise PyWeaverError(
                 f"no group or component {group!r} in the deployment; groups: {known}"
             )
         groups = chosen
@@ -97,7 +92,7 @@ def find_py_spy() -> str:
         return str(beside)
     found = shutil.which("py-spy")
     if found is None:
-        raise ProfileError(
+        raise PyWeaverError(
             "py-spy is not installed: pip install 'pyweaver[profile]' (or pip install py-spy)"
         )
     return found
@@ -130,12 +125,12 @@ async def _record(
     if result.returncode != 0 or not await anyio.Path(output).exists():
         lowered = text.lower()
         if "permission" in lowered or "not permitted" in lowered:
-            raise ProfileError(f"cannot sample {target.name}: {text}\n{_PTRACE_HINT}")
-        raise ProfileError(f"py-spy failed on {target.name} (status {result.returncode}): {text}")
+            raise PyWeaverError(f"cannot sample {target.name}: {text}\n{_PTRACE_HINT}")
+        raise PyWeaverError(f"py-spy failed on {target.name} (status {result.returncode}): {text}")
     try:
         data: dict[str, Any] = json.loads(await anyio.Path(output).read_text())
     except ValueError as exc:
-        raise ProfileError(f"py-spy wrote an unreadable profile for {target.name}: {exc}") from exc
+        raise PyWeaverError(f"py-spy wrote an unreadable profile for {target.name}: {exc}") from exc
     return data
 
 
@@ -149,9 +144,10 @@ async def profile_targets(
 ) -> dict[str, Any]:
     """Sample ``targets`` concurrently for ``seconds`` (rounded up to whole seconds, as
     py-spy counts them) and return the merged speedscope document. Raises
-    :class:`ProfileError` if any replica could not be sampled."""
+    :class:`PyWeaverError` (naming the replica, and what to do when py-spy is missing
+    or may not trace) if any replica could not be sampled."""
     if not targets:
-        raise ProfileError("no running replicas to profile")
+        raise PyWeaverError("no running replicas to profile")
     executable = py_spy or find_py_spy()
     whole_seconds = max(1, math.ceil(seconds))
     results: dict[int, dict[str, Any]] = {}
@@ -164,14 +160,14 @@ async def profile_targets(
                 results[index] = await _record(
                     executable, target, whole_seconds, output, rate=rate, idle=idle
                 )
-            except ProfileError as exc:
+            except PyWeaverError as exc:
                 errors.append(str(exc))
 
         async with anyio.create_task_group() as tasks:
             for index, target in enumerate(targets):
                 tasks.start_soon(one, index, target)
     if errors:
-        raise ProfileError("\n".join(errors))
+        raise PyWeaverError("\n".join(errors))
     return merge_speedscope([(t.name, results[i]) for i, t in enumerate(targets)])
 
 
