@@ -128,6 +128,14 @@ def test_library_logs_are_captured(captured: Captured) -> None:
     assert captured.lines[0].split()[2] == "some.library"
 
 
+def test_private_record_attributes_of_other_libraries_are_not_attributes(
+    captured: Captured,
+) -> None:
+    logging.getLogger("lib").warning("x", extra={"_library_bookkeeping": 1, "user": "ann"})
+    (entry,) = captured.entries
+    assert entry.attrs == {"logger": "lib", "user": "ann"}
+
+
 def test_entries_carry_the_current_span(captured: Captured) -> None:
     enable_tracing(set_global=False)
     try:

@@ -4,6 +4,7 @@ streams driver) and backend (asyncio, asyncio+uvloop, trio)."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -358,6 +359,37 @@ async def test_reconnect_after_the_server_restarts(server_address: str, driver: 
             with anyio.fail_after(10):
                 assert await client.call(ECHO, b"x") == b"2x"
             stop_second.set()
+
+
+async def test_a_stopping_server_leaves_a_newer_servers_socket_file(
+    server_address: str, driver: str
+) -> None:
+    # Seen under load: a server that stopped removed its socket file after its
+    # successor had bound the same path, so clients could never reconnect.
+    if not server_address.startswith("unix://"):
+        pytest.skip("Unix sockets only")
+    path = server_address.removeprefix("unix://")
+
+    async def second(payload: bytes) -> bytes:
+        return b"2" + payload
+
+    async with anyio.create_task_group() as task_group:
+        stop_first, stop_second = anyio.Event(), anyio.Event()
+        async with anyio.create_task_group() as first:
+            await first.start(serve_until, server_address, {ECHO: echo}, stop_first, driver)
+            os.unlink(path)  # as if the first one's listener had closed
+            await task_group.start(
+                serve_until, server_address, {ECHO: second}, stop_second, driver
+            )
+            stop_first.set()
+        # The first server's teardown has run to its end.
+        assert os.path.exists(path)
+        async with call.Client(
+            [server_address], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT
+        ) as client:
+            with anyio.fail_after(10):
+                assert await client.call(ECHO, b"x") == b"2x"
+        stop_second.set()
 
 
 async def test_endpoints_added_and_removed_with_draining(

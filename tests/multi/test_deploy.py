@@ -62,7 +62,7 @@ def test_deploy_exits_with_mains_status_and_keeps_the_logs(data_dir: Path, backe
     # (main exits at once, so the second Adder replica may not have built Adder yet)
     assert ready and all(e["replica"] for e in ready)
     assert all(e["component"] == "app.Adder" and e["app"] == "chain" for e in ready)
-    query = run(pyweaver("multi", "logs", "component == Adder"), env)
+    query = run(pyweaver("multi", "logs", 'component == "app.Adder"'), env)
     assert "adder ready" in query.stdout and "total=5" not in query.stdout
     # The deployment is over: nothing is registered, and purge removes its logs.
     assert Registry(data_dir).list() == []

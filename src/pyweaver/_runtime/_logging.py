@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Final, Literal, TextIO
@@ -35,11 +36,14 @@ from opentelemetry import trace
 from pyweaver.contract._logentry import LogEntry, format_json, format_pretty
 
 __all__ = [
+    "FAILURES_PER_WINDOW",
+    "FAILURE_WINDOW_NS",
     "LogSink",
     "Logger",
     "configure_logging",
     "entry_from_record",
     "make_logger",
+    "method_failure_logger",
     "unconfigure_logging",
 ]
 
@@ -170,6 +174,72 @@ def make_logger(
     )
 
 
+# -- failed method calls -----------------------------------------------------------------
+
+FAILURES_PER_WINDOW: Final = 5  # failures logged per method per window; the rest are counted
+FAILURE_WINDOW_NS: Final = 10 * 10**9
+_LOGGED: Final = "_pyweaver_failure_logged"
+
+
+def method_failure_logger(
+    component: str, method: str, *, clock: Callable[[], int] = time.monotonic_ns
+) -> Callable[[BaseException], None]:
+    """A function the stubs call with each exception a call of ``component.method``
+    raised (the server-side handler for remote calls, the local stub for local ones).
+
+    It logs one error entry per failure, naming the component and method, at the
+    ``file:line`` that raised, with the traceback in the ``traceback`` attribute (one
+    entry, however long); at most :data:`FAILURES_PER_WINDOW` per
+    :data:`FAILURE_WINDOW_NS`, the first entry after a window that dropped some says
+    how many in its ``suppressed`` attribute. An exception that passes through
+    several local stubs is logged once, by the innermost.
+    """
+    std = logging.getLogger(APP_LOGGER_PREFIX + component)
+    identity = _Identity(component, "", "", "", "")
+    window_start = -FAILURE_WINDOW_NS
+    logged = suppressed = 0
+
+    def log_failure(exc: BaseException) -> None:
+        nonlocal window_start, logged, suppressed
+        if getattr(exc, _LOGGED, False):
+            return
+        try:
+            setattr(exc, _LOGGED, True)
+        except AttributeError:  # an exception type that takes no attributes
+            pass
+        now = clock()
+        dropped = 0
+        if now - window_start >= FAILURE_WINDOW_NS:
+            window_start, logged, dropped, suppressed = now, 0, suppressed, 0
+        if logged >= FAILURES_PER_WINDOW:
+            suppressed += 1
+            return
+        logged += 1
+        if not std.isEnabledFor(logging.ERROR):
+            return
+        attrs = {"method": method}
+        if dropped:
+            attrs["suppressed"] = str(dropped)
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        path, line = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb else ("", 0)
+        summary = f"{type(exc).__qualname__}: {exc}".split("\n", 1)[0][:200]
+        record = std.makeRecord(
+            std.name,
+            logging.ERROR,
+            path,
+            line,
+            f"{component}.{method} failed: {summary}",
+            (),
+            (type(exc), exc, exc.__traceback__),
+            extra={_CONTEXT_ATTR: _RecordContext(identity, attrs)},
+        )
+        std.handle(record)
+
+    return log_failure
+
+
 # -- records to entries ---------------------------------------------------------------
 
 # The attributes every LogRecord has; anything else on a record came from ``extra=``.
@@ -203,7 +273,9 @@ def entry_from_record(record: logging.LogRecord, process: _Identity | None = Non
         identity = _NO_IDENTITY
         attrs = {"logger": record.name}
         for key, value in vars(record).items():
-            if key not in _STANDARD_RECORD_ATTRS:
+            # Private names are other libraries' bookkeeping (Ray's record factory adds
+            # ``_ray_timestamp_ns`` to every record), not ``extra=`` fields.
+            if key not in _STANDARD_RECORD_ATTRS and not key.startswith("_"):
                 attrs[key] = _text(value)
     if record.exc_info and record.exc_info[1] is not None:
         exc = record.exc_info[1]

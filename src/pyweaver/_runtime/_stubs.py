@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pyweaver._runtime import _metrics, _tracing
+from pyweaver._runtime._logging import method_failure_logger
 from pyweaver._runtime._placement import CallClient, Placement
 from pyweaver._runtime._registry import ComponentSpec, MethodSpec
 from pyweaver.contract._routing import shard_key
@@ -34,15 +35,16 @@ GetImpl = Callable[[str], Awaitable[Any]]
 
 
 _FAST_PATH_TEMPLATE = """
-def factory(bound, metrics, timed_call{default_names}):
+def factory(bound, metrics, timed_call, failed{default_names}):
     async def {name}({params}):
         countdown = metrics.countdown
         if countdown:
             metrics.countdown = countdown - 1
             try:
                 return await bound({args})
-            except Exception:
+            except Exception as exc:
                 metrics.errors += 1
+                failed(exc)
                 raise
         return await timed_call({args})
 
@@ -62,6 +64,7 @@ def _local_fast_path(
     first_call: Callable[..., Awaitable[Any]],
     metrics: _metrics.MethodMetrics,
     timed_call: Callable[..., Awaitable[Any]],
+    failed: Callable[[BaseException], None],
 ) -> tuple[Callable[..., Awaitable[Any]], Callable[[Any], None], Callable[[], Any]]:
     """A local stub method with the interface method's exact signature.
 
@@ -106,7 +109,7 @@ def _local_fast_path(
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<pyweaver local stub {method.full_name}>", "exec"), namespace)
     made: tuple[Callable[..., Awaitable[Any]], Callable[[Any], None], Callable[[], Any]]
-    made = namespace["factory"](first_call, metrics, timed_call, *defaults.values())
+    made = namespace["factory"](first_call, metrics, timed_call, failed, *defaults.values())
     made[0].__qualname__ = method.full_name
     return made
 
@@ -184,13 +187,15 @@ def local_method(
                     result = await bound(*args, **kwargs)
             else:
                 result = await bound(*args, **kwargs)
-        except Exception:
+        except Exception as exc:
             record(clock() - start, True)
+            failed(exc)
             raise
         record(clock() - start, False)
         return result
 
-    call, rebind, current = _local_fast_path(method, first_call, metrics, timed_call)
+    failed = method_failure_logger(component, name)
+    call, rebind, current = _local_fast_path(method, first_call, metrics, timed_call, failed)
     return call
 
 
@@ -256,6 +261,7 @@ def method_handler(component: str, method: MethodSpec, get_impl: GetImpl) -> Han
     tracing = _tracing.TRACING
     start_span = _tracing.start_span
     server_kind = _tracing.SpanKind.SERVER
+    failed = method_failure_logger(component, name)
     bound: Callable[..., Awaitable[Any]] | None = None
 
     async def handle(payload: bytes) -> bytes:
@@ -270,6 +276,7 @@ def method_handler(component: str, method: MethodSpec, get_impl: GetImpl) -> Han
             else:
                 result = await bound(*args)
         except Exception as exc:
+            failed(exc)
             return encode_exception(exc)
         return encode_result(result)
 

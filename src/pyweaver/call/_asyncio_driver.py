@@ -278,9 +278,27 @@ async def listen(
     raise ValueError(f"the asyncio driver has no {address.scheme}:// transport")
 
 
-def unlink_socket(address: Address) -> None:
-    if address.scheme == "unix":
-        try:
+def socket_file(address: Address) -> tuple[int, int] | None:
+    """The identity (device, inode) of a Unix socket's file just bound, so that closing
+    it later removes that file and not a newer server's socket at the same path."""
+    if address.scheme != "unix":
+        return None
+    try:
+        info = os.stat(address.path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def unlink_socket(address: Address, identity: tuple[int, int] | None) -> None:
+    """Remove the socket file of ``address`` if it is still the one whose identity
+    :func:`socket_file` recorded (a server that restarted at the same path owns the
+    file now, and removing it would strand that server's clients)."""
+    if address.scheme != "unix" or identity is None:
+        return
+    try:
+        info = os.stat(address.path)
+        if (info.st_dev, info.st_ino) == identity:
             os.unlink(address.path)
-        except OSError:
-            pass
+    except OSError:
+        pass

@@ -221,6 +221,7 @@ async def _serve_protocol(
 
     listener, bound = await _asyncio_driver.listen(target, make_session, tasks)
     server.address = str(bound)
+    socket_file = _asyncio_driver.socket_file(bound)
     try:
         yield server
     except BaseException:
@@ -241,7 +242,7 @@ async def _serve_protocol(
             with anyio.move_on_after(1.0):
                 await listener.wait_closed()
             if not isinstance(target, socket.socket):
-                _asyncio_driver.unlink_socket(bound)
+                _asyncio_driver.unlink_socket(bound, socket_file)
 
 
 @asynccontextmanager
@@ -250,6 +251,7 @@ async def _serve_streams(
 ) -> AsyncIterator[Server]:
     listener, bound = await listen_stream(target)
     server.address = str(bound)
+    socket_file = _asyncio_driver.socket_file(bound)
 
     def make_session(driver: _anyio_driver.StreamDriver) -> ServerSession:
         return server._make_session(driver)
@@ -294,5 +296,5 @@ async def _serve_streams(
                         while server._sessions:
                             await anyio.sleep(0.005)
                     connections.cancel_scope.cancel()
-        if not isinstance(target, socket.socket) and bound.scheme == "unix":
-            _asyncio_driver.unlink_socket(bound)
+        if not isinstance(target, socket.socket):
+            _asyncio_driver.unlink_socket(bound, socket_file)

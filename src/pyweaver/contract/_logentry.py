@@ -70,18 +70,21 @@ def _quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def format_pretty(entry: LogEntry, *, color: bool = False) -> str:
+def format_pretty(entry: LogEntry, *, color: bool = False, deployment: bool = False) -> str:
     """One human line (plus an indented traceback, if any)::
 
-        I1125 03:21:07.123 app.Reverser      app.py:14] ready pid=1234
+        I1125 03:21:07.123 app.Reverser      73ddcd04 app.py:14] ready pid=1234
 
-    Level initial and MMDD, local time to the millisecond, the short component
-    (or logger name, or stdout/stderr), the replica's first 8 characters when
-    known, file:line, message, then ``key=value`` attributes.
+    Level initial and MMDD, local time to the millisecond, (with ``deployment``, the
+    deployment id's first 8 characters,) the short component (or logger name, or
+    stdout/stderr), the replica's first 8 characters when known, file:line,
+    message, then ``key=value`` attributes.
     """
     seconds, nanos = divmod(entry.time_ns, 1_000_000_000)
     stamp = time.strftime("%m%d %H:%M:%S", time.localtime(seconds))
     prefix = f"{entry.level[:1].upper() or '?'}{stamp}.{nanos // 1_000_000:03d}"
+    if deployment:
+        prefix += f" {entry.deployment[:8] or '-':<8}"
     attrs = dict(entry.attrs)
     traceback_text = attrs.pop("traceback", "")
     if entry.component:

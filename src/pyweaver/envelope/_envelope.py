@@ -169,6 +169,7 @@ class ProcessChild:
             ready_timeout=ready_timeout,
             stop_grace=self.stop_grace,
             keep_lines=self.keep_lines,
+            join_stderr=True,
         )
 
         async def ready_check(child: ChildProcess) -> None:
@@ -528,7 +529,10 @@ class Envelope(anyio.AsyncContextManagerMixin):
         }
 
     def _on_line(self, stream: str, line: str) -> None:
-        """A line the weavelet process wrote on stdout or stderr becomes a log entry."""
+        """What the weavelet process wrote on stdout or stderr becomes a log entry: one
+        line, or one multi-line stderr message (a traceback becomes one error entry
+        whose message is the exception line and whose ``traceback`` attribute is the
+        whole text)."""
         if line.startswith(m.LOG_LINE_PREFIX):
             try:
                 wire = json.loads(line[len(m.LOG_LINE_PREFIX) :])
@@ -538,13 +542,40 @@ class Envelope(anyio.AsyncContextManagerMixin):
             else:
                 self.handler.handle_logs(self, [entry])
                 return
+        level = "info" if stream == "stdout" else "warning"
+        message = line
+        attrs: dict[str, str] = {}
+        if "\n" in line and _is_traceback(line):
+            level = "error"
+            attrs["traceback"] = line
+            message = _exception_line(line)
         entry = LogEntry(
             time_ns=time.time_ns(),
-            level="info" if stream == "stdout" else "warning",
-            message=line,
+            level=level,
+            message=message,
             replica=self.replica_id,
             group=self.group,
             deployment=self.deployment_id,
+            attrs=attrs,
             source=stream,
         )
         self.handler.handle_logs(self, [entry])
+
+
+_TRACEBACK_HEADS = (
+    "Traceback (most recent call last):",
+    "Exception Group Traceback (most recent call last):",
+)
+
+
+def _is_traceback(text: str) -> bool:
+    return any(line.lstrip(" +|").startswith(_TRACEBACK_HEADS) for line in text.split("\n", 2)[:2])
+
+
+def _exception_line(text: str) -> str:
+    """The last unindented line of a traceback (``ValueError: boom``), else its first."""
+    lines = text.split("\n")
+    for line in reversed(lines):
+        if line.strip() and line[:1] not in (" ", "\t"):
+            return line
+    return lines[0].strip()

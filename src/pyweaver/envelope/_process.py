@@ -33,9 +33,11 @@ from pyweaver._errors import (
 )
 
 __all__ = [
+    "JOIN_WAIT",
     "ChildProcess",
     "CrashLoopError",
     "LineCallback",
+    "LineJoiner",
     "ProcessError",
     "ProcessExitedError",
     "ProcessSpec",
@@ -44,8 +46,10 @@ __all__ = [
 ]
 
 LineCallback = Callable[[str, str], None]
-"""``on_line(stream, line)``: ``stream`` is ``"stdout"`` or ``"stderr"``; ``line`` has no
-line ending. Called from the reader task, so it must not block."""
+"""``on_line(stream, text)``: ``stream`` is ``"stdout"`` or ``"stderr"``; ``text`` is one
+line without its line ending or, with ``ProcessSpec.join_stderr``, the lines of one
+multi-line stderr message joined by ``"\n"``. Called from the reader task, so it must
+not block."""
 
 ReadyCheck = Callable[["ChildProcess"], Awaitable[None]]
 """An extra readiness condition: returns once the child is ready (e.g. its control
@@ -53,6 +57,107 @@ socket accepts a connection), raises if it never will."""
 
 _MAX_LINE = 64 * 1024  # longer output without a newline is delivered in pieces
 _DRAIN_TIMEOUT = 1.0  # after exit, how long to wait for output still in the pipes
+JOIN_WAIT = 0.05  # a joined stderr message ends this long after its last line, at most
+_MAX_JOINED = 256 * 1024  # a longer joined message is delivered in pieces
+_TRACEBACK_STARTS = (
+    "Traceback (most recent call last):",
+    "Exception Group Traceback (most recent call last):",
+)
+_CHAIN_LINES = (
+    "During handling of the above exception, another exception occurred:",
+    "The above exception was the direct cause of the following exception:",
+)
+
+
+def _is_traceback_start(line: str) -> bool:
+    return line.lstrip(" +|").startswith(_TRACEBACK_STARTS)
+
+
+class LineJoiner:
+    """Groups a stream's lines into messages: a Python traceback (from ``Traceback (most
+    recent call last):`` through its exception line, chained tracebacks included) is
+    one message, and so is a line with the indented lines that follow it. A line that
+    starts with ASCII RS (``\x1e``, a record of its own, such as a pyweaver log line)
+    is never joined. :meth:`feed` returns the messages a line completes;
+    :meth:`flush` ends the one pending (the reader calls it :data:`JOIN_WAIT` after the
+    last line)."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+        self._size = 0
+        self._mode = "plain"  # "plain" | "traceback" | "after_exception" | "group"
+
+    def flush(self) -> list[str]:
+        lines = self.pending
+        while lines and not lines[-1].strip():
+            lines.pop()
+        self.pending = []
+        self._size = 0
+        return lines
+
+    def _start(self, line: str) -> None:
+        self.pending = [line]
+        self._size = len(line)
+        if _is_traceback_start(line):
+            # An exception group's traceback is indented throughout.
+            self._mode = "group" if line[:1] == " " else "traceback"
+        else:
+            self._mode = "plain"
+
+    def _append(self, line: str, mode: str) -> None:
+        self.pending.append(line)
+        self._size += len(line) + 1
+        self._mode = mode
+
+    def feed(self, line: str) -> list[list[str]]:
+        done = self._feed(line)
+        return [lines for lines in done if lines]
+
+    def _feed(self, line: str) -> list[list[str]]:
+        done: list[list[str]] = []
+        if self.pending and self._size + len(line) > _MAX_JOINED:
+            done.append(self.flush())
+        if line.startswith("\x1e"):
+            done.append(self.flush())
+            done.append([line])
+            return done
+        if not self.pending:
+            self._start(line)
+            return done
+        indented = line[:1] in (" ", "\t")
+        mode = self._mode
+        if mode == "plain":
+            if indented and line.strip():
+                self._append(line, "plain")
+            elif (
+                len(self.pending) == 1
+                and self.pending[0].startswith("Exception ignored in")
+                and _is_traceback_start(line)
+            ):
+                self._append(line, "traceback")
+            else:
+                done.append(self.flush())
+                self._start(line)
+        elif mode == "group":
+            if indented or not line.strip():
+                self._append(line, "group")
+            else:
+                done.append(self.flush())
+                self._start(line)
+        elif mode == "traceback":
+            continues = indented or not line.strip() or line.startswith(_CHAIN_LINES)
+            if continues or _is_traceback_start(line):
+                self._append(line, "traceback")
+            else:
+                self._append(line, "after_exception")  # the exception line
+        elif not line.strip() or (indented and self.pending[-1].strip()):
+            self._append(line, "after_exception")
+        elif line.startswith(_CHAIN_LINES):
+            self._append(line, "traceback")
+        else:
+            done.append(self.flush())
+            self._start(line)
+        return done
 
 
 @attrs.frozen(kw_only=True)
@@ -69,6 +174,8 @@ class ProcessSpec:
         ready_timeout: seconds to wait for readiness.
         stop_grace: seconds between SIGTERM and SIGKILL when stopping.
         keep_lines: how many of the last output lines to keep for error reports.
+        join_stderr: deliver a multi-line stderr message (a Python traceback, a line
+            with indented continuation lines) as one text (see :class:`LineJoiner`).
         new_session: start the child in its own session, so a Ctrl-C in the terminal
             reaches only the deployer, which then stops children in order.
     """
@@ -80,6 +187,7 @@ class ProcessSpec:
     ready_timeout: float = 30.0
     stop_grace: float = 5.0
     keep_lines: int = 50
+    join_stderr: bool = False
     new_session: bool = True
 
 
@@ -194,10 +302,19 @@ class ChildProcess(anyio.AsyncContextManagerMixin):
         self, stream: str, receive: anyio.abc.ByteReceiveStream
     ) -> None:
         buffer = b""
+        joiner = LineJoiner() if stream == "stderr" and self.spec.join_stderr else None
         try:
             while True:
                 try:
-                    data = await receive.receive()
+                    if joiner is not None and joiner.pending:
+                        data = b""
+                        with anyio.move_on_after(JOIN_WAIT):
+                            data = await receive.receive()
+                        if not data:  # nothing more came: the pending message is whole
+                            self._emit(stream, joiner.flush())
+                            continue
+                    else:
+                        data = await receive.receive()
                 except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
                     break
                 buffer += data
@@ -206,21 +323,30 @@ class ChildProcess(anyio.AsyncContextManagerMixin):
                     lines.append(buffer[:_MAX_LINE])
                     buffer = buffer[_MAX_LINE:]
                 for line in lines:
-                    self._deliver(stream, line)
+                    self._deliver(stream, line, joiner)
             if buffer:
-                self._deliver(stream, buffer)
+                self._deliver(stream, buffer, joiner)
+            if joiner is not None and joiner.pending:
+                self._emit(stream, joiner.flush())
         finally:
             self._open_streams -= 1
             if self._open_streams == 0:
                 self._drained.set()
 
-    def _deliver(self, stream: str, raw: bytes) -> None:
+    def _deliver(self, stream: str, raw: bytes, joiner: LineJoiner | None) -> None:
         line = raw.decode("utf-8", errors="replace").removesuffix("\r")
         self._last_lines.append((stream, line))
         if self.spec.ready_line is not None and line.strip() == self.spec.ready_line:
             self._ready_line_seen.set()
-        if self._on_line is not None:
-            self._on_line(stream, line)
+        if joiner is None:
+            self._emit(stream, [line])
+        else:
+            for lines in joiner.feed(line):
+                self._emit(stream, lines)
+
+    def _emit(self, stream: str, lines: list[str]) -> None:
+        if self._on_line is not None and lines:
+            self._on_line(stream, "\n".join(lines))
 
     async def _wait_ready(self) -> None:
         if self.spec.ready_line is None and self._ready is None:

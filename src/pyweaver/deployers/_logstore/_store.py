@@ -15,7 +15,7 @@ from pyweaver.deployers._logstore._files import CURRENT, LogWriter, files_oldest
 from pyweaver.deployers._logstore._query import LogQuery
 from pyweaver.deployers._logstore._tail import Tail
 
-__all__ = ["LogStore"]
+__all__ = ["REORDER_WINDOW_NS", "LogStore"]
 
 
 class LogStore:
@@ -40,14 +40,25 @@ class LogStore:
         return [self.root / deployment_id for deployment_id in ids]
 
     def read(
-        self, query: LogQuery | None = None, *, deployments: Sequence[str] | None = None
+        self,
+        query: LogQuery | None = None,
+        *,
+        deployments: Sequence[str] | None = None,
+        since_ns: int | None = None,
     ) -> Iterator[LogEntry]:
-        """Stored entries matching ``query``, merged across deployments by time."""
+        """Stored entries matching ``query`` (and made at ``since_ns`` or later), in
+        time order across deployments and their replicas.
+
+        A deployment's file holds entries in the order they arrived, which differs
+        from their times by up to a shipping delay (replicas send batches); entries
+        are put back in time order within :data:`REORDER_WINDOW_NS`."""
         streams = []
         for directory in self._directories(deployments):
             files = files_oldest_first(directory)
-            streams.append(entry for path in files for entry in read_file(path))
-        for entry in heapq.merge(*streams, key=lambda e: e.time_ns):
+            streams.append(_in_time_order(entry for path in files for entry in read_file(path)))
+        for entry in heapq.merge(*streams, key=_time):
+            if since_ns is not None and entry.time_ns < since_ns:
+                continue
             if query is None or query.matches(entry):
                 yield entry
 
@@ -58,19 +69,28 @@ class LogStore:
         stop: anyio.Event,
         deployments: Sequence[str] | None = None,
         from_start: bool = True,
+        since_ns: int | None = None,
         poll_interval: float = 0.2,
     ) -> AsyncIterator[LogEntry]:
         """Entries matching ``query`` as they are written, until ``stop`` is set.
 
-        With ``from_start`` the stored entries come first; otherwise only entries
-        written after the call (deployments that appear later are read from their
-        start either way). After ``stop`` is set, what was written by then is
-        still delivered.
+        With ``from_start`` the stored entries come first (those made at ``since_ns``
+        or later, when given); otherwise only entries written after the call
+        (deployments that appear later are read from their start either way). What
+        one look at the files finds is delivered in time order. After ``stop`` is
+        set, what was written by then is still delivered.
         """
+
+        def wanted(entry: LogEntry) -> bool:
+            if since_ns is not None and entry.time_ns < since_ns:
+                return False
+            return query is None or query.matches(entry)
+
         tails: dict[Path, Tail] = {}
         first_pass = True
         try:
             while True:
+                found: list[LogEntry] = []
                 for directory in self._directories(deployments):
                     current = directory / CURRENT
                     tail = tails.get(current)
@@ -80,13 +100,12 @@ class LogStore:
                         at_end = first_pass and not from_start
                         if not at_end:
                             for path in files_oldest_first(directory)[:-1]:
-                                for entry in read_file(path):
-                                    if query is None or query.matches(entry):
-                                        yield entry
+                                found.extend(e for e in read_file(path) if wanted(e))
                         tail = tails[current] = Tail(current, at_end=at_end)
-                    for entry in tail.read_new():
-                        if query is None or query.matches(entry):
-                            yield entry
+                    found.extend(e for e in tail.read_new() if wanted(e))
+                found.sort(key=_time)
+                for entry in found:
+                    yield entry
                 first_pass = False
                 if stop.is_set():
                     return
@@ -95,3 +114,25 @@ class LogStore:
         finally:
             for tail in tails.values():
                 tail.close()
+
+
+REORDER_WINDOW_NS = 30 * 10**9
+
+
+def _time(entry: LogEntry) -> int:
+    return entry.time_ns
+
+
+def _in_time_order(entries: Iterator[LogEntry]) -> Iterator[LogEntry]:
+    """``entries`` sorted by time, assuming none arrives more than
+    :data:`REORDER_WINDOW_NS` after an entry made later than it (a later one still
+    comes out, just out of order)."""
+    heap: list[tuple[int, int, LogEntry]] = []
+    newest = 0
+    for index, entry in enumerate(entries):
+        heapq.heappush(heap, (entry.time_ns, index, entry))
+        newest = max(newest, entry.time_ns)
+        while heap and heap[0][0] < newest - REORDER_WINDOW_NS:
+            yield heapq.heappop(heap)[2]
+    while heap:
+        yield heapq.heappop(heap)[2]

@@ -11,6 +11,7 @@ takes ``--json``; piped, ``status`` prints whole values, one row per line.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +32,7 @@ from pyweaver._errors import PyWeaverError
 from pyweaver.contract._logentry import LogEntry, format_json, format_pretty
 from pyweaver.deployers._exposition import openmetrics_text, prometheus_text
 from pyweaver.deployers._logstore import LogQuery, LogStore, LogWriter
+from pyweaver.deployers._logstore._query import fields_help
 from pyweaver.deployers._registry import Deployment, Registry
 from pyweaver.deployers.multi._deployer import DeploymentFailed, MultiDeployer
 from pyweaver.deployers.multi._status import (
@@ -385,9 +388,69 @@ def dashboard(host: str, port: int) -> None:
 # -- logs, purge ----------------------------------------------------------------------------
 
 
-@multi.command()
+_LOGS_HELP = f"""Print the logs of multi deployments (running or not) matching QUERY, a CEL
+expression (Common Expression Language, as Service Weaver's `weaver multi logs`), in time
+order across deployments and replicas.
+
+Each line shows the level and time, the deployment and replica (short ids), the
+component, file:line, the message and the attributes.
+
+\b
+Fields:
+{fields_help()}
+
+\b
+Examples:
+  pyweaver multi logs 'level == "error" && component.contains("Cart")'
+  pyweaver multi logs 'attrs["user"] == "ann"'       # entries with user=ann
+  pyweaver multi logs 'severity >= 30'               # warnings and errors
+  pyweaver multi logs 'msg.matches("^retry [0-9]+")' # RE2, unanchored
+  pyweaver multi logs 'time > timestamp("2026-11-30T00:00:00Z")'
+  pyweaver multi logs 'time > now - duration("5m")'
+  pyweaver multi logs --follow 'stream == "stderr"'  # captured stderr, from now on
+  pyweaver multi logs --since 1h --follow            # the last hour, then follow
+
+\b
+Operators: && || ! == != < <= > >= in, s.contains(t), s.startsWith(t),
+s.endsWith(t), s.matches(re), has(attrs.k), size(s), timestamp(...), duration(...)
+and the rest of CEL. An entry without an attribute the query reads (attrs["k"]) does
+not match, whatever the comparison.
+"""
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _since_ns(text: str, now: float) -> int:
+    """``--since``: a duration before ``now`` (``90s``, ``5m``, ``1h30m``, ``2d``) or an
+    ISO 8601 / RFC 3339 timestamp (local time when it has no zone)."""
+    if re.fullmatch(r"(\d+(\.\d+)?(ms|s|m|h|d))+", text):
+        seconds = sum(
+            float(number) * _DURATION_UNITS[unit]
+            for number, _, unit in re.findall(r"(\d+(\.\d+)?)(ms|s|m|h|d)", text)
+        )
+        return int((now - seconds) * 1e9)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither a duration (90s, 5m, 1h30m, 2d) nor a timestamp "
+            "(2026-11-30T08:00:00Z, or local time without a zone)",
+            param_hint="'--since'",
+        ) from None
+    return int(moment.astimezone().timestamp() * 1e9)
+
+
+@multi.command(help=_LOGS_HELP)
 @click.argument("query", required=False, default="")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new entries.")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Print new entries as they are written, from now on."
+)
+@click.option(
+    "--since",
+    metavar="DURATION|TIMESTAMP",
+    help="Only entries made since then (5m, 1h30m, 2d, or 2026-11-30T08:00:00Z); with "
+    "--follow, those first, then new entries.",
+)
 @click.option(
     "--format",
     "fmt",
@@ -396,25 +459,25 @@ def dashboard(host: str, port: int) -> None:
     help="How to print entries.",
 )
 @click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
-def logs(query: str, follow: bool, fmt: str, as_json: bool) -> None:
-    """Print the logs of multi deployments (running or not) matching QUERY.
-
-    Example: pyweaver multi logs 'component == Cache && level >= warning'
-    """
+def logs(query: str, follow: bool, since: str | None, fmt: str, as_json: bool) -> None:
     if as_json:
         fmt = "json"
+    since_ns = _since_ns(since, time.time()) if since else None
     try:
-        parsed = LogQuery.parse(query) if query else None
+        parsed = LogQuery.parse(query) if query.strip() else None
     except PyWeaverError as exc:
         raise click.ClickException(str(exc)) from exc
     store = LogStore(Registry().logs_root)
     color = sys.stdout.isatty()
 
     def show(entry: LogEntry) -> None:
-        click.echo(format_json(entry) if fmt == "json" else format_pretty(entry, color=color))
+        if fmt == "json":
+            click.echo(format_json(entry))
+        else:
+            click.echo(format_pretty(entry, color=color, deployment=True))
 
     if not follow:
-        for entry in store.read(parsed):
+        for entry in store.read(parsed, since_ns=since_ns):
             show(entry)
         return
 
@@ -429,11 +492,100 @@ def logs(query: str, follow: bool, fmt: str, as_json: bool) -> None:
                         return
 
             tasks.start_soon(on_signals)
-            async for entry in store.follow(parsed, stop=stop):
+            entries = store.follow(
+                parsed, stop=stop, from_start=since_ns is not None, since_ns=since_ns
+            )
+            async for entry in entries:
                 show(entry)
             tasks.cancel_scope.cancel()
 
     anyio.run(tail)
+
+
+# -- profile --------------------------------------------------------------------------------
+
+
+def _seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", text.strip())
+    if match is None:
+        raise click.BadParameter(f"{text!r} is not a duration such as 10s, 1m or 500ms")
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]
+    return float(match.group(1)) * scale
+
+
+@multi.command()
+@click.argument("group", required=False)
+@click.option(
+    "--duration",
+    default="10s",
+    show_default=True,
+    help="How long to sample (10s, 1m; whole seconds, rounded up).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Where to write the profile [default: profile-DEPLOYMENT-GROUP.speedscope.json].",
+)
+@click.option(
+    "--deployment",
+    "deployment_id",
+    help="The deployment (an id or its prefix); needed when several are running.",
+)
+@click.option("--rate", default=100, show_default=True, help="Samples per second per replica.")
+@click.option("--idle", is_flag=True, help="Also record threads that are idle (waiting).")
+def profile(
+    group: str | None,
+    *,
+    duration: str,
+    output: str | None,
+    deployment_id: str | None,
+    rate: int,
+    idle: bool,
+) -> None:
+    """Sample every replica of GROUP (a colocation group, or a component in it; default:
+    every replica of the deployment) at once with py-spy, and write one speedscope
+    profile with a profile per replica (open it at https://www.speedscope.app).
+
+    py-spy reads the processes from outside: it needs `pip install 'pyweaver[profile]'`
+    and the right to trace them (root, or kernel.yama.ptrace_scope=0).
+    """
+    from pyweaver.deployers.multi._profile import profile_targets, targets_from_status
+
+    seconds = _seconds(duration)
+    results = _fetch_all(STATUS)
+    if deployment_id is not None:
+        results = [(d, r) for d, r in results if d.id.startswith(deployment_id)]
+    if not results:
+        raise click.ClickException(
+            "no running multi deployment" + (f" matches {deployment_id!r}" if deployment_id else "")
+        )
+    if len(results) > 1:
+        ids = ", ".join(d.id[:8] for d, _ in results)
+        raise click.ClickException(
+            f"{len(results)} deployments are running ({ids}): choose one with --deployment"
+        )
+    deployment, report = results[0]
+    if isinstance(report, Exception):
+        raise click.ClickException(f"deployment {deployment.id} does not answer: {report}")
+    try:
+        targets = targets_from_status(report, group)
+        click.echo(
+            f"profiling {len(targets)} replica(s) of {deployment.app} "
+            f"{deployment.id[:8]} for {max(1, math.ceil(seconds))} s...",
+            err=True,
+        )
+        merged = anyio.run(lambda: profile_targets(targets, seconds, rate=rate, idle=idle))
+    except PyWeaverError as exc:
+        raise click.ClickException(str(exc)) from exc
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", group or "all")
+    path = Path(output or f"profile-{deployment.id[:8]}-{name}.speedscope.json")
+    path.write_text(json.dumps(merged, separators=(",", ":")))
+    samples = sum(len(p.get("samples", [])) for p in merged["profiles"])
+    click.echo(
+        f"wrote {path} ({len(merged['profiles'])} profiles, {samples} samples); "
+        "open it at https://www.speedscope.app"
+    )
 
 
 @multi.command()
