@@ -139,8 +139,9 @@ async def _dashboard(data_dir: Path) -> tuple[str, Any, str]:
     app = dashboard_app(data_dir)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as client:
-        page = (await client.get("/")).text
         api = (await client.get("/api/status")).json()
+        # The index lists deployments; a deployment's page shows its replicas.
+        page = (await client.get(f"/deployment/{api[0]['deployment']['id']}")).text
         prometheus = (await client.get("/metrics")).text
     return page, api, prometheus
 
@@ -170,7 +171,7 @@ def test_status_junk_bytes_and_ctrl_c(
 
     # The dashboard shows the same.
     page, api, prometheus = anyio.run(_dashboard, data_dir)
-    assert "app.Adder#1" in page and "healthy" in page
+    assert "app.Adder" in page and "status-healthy" in page
     assert api[0]["status"]["deployment"] == api[0]["deployment"]["id"]
     assert 'serviceweaver_app="chain"' in prometheus
 
