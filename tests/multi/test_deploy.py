@@ -194,7 +194,7 @@ def test_status_junk_bytes_and_ctrl_c(
                 pass  # the server may hang up on us: that is the point
     # Another deployment (another id in the handshake) is refused by every server.
     for path in sockets:
-        assert "refused by the server" in anyio.run(_call_as_stranger, f"unix://{path}")
+        assert "refused the handshake of this client" in anyio.run(_call_as_stranger, f"unix://{path}")
     after = _status(data_dir, replicas=3)
     assert _pids(after) == pids
     assert all(r["health"].get("healthy") for g in after["groups"] for r in g["replicas"]), after
