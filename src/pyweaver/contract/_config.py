@@ -255,8 +255,8 @@ def _parse(text: str, file: str, path: Path | None) -> AppConfig:
         else:
             raise ConfigError(
                 f"{file}: unknown section [{key}] (sections are serviceweaver, single, "
-                f"multi, telemetry, {', '.join(_DEPLOYER_SECTIONS)}, or a component's full name in quotes, "
-                f'like ["app.Reverser"])'
+                f"multi, telemetry, {', '.join(_DEPLOYER_SECTIONS)}, or a component's full "
+                f'name in quotes, like ["app.Reverser"])'
             )
     return reader.app(
         serviceweaver=serviceweaver,
