@@ -46,14 +46,21 @@ class RootSampler(Sampler):
     complete across processes, and the limit counts traces, not spans.
     """
 
-    def __init__(self, ratio: float, rate: float | None = None) -> None:
+    def __init__(
+        self,
+        ratio: float,
+        rate: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if rate is not None and not rate > 0:
             raise ValueError(f"sample_rate must be above 0, got {rate!r}")
         self._ratio = TraceIdRatioBased(ratio)
         self._rate = rate
         self._capacity = max(1.0, rate or 0.0)
         self._tokens = self._capacity
-        self._last = time.monotonic()
+        self._clock = clock
+        self._last = clock()
         self._lock = threading.Lock()
 
     def should_sample(  # noqa: PLR0917 (OpenTelemetry's signature)
@@ -70,7 +77,7 @@ class RootSampler(Sampler):
         if self._rate is None or result.decision is not Decision.RECORD_AND_SAMPLE:
             return result
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
             self._last = now
             if self._tokens >= 1.0:
