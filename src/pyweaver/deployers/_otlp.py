@@ -108,7 +108,7 @@ class _Resources:
             if self.service_name:
                 plain["service.name"] = self.service_name
             replica = plain.get("pyweaver.replica")
-            if replica and "service.instance.id" not in plain:
+            if replica:  # the replica id logs and metrics carry, not the SDK's random one
                 plain["service.instance.id"] = replica
             resource = self._cache[key] = Resource(plain)
         return resource
