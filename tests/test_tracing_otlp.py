@@ -55,9 +55,7 @@ class Collector:
         found = []
         for request in self.requests:
             for resource_spans in request.resource_spans:
-                resource = {
-                    a.key: a.value.string_value for a in resource_spans.resource.attributes
-                }
+                resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
                 for scope_spans in resource_spans.scope_spans:
                     found.extend((resource, s) for s in scope_spans.spans)
         return found

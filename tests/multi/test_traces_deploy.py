@@ -119,7 +119,7 @@ def test_traces_and_metrics_of_a_deployment(
     assert match, log.read_text()
     scraped = httpx.get(match[1], timeout=10)
     assert scraped.status_code == 200
-    assert 'serviceweaver_http_request_count_total{host=' in scraped.text
+    assert "serviceweaver_http_request_count_total{host=" in scraped.text
     assert "process_cpu_seconds_total{" in scraped.text
     openmetrics = httpx.get(
         match[1], headers={"accept": "application/openmetrics-text; version=1.0.0"}, timeout=10
