@@ -126,13 +126,28 @@ _KIND_NAMES: Final = {
 
 def _plain_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     # OpenTelemetry attribute values are primitives or sequences of primitives
-    # (often tuples); CBOR and JSON want lists.
+    # (often tuples); CBOR and JSON want lists. (Exact type tests, not the slower
+    # isinstance(Sequence): this runs for every span.)
     if not attributes:
         return {}
     return {
-        key: list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+        key: list(value) if type(value) in (tuple, list) else value
         for key, value in attributes.items()
     }
+
+
+_resource_cache: dict[int, tuple[Resource, dict[str, Any]]] = {}
+
+
+def _resource_dict(resource: Resource) -> dict[str, Any]:
+    # A provider's spans share one Resource: convert it once (keyed by identity,
+    # keeping the object alive so the id stays its own).
+    cached = _resource_cache.get(id(resource))
+    if cached is None or cached[0] is not resource:
+        if len(_resource_cache) > 64:
+            _resource_cache.clear()
+        cached = _resource_cache[id(resource)] = (resource, _plain_attributes(resource.attributes))
+    return dict(cached[1])
 
 
 def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
@@ -174,7 +189,7 @@ def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
             }
             for link in span.links
         ],
-        "resource": _plain_attributes(span.resource.attributes),
+        "resource": _resource_dict(span.resource),
         "scope": span.instrumentation_scope.name if span.instrumentation_scope else "",
     }
 
