@@ -11,7 +11,9 @@ Suites (first argument; default ``all``):
     local    a colocated component call vs a plain ``await``; pyweaver's codec vs
              pickle on a medium attrs message (issue 2)
     collatz  the Collatz example app end to end (issue 4; slot, see COLLATZ_SCRIPT)
-    all      all of the above
+    tracing  the cost of tracing per call, off vs on, local and remote (issue 9;
+             runs tracing_cost.py, not part of ``all``)
+    all      remote, local and collatz
 
 Theory of operation (the methodology of research/peer-baselines.md):
 - Every remote measurement uses separate server and client processes.  The
@@ -691,7 +693,7 @@ def select_jobs(suite: str, only: str | None) -> list[Job]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run pyweaver's benchmarks and print ratios against peers measured in the same run.")
-    parser.add_argument("suite", nargs="?", default="all", choices=["remote", "local", "collatz", "all"])
+    parser.add_argument("suite", nargs="?", default="all", choices=["remote", "local", "collatz", "tracing", "all"])
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds, each running every job once (3: quick; 5-7: careful)")
     parser.add_argument("--seconds", type=float, default=2.0,
@@ -720,6 +722,8 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.suite == "tracing":
+        return subprocess.call([PYTHON, str(HERE / "tracing_cost.py")])
     jobs = select_jobs(args.suite, args.only)
     if args.list:
         for job in jobs:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -495,3 +496,26 @@ def test_reset_for_tests_zeroes_in_place() -> None:
     assert mm.calls == 0 and mm.errors == 0 and mm.request_sum == 0 and mm.untimed_calls == 0
     child.inc()  # objects held before the reset keep working
     assert find(counter.name, a="x")["value"] == 1
+
+
+def test_process_metrics_join_a_snapshot_only_when_asked() -> None:
+    take = _metrics.snapshot
+    assert not any(s["name"].startswith("process_") for s in take())
+    labels = {"serviceweaver_group": "main", "serviceweaver_node": "r1"}
+    process = {
+        s["name"]: s for s in take(process_labels=labels) if s["name"].startswith("process_")
+    }
+    if sys.platform != "linux":
+        pytest.skip("prometheus-client reads process metrics from /proc")
+    assert {
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    } <= set(process)
+    assert process["process_cpu_seconds_total"]["kind"] == "counter"
+    assert process["process_resident_memory_bytes"]["kind"] == "gauge"
+    assert process["process_resident_memory_bytes"]["value"] > 1_000_000
+    assert all(s["labels"] == labels for s in process.values())
+    text = prometheus_text(list(process.values()))
+    assert 'process_open_fds{serviceweaver_group="main",serviceweaver_node="r1"}' in text

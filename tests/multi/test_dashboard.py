@@ -251,7 +251,7 @@ async def test_traces_list_and_open_in_perfetto(source: FakeSource) -> None:
     assert "https://ui.perfetto.dev/#!/?url=http%3A%2F%2Fdash.test%2Ftraces%2F" in page.text
     assert trace.headers["access-control-allow-origin"] == "https://ui.perfetto.dev"
     events = trace.json()["traceEvents"]
-    names = {e["args"]["name"] for e in events if e["ph"] == "M"}
+    names = {e["args"]["name"] for e in events if e["name"] == "process_name"}
     assert names == {"g main-0", "g fact-1"}
     assert sorted(e["dur"] for e in events if e["ph"] == "X") == [4000.0, 6000.0, 8000.0]
     assert missing.status_code == 404

@@ -37,8 +37,8 @@ import itertools
 import math
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
-from typing import Final, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Literal
 
 import attrs
 
@@ -578,10 +578,39 @@ def _histogram(
     }
 
 
-def snapshot() -> list[Sample]:
-    """Every metric of this process (cumulative), one entry per family and label
-    set, sorted by name then labels. Labelled families appear once a child exists."""
+_process_collector: Any = None
+
+
+def process_samples(labels: Mapping[str, str]) -> list[Sample]:
+    """This process's ``process_*`` metrics as prometheus-client's process collector
+    reads them (CPU seconds, resident and virtual memory, open and max file
+    descriptors, start time; from ``/proc``, so nothing on other systems), each
+    labelled with ``labels``. Computed when called: nothing runs between snapshots."""
+    global _process_collector
+    if _process_collector is None:
+        from prometheus_client.process_collector import ProcessCollector
+
+        _process_collector = ProcessCollector(registry=None)
     samples: list[Sample] = []
+    for family in _process_collector.collect():
+        kind: Kind = "counter" if family.type == "counter" else "gauge"
+        samples.extend(
+            _scalar(sample.name, kind, family.documentation, dict(labels), float(sample.value))
+            for sample in family.samples
+        )
+    return samples
+
+
+def snapshot(process_labels: Mapping[str, str] | None = None) -> list[Sample]:
+    """Every metric of this process (cumulative), one entry per family and label
+    set, sorted by name then labels. Labelled families appear once a child exists.
+
+    With ``process_labels`` (a weavelet passes its group and replica id), the
+    ``process_*`` metrics of :func:`process_samples` are included, so that each
+    replica's stay apart when a deployer merges snapshots."""
+    samples: list[Sample] = []
+    if process_labels is not None:
+        samples.extend(process_samples(process_labels))
     for family in _families.values():
         for key, child in family.children.items():
             labels = dict(zip(family.label_names, key, strict=True))

@@ -271,7 +271,11 @@ class WeaveletAgent:
             return m.Health(healthy=True, components=built, failed=dict(self._failed))
 
         async def metrics(request: m.Empty) -> m.MetricsReply:
-            return m.MetricsReply(samples=_metrics.snapshot())
+            process = {
+                "serviceweaver_group": self.bootstrap.group,
+                "serviceweaver_node": self.bootstrap.replica_id,
+            }
+            return m.MetricsReply(samples=_metrics.snapshot(process_labels=process))
 
         async def shutdown(request: m.Empty) -> m.Empty:
             self.stop()
@@ -399,6 +403,7 @@ async def serve_weavelet(
         _tracing.enable_tracing(
             agent.spans.sink,
             sample_ratio=min(bootstrap.trace_sample_ratio, 1.0),
+            sample_rate=config.telemetry.sample_rate,
             service_name=config.name,
             resource_attributes={
                 "pyweaver.deployment": bootstrap.deployment_id,

@@ -125,6 +125,7 @@ def enable_tracing(
     export: SpanProcessor | SpanExporter | SpanSink | None = None,
     *,
     sample_ratio: float = 1.0,
+    sample_rate: float | None = None,
     service_name: str = "pyweaver",
     resource_attributes: Mapping[str, str] | None = None,
     set_global: bool = True,
@@ -138,7 +139,11 @@ def enable_tracing(
     ended it; ``None`` keeps spans (so trace ids appear in logs and propagate) but
     exports nothing.
 
-    ``sample_ratio`` applies to new roots; children follow their parent's decision.
+    Sampling is decided where a trace starts (its root span): ``sample_ratio`` of
+    new traces are recorded, and of those at most ``sample_rate`` per second in this
+    process (``None``: no limit). Every other span follows its parent's decision,
+    which travels with the trace context to other processes, so a recorded trace is
+    complete (see :class:`._tracing_sdk.RootSampler`).
 
     With ``set_global`` (the default) the provider also becomes OpenTelemetry's
     global one, so user code calling ``opentelemetry.trace.get_tracer`` joins the
@@ -149,11 +154,14 @@ def enable_tracing(
     """
     if not 0.0 <= sample_ratio <= 1.0:
         raise ValueError(f"sample_ratio must be in [0, 1], got {sample_ratio!r}")
+    if sample_rate is not None and not sample_rate > 0:
+        raise ValueError(f"sample_rate must be above 0, got {sample_rate!r}")
     from pyweaver._runtime import _tracing_sdk
 
     provider = _tracing_sdk.tracer_provider(
         export,
         sample_ratio=sample_ratio,
+        sample_rate=sample_rate,
         service_name=service_name,
         resource_attributes=resource_attributes,
     )

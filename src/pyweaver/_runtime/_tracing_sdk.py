@@ -13,16 +13,81 @@ buffers them and ships batches to the envelope.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import SpanKind
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 
-__all__ = ["DictSpanProcessor", "SpanSink", "span_to_dict", "tracer_provider"]
+__all__ = ["DictSpanProcessor", "RootSampler", "SpanSink", "span_to_dict", "tracer_provider"]
+
+
+class RootSampler(Sampler):
+    """Decides whether a new trace (a root span) is recorded: ``ratio`` of them (by
+    trace id, as OpenTelemetry's ``TraceIdRatioBased``), and of those at most ``rate``
+    per second in this process (a token bucket holding ``max(1, rate)`` tokens,
+    refilled at ``rate`` per second; ``None``: no limit).
+
+    Used as the root of a ``ParentBased`` sampler: a span with a parent (local or
+    from another process) follows its parent's decision, so a recorded trace is
+    complete across processes, and the limit counts traces, not spans.
+    """
+
+    def __init__(
+        self,
+        ratio: float,
+        rate: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate is not None and not rate > 0:
+            raise ValueError(f"sample_rate must be above 0, got {rate!r}")
+        self._ratio = TraceIdRatioBased(ratio)
+        self._rate = rate
+        self._capacity = max(1.0, rate or 0.0)
+        self._tokens = self._capacity
+        self._clock = clock
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def should_sample(  # noqa: PLR0917 (OpenTelemetry's signature)
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        result = self._ratio.should_sample(parent_context, trace_id, name, kind, attributes)
+        if self._rate is None or result.decision is not Decision.RECORD_AND_SAMPLE:
+            return result
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
+            self._last = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return result
+        return SamplingResult(Decision.DROP, None, result.trace_state)
+
+    def get_description(self) -> str:
+        return f"RootSampler{{ratio={self._ratio.rate}, rate={self._rate}}}"
+
 
 SpanSink = Callable[[dict[str, Any]], None]
 
@@ -31,14 +96,15 @@ def tracer_provider(
     export: SpanProcessor | SpanExporter | SpanSink | None,
     *,
     sample_ratio: float,
+    sample_rate: float | None = None,
     service_name: str,
     resource_attributes: Mapping[str, str] | None,
 ) -> TracerProvider:
-    """A fresh ``TracerProvider`` with a parent-based ratio sampler, exporting finished
-    spans as :func:`pyweaver._runtime._tracing.enable_tracing` documents."""
+    """A fresh ``TracerProvider`` with a parent-based :class:`RootSampler`, exporting
+    finished spans as :func:`pyweaver._runtime._tracing.enable_tracing` documents."""
     resource = Resource.create({"service.name": service_name, **(resource_attributes or {})})
     provider = TracerProvider(
-        resource=resource, sampler=ParentBased(TraceIdRatioBased(sample_ratio))
+        resource=resource, sampler=ParentBased(RootSampler(sample_ratio, sample_rate))
     )
     if isinstance(export, SpanProcessor):
         provider.add_span_processor(export)
@@ -60,13 +126,28 @@ _KIND_NAMES: Final = {
 
 def _plain_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     # OpenTelemetry attribute values are primitives or sequences of primitives
-    # (often tuples); CBOR and JSON want lists.
+    # (often tuples); CBOR and JSON want lists. (Exact type tests, not the slower
+    # isinstance(Sequence): this runs for every span.)
     if not attributes:
         return {}
     return {
-        key: list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+        key: list(value) if type(value) in (tuple, list) else value
         for key, value in attributes.items()
     }
+
+
+_resource_cache: dict[int, tuple[Resource, dict[str, Any]]] = {}
+
+
+def _resource_dict(resource: Resource) -> dict[str, Any]:
+    # A provider's spans share one Resource: convert it once (keyed by identity,
+    # keeping the object alive so the id stays its own).
+    cached = _resource_cache.get(id(resource))
+    if cached is None or cached[0] is not resource:
+        if len(_resource_cache) > 64:
+            _resource_cache.clear()
+        cached = _resource_cache[id(resource)] = (resource, _plain_attributes(resource.attributes))
+    return dict(cached[1])
 
 
 def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
@@ -108,7 +189,7 @@ def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
             }
             for link in span.links
         ],
-        "resource": _plain_attributes(span.resource.attributes),
+        "resource": _resource_dict(span.resource),
         "scope": span.instrumentation_scope.name if span.instrumentation_scope else "",
     }
 

@@ -18,6 +18,12 @@ The file (TOML, read with the standard library's ``tomllib``)::
     listeners.hello = {address = "localhost:9000"}   # the proxy's address
     replicas = 2                      # replicas of every group (default: the deployer's)
 
+    [telemetry]                       # traces and metrics (docs/telemetry.md)
+    sample_ratio = 0.1                # fraction of new traces recorded (0 to 1)
+    sample_rate = 5                   # at most this many new traces per second per process
+    otlp_endpoint = "http://127.0.0.1:4318"   # also export spans over OTLP/HTTP
+    metrics_address = "127.0.0.1:9464"        # the multi deployer serves /metrics there
+
     ["app.Reverser"]                  # a component's weaver.WithConfig section,
     size = 1000                       # keyed by the component's full name (quoted)
 
@@ -69,6 +75,7 @@ __all__ = [
     "ConfigFindings",
     "MultiConfig",
     "SingleConfig",
+    "TelemetryConfig",
     "check_app_config",
     "check_sections",
     "component_config",
@@ -109,6 +116,37 @@ class MultiConfig:
 
 
 @attrs.frozen(kw_only=True)
+class TelemetryConfig:
+    """``[telemetry]``: trace sampling, OTLP export, the metrics scrape address.
+
+    A trace is sampled (recorded) or not where it starts, its *root*: an
+    ``instrument_handler`` request without a ``traceparent``, or user code starting a
+    span. Every span under it, in every process, follows the root's decision (the
+    decision travels with the trace context), so a recorded trace is always complete.
+    """
+
+    #: Fraction of new (root) traces recorded, 0 to 1; None: the file does not say
+    #: (1 when ``sample_rate`` is given, else tracing is off).
+    sample_ratio: float | None = None
+    #: At most this many new traces recorded per second, per process (a token bucket
+    #: with a burst of ``max(1, rate)``); None: no limit.
+    sample_rate: float | None = None
+    #: Also send spans to this OTLP/HTTP collector (``http://host:4318``; the traces
+    #: path ``/v1/traces`` is added when the URL has no path); "" : the standard
+    #: ``OTEL_EXPORTER_OTLP_*`` variables decide.
+    otlp_endpoint: str = ""
+    #: Where the multi deployer serves ``/metrics`` (Prometheus and OpenMetrics
+    #: text) for the deployment's lifetime; "": nowhere (the dashboard still does).
+    metrics_address: str = ""
+
+    def effective_ratio(self) -> float:
+        """The fraction of root traces recorded (0: tracing off)."""
+        if self.sample_ratio is not None:
+            return self.sample_ratio
+        return 1.0 if self.sample_rate is not None else 0.0
+
+
+@attrs.frozen(kw_only=True)
 class AppConfig:
     """A parsed weaver.toml."""
 
@@ -126,6 +164,7 @@ class AppConfig:
     colocate: list[list[str]] = attrs.field(factory=list)
     single: SingleConfig = attrs.field(factory=SingleConfig)
     multi: MultiConfig = attrs.field(factory=MultiConfig)
+    telemetry: TelemetryConfig = attrs.field(factory=TelemetryConfig)
     #: component full name -> its raw section table.
     sections: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     #: Raw sections of other deployers (``[ray]``, ``[kube]``), which check them.
@@ -198,10 +237,11 @@ def _parse(text: str, file: str, path: Path | None) -> AppConfig:
     serviceweaver = reader.table(document, "serviceweaver", "[serviceweaver]")
     single = reader.table(document, "single", "[single]")
     multi = reader.table(document, "multi", "[multi]")
+    telemetry = reader.table(document, "telemetry", "[telemetry]")
     sections: dict[str, dict[str, Any]] = {}
     deployers: dict[str, dict[str, Any]] = {}
     for key, value in document.items():
-        if key in ("serviceweaver", "single", "multi"):
+        if key in ("serviceweaver", "single", "multi", "telemetry"):
             continue
         if not isinstance(value, dict):
             raise ConfigError(
@@ -214,14 +254,15 @@ def _parse(text: str, file: str, path: Path | None) -> AppConfig:
             sections[key] = value
         else:
             raise ConfigError(
-                f"{file}: unknown section [{key}] (sections are serviceweaver, single, multi, "
-                f"{', '.join(_DEPLOYER_SECTIONS)}, or a component's full name in quotes, "
-                f'like ["app.Reverser"])'
+                f"{file}: unknown section [{key}] (sections are serviceweaver, single, "
+                f"multi, telemetry, {', '.join(_DEPLOYER_SECTIONS)}, or a component's full "
+                f'name in quotes, like ["app.Reverser"])'
             )
     return reader.app(
         serviceweaver=serviceweaver,
         single=single,
         multi=multi,
+        telemetry=telemetry,
         sections=sections,
         deployers=deployers,
         path=path,
@@ -268,6 +309,7 @@ class _Reader:
         serviceweaver: dict[str, Any],
         single: dict[str, Any],
         multi: dict[str, Any],
+        telemetry: dict[str, Any],
         sections: dict[str, dict[str, Any]],
         deployers: dict[str, dict[str, Any]],
         path: Path | None,
@@ -300,6 +342,7 @@ class _Reader:
             colocate=self.colocate(serviceweaver.get("colocate", []), section),
             single=SingleConfig(listeners=self.listeners(single, "[single]")),
             multi=self.multi(multi),
+            telemetry=self.telemetry(telemetry),
             sections=sections,
             deployers=deployers,
         )
@@ -375,6 +418,41 @@ class _Reader:
             else:
                 groups[group] = count
         return MultiConfig(listeners=listeners, replicas=default, group_replicas=groups)
+
+    def telemetry(self, table: dict[str, Any]) -> TelemetryConfig:
+        section = "[telemetry]"
+        self.unknown_keys(
+            table, section, ("sample_ratio", "sample_rate", "otlp_endpoint", "metrics_address")
+        )
+        ratio = self.number(table, "sample_ratio", section)
+        if ratio is not None and not 0 <= ratio <= 1:
+            raise self.error(section, "sample_ratio", f"expected 0 to 1, got {ratio}")
+        rate = self.number(table, "sample_rate", section)
+        if rate is not None and not rate > 0:
+            raise self.error(
+                section, "sample_rate", f"expected traces per second above 0, got {rate}"
+            )
+        endpoint = self.string(table, "otlp_endpoint", section)
+        if endpoint and not re.match(r"^https?://[^/\s]+(/\S*)?$", endpoint):
+            raise self.error(
+                section, "otlp_endpoint", f'expected "http://host:port[/path]", got {endpoint!r}'
+            )
+        address = self.string(table, "metrics_address", section)
+        if address:
+            problem = _address_problem(address)
+            if problem:
+                raise self.error(section, "metrics_address", problem)
+        return TelemetryConfig(
+            sample_ratio=ratio, sample_rate=rate, otlp_endpoint=endpoint, metrics_address=address
+        )
+
+    def number(self, table: Mapping[str, Any], key: str, section: str) -> float | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if type(value) not in (int, float) or value != value:  # noqa: PLR0124 (NaN)
+            raise self.error(section, key, f"expected a number, got {_kind(value)}")
+        return float(value)
 
     def count(self, value: Any, section: str, key: str) -> int:
         if type(value) is not int:

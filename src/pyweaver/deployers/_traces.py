@@ -3,51 +3,39 @@
 The API is three functions, so that the storage behind them can change without their
 callers (the dashboard; later a ``traces`` command) noticing:
 
-* :func:`read_spans` — the only function that knows where spans are stored: today the
-  multi deployer appends every finished span as one JSON line to
-  ``<logs dir>/<deployment id>/traces.jsonl`` (a span dict as
-  ``pyweaver._runtime._tracing.span_to_dict`` writes it: ``name, trace_id, span_id,
-  parent_span_id, kind, start_ns, end_ns, status, attributes, resource``...);
+* :func:`read_spans` — the only function that knows where spans are stored: the
+  deployer's trace store (:mod:`pyweaver.deployers._spanstore`), ``traces.jsonl`` and
+  its rotated predecessors ``traces.<n>.jsonl`` in ``<logs dir>/<deployment id>/``,
+  one span per line (a span dict as ``pyweaver._runtime._tracing_sdk.span_to_dict``
+  writes it: ``name, trace_id, span_id, parent_span_id, kind, start_ns, end_ns,
+  status, attributes, resource``...);
 * :func:`recent_traces` — one :class:`TraceSummary` per trace, newest first, filtered
   by minimum duration and errors;
 * :func:`chrome_trace` — a trace's spans as Chrome trace-event JSON, which
   https://ui.perfetto.dev (and ``chrome://tracing``) opens: one track ("process") per
-  weavelet replica, one complete event (``"ph": "X"``) per span, microseconds.
+  weavelet replica, one thread per trace in it, one complete event (``"ph": "X"``)
+  per span, microseconds.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-__all__ = ["TraceSummary", "chrome_trace", "read_spans", "recent_traces"]
+from pyweaver.deployers._spanstore import read_file, span_files
 
-_SPAN_FILE = "traces.jsonl"
+__all__ = ["TraceSummary", "chrome_trace", "read_spans", "recent_traces"]
 
 
 def read_spans(deployment_logs_dir: Path, trace_id: str = "") -> Iterator[dict[str, Any]]:
     """The recorded spans of one deployment (all of them, or only ``trace_id``'s), in
-    the order they were recorded; nothing when it recorded none. A torn last line (a
-    writer mid-append) is skipped."""
-    path = deployment_logs_dir / _SPAN_FILE
-    try:
-        file = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        return
-    with file:
-        for line in file:
-            if trace_id and trace_id not in line:
-                continue  # cheap pre-filter before parsing
-            try:
-                span = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(span, dict) and (not trace_id or span.get("trace_id") == trace_id):
-                yield span
+    the order they were recorded (oldest file first); nothing when it recorded none.
+    A torn last line (a writer mid-append) is skipped."""
+    for path in span_files(deployment_logs_dir):
+        yield from read_file(path, trace_id)
 
 
 @attrs.frozen(kw_only=True)
@@ -89,9 +77,11 @@ def recent_traces(
     limit: int = 100,
     min_duration_ns: int = 0,
     errors_only: bool = False,
+    since_ns: int = 0,
 ) -> list[TraceSummary]:
     """At most ``limit`` traces of ``spans`` (e.g. :func:`read_spans`), newest first,
-    lasting at least ``min_duration_ns`` and, with ``errors_only``, having an error."""
+    lasting at least ``min_duration_ns``, started at ``since_ns`` or later and, with
+    ``errors_only``, having an error."""
     by_trace: dict[str, list[dict[str, Any]]] = {}
     for span in spans:
         by_trace.setdefault(str(span.get("trace_id", "")), []).append(span)
@@ -110,7 +100,11 @@ def recent_traces(
             spans=len(members),
             processes=len({_process(s) for s in members}),
         )
-        if summary.duration_ns >= min_duration_ns and (summary.error or not errors_only):
+        if (
+            summary.duration_ns >= min_duration_ns
+            and summary.start_ns >= since_ns
+            and (summary.error or not errors_only)
+        ):
             summaries.append(summary)
     summaries.sort(key=lambda s: (s.start_ns, s.trace_id), reverse=True)
     return summaries[:limit]
@@ -119,9 +113,13 @@ def recent_traces(
 def chrome_trace(spans: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """``spans`` (usually one trace's) as a Chrome trace-event JSON object:
     ``{"traceEvents": [...], "displayTimeUnit": "ms"}``. Each replica is a process
-    (named by its group and replica id), each span a complete event on thread 1 whose
-    ``args`` carry its ids, kind, status and attributes."""
+    (named by its group and replica id); each trace a thread in it (thread 1 for the
+    first trace, and so on, named by the trace id), so that unrelated traces do not
+    overlap; each span a complete event whose ``args`` carry its ids, kind, status and
+    attributes."""
     processes: dict[str, int] = {}
+    threads: dict[str, int] = {}
+    named_threads: set[tuple[int, int]] = set()
     events: list[dict[str, Any]] = []
     for span in sorted(spans, key=lambda s: int(s.get("start_ns", 0))):
         name = _process(span)
@@ -131,6 +129,19 @@ def chrome_trace(spans: Iterable[dict[str, Any]]) -> dict[str, Any]:
             events.append(
                 {"ph": "M", "name": "process_name", "pid": pid, "tid": 1, "args": {"name": name}}
             )
+        trace_id = str(span.get("trace_id", ""))
+        tid = threads.setdefault(trace_id, len(threads) + 1)
+        if (pid, tid) not in named_threads:
+            named_threads.add((pid, tid))
+            events.append(
+                {
+                    "ph": "M",
+                    "name": "thread_name",
+                    "pid": pid,
+                    "tid": tid,
+                    "args": {"name": f"trace {trace_id[:8]}"},
+                }
+            )
         start = int(span.get("start_ns", 0))
         end = int(span.get("end_ns", 0))
         events.append(
@@ -139,7 +150,7 @@ def chrome_trace(spans: Iterable[dict[str, Any]]) -> dict[str, Any]:
                 "name": str(span.get("name", "")),
                 "cat": str(span.get("kind", "internal")),
                 "pid": pid,
-                "tid": 1,
+                "tid": tid,
                 "ts": start / 1000,
                 "dur": max(end - start, 0) / 1000,
                 "args": {

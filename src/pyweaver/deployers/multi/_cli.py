@@ -3,7 +3,7 @@ the deployments that run.
 
 ``deploy`` runs in the foreground: it prints the app's logs, and stops every process
 it started on Ctrl-C or SIGTERM, or when main returns (exiting with main's status).
-``status``, ``logs``, ``metrics`` and ``purge`` find deployments through the per-user
+``status``, ``logs``, ``metrics``, ``traces`` and ``purge`` find deployments through the per-user
 registry (``$PYWEAVER_DATA_DIR``, else the platform's user data dir). Each of them
 takes ``--json``; piped, ``status`` prints whole values, one row per line.
 """
@@ -16,32 +16,41 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
+import attrs
 import click
 
 from pyweaver._errors import PyWeaverError
+from pyweaver._net import format_address
+from pyweaver.contract._config import TelemetryConfig
 from pyweaver.contract._logentry import LogEntry, format_json, format_pretty
 from pyweaver.deployers._exposition import openmetrics_text, prometheus_text
 from pyweaver.deployers._logstore import LogQuery, LogStore, LogWriter
 from pyweaver.deployers._logstore._query import fields_help
+from pyweaver.deployers._otlp import OtlpExport, otlp_traces_endpoint, sampler_ratio_from_env
 from pyweaver.deployers._registry import Deployment, Registry
+from pyweaver.deployers._spanstore import SpanWriter
+from pyweaver.deployers._traces import TraceSummary, chrome_trace, read_spans, recent_traces
 from pyweaver.deployers.multi._deployer import DeploymentFailed, MultiDeployer
 from pyweaver.deployers.multi._status import (
     METRICS,
+    REPLICA_METRICS,
     STATUS,
     fetch_all,
     serve_status,
     status_json,
 )
+from pyweaver.deployers.multi._telemetry import fan_out, scrape_app
 from pyweaver.envelope import Child, ProcessChild
 
 __all__ = ["multi"]
@@ -72,28 +81,24 @@ class _Console:
             click.echo(text, err=False)
 
 
-class _SpanFile:
-    """Writes every recorded span as one JSON line to the deployment's ``traces.jsonl``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.file: Any = None
-
-    def __call__(self, spans: Sequence[dict[str, Any]]) -> None:
-        if self.file is None:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.file = self.path.open("a", encoding="utf-8")
-        for span in spans:
-            self.file.write(json.dumps(span, separators=(",", ":"), default=str) + "\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+def _sample_ratio(
+    trace: float | None, telemetry: TelemetryConfig, environ: Mapping[str, str]
+) -> float:
+    """The fraction of root traces recorded: ``--trace``, else ``[telemetry]``'s
+    ``sample_ratio``, else ``OTEL_TRACES_SAMPLER``/``_ARG``, else 1 when
+    ``sample_rate`` is given, else 0 (tracing off)."""
+    if trace is not None:
+        return trace
+    if telemetry.sample_ratio is not None:
+        return telemetry.sample_ratio
+    from_env = sampler_ratio_from_env(environ)
+    if from_env is not None:
+        return from_env
+    return telemetry.effective_ratio()
 
 
 async def _deploy(
-    path: Path, config_file: str, fmt: Literal["pretty", "json"], trace: float = 0.0
+    path: Path, config_file: str, fmt: Literal["pretty", "json"], trace: float | None = None
 ) -> int:
     from pyweaver.contract._appfacts import check_deployment
     from pyweaver.contract._config import load_config
@@ -103,11 +108,30 @@ async def _deploy(
     try:
         config = load_config(str(path))
         argv = config.app_argv()
+        ratio = _sample_ratio(trace, config.telemetry, os.environ)
         checked = await anyio.to_thread.run_sync(check_deployment, config)
     except PyWeaverError as exc:
         raise click.ClickException(str(exc)) from exc
     for warning in checked.warnings:
         click.echo(f"warning: {warning}", err=True)
+    # The weavelets read sample_rate from the config they are given; the ratio
+    # travels as the deployer's trace_sample_ratio (0: tracing off).
+    config = attrs.evolve(config, telemetry=attrs.evolve(config.telemetry, sample_ratio=ratio))
+    otlp_endpoint = otlp_traces_endpoint(config.telemetry.otlp_endpoint, os.environ)
+    if otlp_endpoint and ratio == 0:
+        click.echo(
+            f"warning: OTLP export to {otlp_endpoint} is set up but tracing is off: "
+            "give --trace, [telemetry] sample_ratio or sample_rate",
+            err=True,
+        )
+    metrics_socket = None
+    if config.telemetry.metrics_address:
+        from pyweaver._net import bind_socket
+
+        try:
+            metrics_socket = bind_socket(config.telemetry.metrics_address, what="metrics")
+        except OSError as exc:
+            raise click.ClickException(f"[telemetry] metrics_address: {exc.strerror}") from exc
     base = path.parent
     env = {**os.environ, **config.env_vars()}
     env.pop("PYWEAVER_CONFIG", None)
@@ -118,38 +142,77 @@ async def _deploy(
     registry = Registry()
     socket_dir = Path(tempfile.mkdtemp(prefix="pyweaver-"))
     deployer: MultiDeployer | None = None
+    otlp: OtlpExport | None = None
     try:
         deployer = MultiDeployer(
             config,
             child_factory=child,
             socket_dir=socket_dir,
             sys_path=[str(base)],
-            trace_sample_ratio=trace,
+            trace_sample_ratio=ratio,
         )
         store = LogStore(registry.logs_root)
         registry.logs_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        spans = _SpanFile(registry.logs_dir(deployer.deployment_id) / "traces.jsonl")
-        deployer.span_sink = spans
-        with store.writer(deployer.deployment_id) as writer:
+        if otlp_endpoint:
+            try:
+                otlp = OtlpExport(
+                    otlp_endpoint, service_name=os.environ.get("OTEL_SERVICE_NAME", "")
+                )
+            except PyWeaverError as exc:
+                raise click.ClickException(str(exc)) from exc
+        with (
+            store.writer(deployer.deployment_id) as writer,
+            SpanWriter(registry.logs_dir(deployer.deployment_id)) as spans,
+        ):
+            deployer.span_sink = fan_out(spans, otlp)
             deployer.log_sink = _Console(writer, fmt, color=sys.stdout.isatty())
+            lines = [
+                f"app        : {config.name}",
+                f"deployment : {deployer.deployment_id}",
+                f"tracing    : {_tracing_text(ratio, config.telemetry.sample_rate)}",
+            ]
+            if otlp_endpoint:
+                lines.append(f"otlp       : {otlp_endpoint}")
+            if metrics_socket is not None:
+                host, port = metrics_socket.getsockname()[:2]
+                lines.append(f"metrics    : http://{format_address(host, port)}/metrics")
+            width = max(54, *(len(line) + 2 for line in lines))
             click.echo(
-                f"╭──────────────────────────────────────────────────────╮\n"
-                f"│ app        : {config.name:<40}│\n"
-                f"│ deployment : {deployer.deployment_id:<40}│\n"
-                f"╰──────────────────────────────────────────────────────╯",
+                "\n".join(
+                    [
+                        f"╭{'─' * width}╮",
+                        *(f"│ {line:<{width - 1}}│" for line in lines),
+                        f"╰{'─' * width}╯",
+                    ]
+                ),
                 err=True,
             )
-            try:
-                return await _run_deployment(deployer, registry, path)
-            finally:
-                spans.close()
+            return await _run_deployment(deployer, registry, path, metrics_socket)
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)
+        if metrics_socket is not None:
+            metrics_socket.close()
+        if otlp is not None:
+            await anyio.to_thread.run_sync(otlp.close)  # flushes queued spans
         if deployer is not None:
             registry.unregister(deployer.deployment_id)
 
 
-async def _run_deployment(deployer: MultiDeployer, registry: Registry, path: Path) -> int:
+def _tracing_text(ratio: float, rate: float | None) -> str:
+    if ratio <= 0:
+        return "off (--trace 1 records every trace)"
+    text = "every trace" if ratio >= 1 else f"{ratio:g} of traces"
+    if rate is not None:
+        text += f", at most {rate:g}/s per process"
+    return text
+
+
+async def _run_deployment(
+    deployer: MultiDeployer,
+    registry: Registry,
+    path: Path,
+    metrics_socket: socket.socket | None = None,
+) -> int:
     status = 0
     stop_signal: list[int] = []
     # The signal receiver outlives the deployment, so a second Ctrl-C while it stops is
@@ -167,6 +230,10 @@ async def _run_deployment(deployer: MultiDeployer, registry: Registry, path: Pat
                     waiting.cancel()
 
         watcher.start_soon(on_signals)
+        if metrics_socket is not None:
+            from pyweaver._net import serve_asgi_socket
+
+            watcher.start_soon(serve_asgi_socket, metrics_socket, scrape_app(deployer.metrics))
         async with (
             deployer,
             serve_status(
@@ -216,11 +283,14 @@ async def _run_deployment(deployer: MultiDeployer, registry: Registry, path: Pat
 @click.option(
     "--trace",
     type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    help="Record this fraction of traces (0 to 1); spans go to the deployment's "
-    "traces.jsonl next to its logs.",
+    default=None,
+    metavar="RATIO",
+    help="Record this fraction of new traces (0 to 1; 1: every HTTP request and every "
+    "call under it), overriding [telemetry] sample_ratio. A trace is sampled where it "
+    "starts and recorded whole, across processes. Default: [telemetry], else "
+    "OTEL_TRACES_SAMPLER, else off. See `pyweaver multi traces`.",
 )
-def deploy(config: str, fmt: Literal["pretty", "json"], trace: float) -> None:
+def deploy(config: str, fmt: Literal["pretty", "json"], trace: float | None) -> None:
     """Deploy the app of CONFIG (a weaver.toml) as many processes, in the foreground.
 
     Ctrl-C (or SIGTERM) stops every process; when main returns, the deployment stops
@@ -353,15 +423,28 @@ def status(as_json: bool) -> None:
 @click.argument("regex", required=False, default="")
 @click.option("--json", "as_json", is_flag=True, help="Print the samples as JSON.")
 @click.option("--openmetrics", is_flag=True, help="Print OpenMetrics text.")
-def metrics(regex: str, as_json: bool, openmetrics: bool) -> None:
+@click.option(
+    "--per-replica",
+    is_flag=True,
+    help="Keep each replica's samples apart (labels serviceweaver_group and "
+    "serviceweaver_node, the replica id) instead of merging them.",
+)
+def metrics(regex: str, as_json: bool, openmetrics: bool, per_replica: bool) -> None:
     """Print the metrics of the running deployments (Prometheus text), merged across
-    replicas; REGEX filters metric names."""
+    replicas unless --per-replica; REGEX (a Python regular expression, searched
+    anywhere in the name) keeps only the metrics whose name it matches, e.g.
+    'serviceweaver_method' or '^process_'.
+
+    Every metric carries serviceweaver_app and serviceweaver_version (the deployment);
+    process_* metrics (CPU seconds, memory, open fds, start time) are per replica
+    always. Set [telemetry] metrics_address in weaver.toml for a scrape address.
+    """
     try:
         pattern = re.compile(regex)
     except re.error as exc:
         raise click.ClickException(f"bad REGEX {regex!r}: {exc}") from exc
     samples: list[dict[str, Any]] = []
-    for deployment, result in _fetch_all(METRICS):
+    for deployment, result in _fetch_all(REPLICA_METRICS if per_replica else METRICS):
         if isinstance(result, Exception):
             click.echo(f"# deployment {deployment.id}: {result}", err=True)
             continue
@@ -500,6 +583,175 @@ def logs(query: str, follow: bool, since: str | None, fmt: str, as_json: bool) -
             tasks.cancel_scope.cancel()
 
     anyio.run(tail)
+
+
+# -- traces -------------------------------------------------------------------------------
+
+_LATENCY_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def _latency_ns(text: str) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s)", text.strip())
+    if match is None:
+        raise click.BadParameter(
+            f"{text!r} is not a duration such as 10ms, 1.5s or 250us", param_hint="'--min-latency'"
+        )
+    return int(float(match.group(1)) * _LATENCY_UNITS[match.group(2)])
+
+
+def _trace_dirs(registry: Registry, deployment_id: str | None) -> list[tuple[str, Path]]:
+    """The deployments (running or not) with a logs directory, oldest first."""
+    root = registry.logs_root
+    if not root.is_dir():
+        return []
+    found = [
+        (path.name, path)
+        for path in root.iterdir()
+        if path.is_dir() and (deployment_id is None or path.name.startswith(deployment_id))
+    ]
+    found.sort(key=lambda item: item[1].stat().st_mtime)
+    return found
+
+
+def _millis(ns: int) -> str:
+    return f"{ns / 1e6:.3f} ms" if ns < 10_000_000_000 else f"{ns / 1e9:.1f} s"
+
+
+@multi.command()
+@click.option(
+    "--deployment",
+    "deployment_id",
+    help="Only this deployment (an id or its prefix); default: every deployment on record.",
+)
+@click.option(
+    "--since",
+    metavar="DURATION|TIMESTAMP",
+    help="Only traces started since then (5m, 1h30m, 2d, or 2026-11-30T08:00:00Z).",
+)
+@click.option(
+    "--min-latency",
+    metavar="DURATION",
+    help="Only traces lasting at least this long (10ms, 1.5s, 250us).",
+)
+@click.option("--errors", is_flag=True, help="Only traces with a span that failed.")
+@click.option("--trace-id", help="Only this trace (its 32 hex digits, or a prefix).")
+@click.option(
+    "--limit", default=50, show_default=True, help="At most this many traces, newest first."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "perfetto", "jsonl"]),
+    default="table",
+    show_default=True,
+    help="table: list the traces; perfetto: write their spans as Chrome trace JSON "
+    "(open it at https://ui.perfetto.dev); jsonl: their spans, one JSON object a line.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+    help="Where --format perfetto|jsonl writes ('-': stdout) [default: perfetto: "
+    "traces-DEPLOYMENT.perfetto.json; jsonl: stdout].",
+)
+@click.option("--json", "as_json", is_flag=True, help="List the traces as JSON.")
+def traces(
+    *,
+    deployment_id: str | None,
+    since: str | None,
+    min_latency: str | None,
+    errors: bool,
+    trace_id: str | None,
+    limit: int,
+    fmt: str,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    """List the recorded traces of multi deployments (running or not), newest first, or
+    export their spans for Perfetto.
+
+    Traces are recorded when the deployment runs with tracing on (`deploy --trace 1`,
+    or [telemetry] sample_ratio / sample_rate in weaver.toml); each deployment keeps
+    its spans in a bounded, rotated store next to its logs (the oldest are dropped).
+    The table shows each trace's id, its root span, start, duration, span count, how
+    many processes recorded its spans, and whether any span failed.
+
+    \b
+    Examples:
+      pyweaver multi traces --min-latency 10ms --errors
+      pyweaver multi traces --since 5m --format perfetto -o slow.json
+      pyweaver multi traces --trace-id 4bf92f35 --format jsonl
+    """
+    now = time.time()
+    since_ns = _since_ns(since, now) if since else 0
+    min_ns = _latency_ns(min_latency) if min_latency else 0
+    registry = Registry()
+    found: list[tuple[str, TraceSummary]] = []
+    spans_of: dict[str, Path] = {}
+    for deployment, directory in _trace_dirs(registry, deployment_id):
+        summaries = recent_traces(
+            read_spans(directory),
+            limit=limit if not trace_id else 1_000_000,
+            min_duration_ns=min_ns,
+            errors_only=errors,
+            since_ns=since_ns,
+        )
+        for summary in summaries:
+            if trace_id and not summary.trace_id.startswith(trace_id.lower()):
+                continue
+            found.append((deployment, summary))
+            spans_of[summary.trace_id] = directory
+    found.sort(key=lambda item: (item[1].start_ns, item[1].trace_id), reverse=True)
+    found = found[:limit]
+    if fmt == "table":
+        if as_json:
+            _print_json([{"deployment": d, **summary.to_json()} for d, summary in found])
+            return
+        if not found:
+            click.echo("No traces recorded (deploy with --trace 1 to record every trace).")
+            return
+        _Tables().print(
+            "TRACES",
+            ("DEPLOYMENT", "TRACE ID", "ROOT", "START", "DURATION", "SPANS", "PROCS", "ERROR"),
+            [
+                (
+                    deployment[:8],
+                    summary.trace_id,
+                    summary.root,
+                    datetime.fromtimestamp(summary.start_ns / 1e9).strftime("%H:%M:%S.%f")[:-3],
+                    _millis(summary.duration_ns),
+                    str(summary.spans),
+                    str(summary.processes),
+                    "error" if summary.error else "",
+                )
+                for deployment, summary in found
+            ],
+        )
+        return
+    wanted = {summary.trace_id for _, summary in found}
+    spans = [
+        span
+        for directory in dict.fromkeys(spans_of[t] for t in wanted)
+        for span in read_spans(directory)
+        if span.get("trace_id") in wanted
+    ]
+    if fmt == "jsonl":
+        text = "".join(json.dumps(span, separators=(",", ":")) + "\n" for span in spans)
+        target = output or "-"
+    else:
+        text = json.dumps(chrome_trace(spans), separators=(",", ":"))
+        deployments = sorted({d[:8] for d, _ in found}) or ["none"]
+        target = output or f"traces-{'-'.join(deployments)}.perfetto.json"
+    if target == "-":
+        click.echo(text, nl=False)
+        return
+    Path(target).write_text(text)
+    processes = len({str(s.get("resource", {}).get("pyweaver.replica", "")) for s in spans})
+    click.echo(
+        f"wrote {target} ({len(wanted)} traces, {len(spans)} spans from {processes} "
+        "processes)" + ("; open it at https://ui.perfetto.dev" if fmt == "perfetto" else ""),
+        err=True,
+    )
 
 
 # -- profile --------------------------------------------------------------------------------

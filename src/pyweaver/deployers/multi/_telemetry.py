@@ -16,21 +16,23 @@ registered *and* every component the deployment activated in its group finished
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import anyio
 import attrs
 
 from pyweaver._errors import PyWeaverError
+from pyweaver._net import ASGIApp, Receive, Scope, Send
 from pyweaver.contract import MAIN
 from pyweaver.contract._logentry import LogEntry
 from pyweaver.contract._metrics import add_labels, merge_snapshots
+from pyweaver.deployers._exposition import encoder_for
 from pyweaver.deployers._procstat import process_usage
 from pyweaver.deployers.multi._groups import Group, Slot
 from pyweaver.envelope import Envelope
 
-__all__ = ["LogSink", "SpanSink", "Telemetry", "replica_status"]
+__all__ = ["LogSink", "SpanSink", "Telemetry", "fan_out", "replica_status", "scrape_app"]
 
 LogSink = Callable[[Sequence[LogEntry]], None]
 SpanSink = Callable[[Sequence[dict[str, Any]]], None]
@@ -186,3 +188,38 @@ async def _health(envelope: Envelope) -> dict[str, Any]:
         except PyWeaverError as exc:
             health = {"healthy": False, "error": str(exc)}
     return health
+
+
+def fan_out(*sinks: SpanSink | None) -> SpanSink:
+    """One span sink feeding each of ``sinks`` (the trace store, an OTLP exporter)."""
+    present = [sink for sink in sinks if sink is not None]
+
+    def sink(spans: Sequence[dict[str, Any]]) -> None:
+        for each in present:
+            each(spans)
+
+    return sink
+
+
+def scrape_app(collect: Callable[[], Awaitable[list[dict[str, Any]]]]) -> ASGIApp:
+    """An ASGI app answering ``GET /metrics`` with ``collect()``'s samples, in the
+    format the scraper's ``Accept`` header asks for (OpenMetrics or Prometheus text);
+    ``[telemetry] metrics_address`` serves it for the deployment's lifetime."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope.get("path") != "/metrics":
+            status, kind, body = 404, "text/plain", b"not found: scrape /metrics\n"
+        else:
+            accept = b""
+            for name, value in scope.get("headers", ()):
+                if name == b"accept":
+                    accept = bytes(value)
+            encode, kind = encoder_for(accept.decode("latin-1"))
+            status, body = 200, encode(await collect())
+        headers = [(b"content-type", kind.encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
