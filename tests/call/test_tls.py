@@ -144,16 +144,18 @@ def test_contexts_are_tls_1_3_and_verify_peers(tls: DeploymentTls) -> None:
 async def test_mutual_tls_call_and_authorization(
     serve_tls: Any, tls: DeploymentTls, driver: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with serve_tls(warning_interval=0.0) as server:
-        async with client(server.address, driver, tls.groups["main"].client_context()) as c:
-            with anyio.fail_after(10):
-                assert await c.call(ALLOWED, b"hello") == b"hello"
-                with caplog.at_level(logging.WARNING, logger="pyweaver.call"):
-                    with pytest.raises(RemoteCallError) as caught:
-                        await c.call(FORBIDDEN, b"x")
-                # A method the server does not even have gets the same answer.
-                with pytest.raises(RemoteCallError) as unknown:
-                    await c.call(call.method_key("app.Nope", "nope"), b"x")
+    main = tls.groups["main"].client_context()
+    async with serve_tls(warning_interval=0.0) as server, client(server.address, driver, main) as c:
+        with anyio.fail_after(10):
+            assert await c.call(ALLOWED, b"hello") == b"hello"
+            with (
+                caplog.at_level(logging.WARNING, logger="pyweaver.call"),
+                pytest.raises(RemoteCallError) as caught,
+            ):
+                await c.call(FORBIDDEN, b"x")
+            # A method the server does not even have gets the same answer.
+            with pytest.raises(RemoteCallError) as unknown:
+                await c.call(call.method_key("app.Nope", "nope"), b"x")
     assert "not authorized" in str(caught.value)
     assert str(caught.value).replace(FORBIDDEN.hex(), "?") == str(unknown.value).replace(
         call.method_key("app.Nope", "nope").hex(), "?"
@@ -170,10 +172,10 @@ async def test_mutual_tls_call_and_authorization(
 async def test_a_group_outside_the_rule_may_call_nothing(
     serve_tls: Any, tls: DeploymentTls, driver: Any
 ) -> None:
-    async with serve_tls() as server:
-        async with client(server.address, driver, tls.groups["app.Cache"].client_context()) as c:
-            with anyio.fail_after(10), pytest.raises(RemoteCallError, match="not authorized"):
-                await c.call(ALLOWED, b"hello")
+    cache = tls.groups["app.Cache"].client_context()
+    async with serve_tls() as server, client(server.address, driver, cache) as c:
+        with anyio.fail_after(10), pytest.raises(RemoteCallError, match="not authorized"):
+            await c.call(ALLOWED, b"hello")
 
 
 def _other_deployment_files(tmp_path: Path) -> TlsFiles:

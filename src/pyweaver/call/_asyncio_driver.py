@@ -119,7 +119,7 @@ class AsyncioDriver(asyncio.Protocol):
             session = self._make_session(self)  # also sets on_lost
             self.receive = session.receive
             self.backlog = session.backlog
-            if self._closed:  # refused: the server is stopping, or has too many
+            if not session.open:  # refused: the server is stopping, or has too many
                 self._transport = None
                 transport.close()
                 return

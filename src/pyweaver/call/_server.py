@@ -40,7 +40,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, MutableMapping, Set
 from contextlib import asynccontextmanager
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import anyio
 import anyio.abc
@@ -100,9 +100,9 @@ class AuthorizedHandlers(Mapping[bytes, Handler]):
         self._peer = peer
         self._warnings = warnings
 
-    def get(self, key: bytes, default: object = None) -> Handler:  # type: ignore[override]
+    def get(self, key: bytes, default: Any = None) -> Any:
         if key in self._allowed:
-            return self._handlers.get(key, default)  # type: ignore[return-value]
+            return self._handlers.get(key, default)
         self._warnings.warning(
             "not-authorized",
             "refused a call of method %s from %s: not authorized",
@@ -112,7 +112,7 @@ class AuthorizedHandlers(Mapping[bytes, Handler]):
         return _refuse_call
 
     def __getitem__(self, key: bytes) -> Handler:
-        handler = self.get(key)
+        handler: Handler | None = self.get(key)
         if handler is None:
             raise KeyError(key)
         return handler

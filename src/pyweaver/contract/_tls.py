@@ -23,15 +23,20 @@ from __future__ import annotations
 import os
 import ssl
 import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
 import attrs
 
+from pyweaver.contract._names import MAIN
+
 __all__ = [
     "IDENTITY_SCHEME",
     "TlsFiles",
     "TlsMaterial",
+    "callable_components",
+    "callers_of",
     "deployer_identity",
     "group_identity",
     "identity_group",
@@ -145,3 +150,39 @@ def write_private(path: Path, data: bytes) -> None:
             view = view[written:]
     finally:
         os.close(fd)
+
+
+def callable_components(
+    groups: Mapping[str, Sequence[str]], edges: Iterable[Sequence[str]]
+) -> dict[str, frozenset[str]]:
+    """Calling group -> the components its code may call: the targets of the Refs of
+    the components it hosts. The group hosting ``main`` may call every component
+    (``main`` reaches components through ``weaver.get(Iface, root)``, which no static
+    reading of the app sees)."""
+    callees: dict[str, set[str]] = {}
+    for caller, callee in edges:
+        callees.setdefault(caller, set()).add(callee)
+    everything = frozenset(c for members in groups.values() for c in members if c != MAIN)
+    allowed: dict[str, frozenset[str]] = {}
+    for group, members in groups.items():
+        if MAIN in members:
+            allowed[group] = everything
+        else:
+            allowed[group] = frozenset(
+                target for member in members for target in callees.get(member, ())
+            )
+    return allowed
+
+
+def callers_of(
+    group: str, groups: Mapping[str, Sequence[str]], edges: Iterable[Sequence[str]]
+) -> dict[str, list[str]]:
+    """What a weavelet of ``group`` is told: calling group -> the components of
+    ``group`` it may call (groups that may call none of them are left out)."""
+    hosted = set(groups.get(group, ()))
+    callers = {}
+    for caller, targets in callable_components(groups, edges).items():
+        mine = sorted(targets & hosted)
+        if mine:
+            callers[caller] = mine
+    return callers
