@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+from cryptography import x509
 
 from pyweaver import call
 from pyweaver._errors import RemoteCallError, RetriableError
@@ -195,3 +196,43 @@ def test_each_weavelet_learns_who_may_call_it() -> None:
     assert callers_of("app.Db", groups, EDGES) == {"main": ["app.Db"], "app.Front": ["app.Db"]}
     assert callers_of("app.Front", groups, EDGES) == {"main": ["app.Cart", "app.Front"]}
     assert callers_of("app.Log", groups, EDGES) == {"main": ["app.Log"], "app.Db": ["app.Log"]}
+
+
+async def test_the_multi_deployer_hands_each_weavelet_its_groups_certificate(
+    socket_dir: Path,
+) -> None:
+    from pyweaver.contract._config import parse_config
+    from pyweaver.contract._tls import group_identity
+    from pyweaver.deployers.multi._deployer import MultiDeployer
+    from pyweaver.deployers.multi._groups import Slot
+
+    config = parse_config(
+        '[serviceweaver]\ncolocate = [["app.Front", "app.Cart"]]\n[multi]\nmtls = true\n'
+    )
+    deployer = MultiDeployer(
+        config,
+        child_factory=lambda group, run_main: InProcessChild(lambda bootstrap: anyio.sleep(0)),
+        socket_dir=socket_dir,
+        components=["app.Front", "app.Cart", "app.Db"],
+        edges=EDGES[:2],
+    )
+    envelope = deployer._new_envelope(Slot(deployer._group("app.Db"), 0))
+    bootstrap = envelope.bootstrap
+    files = bootstrap.tls_files()
+    assert files is not None and envelope.tls is not None
+    assert bootstrap.tls_callers == {"main": ["app.Db"], "app.Front": ["app.Db"]}
+    cert = x509.load_pem_x509_certificate(Path(files.cert).read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
+        group_identity(deployer.deployment_id, "app.Db")
+    ]
+    for path in (files.ca, files.cert, files.key, envelope.tls.key):
+        assert Path(path).stat().st_mode & 0o777 == 0o600
+    assert b"PRIVATE KEY" not in Bootstrap.decode(bootstrap.encode()).tls_key.encode()
+    # Off by default: no certificates, no TLS.
+    plain = MultiDeployer(
+        parse_config(""),
+        child_factory=lambda group, run_main: InProcessChild(lambda bootstrap: anyio.sleep(0)),
+        socket_dir=socket_dir,
+    )
+    assert plain._new_envelope(Slot(plain._group("main"), 0)).bootstrap.tls_files() is None
