@@ -236,3 +236,14 @@ async def test_the_multi_deployer_hands_each_weavelet_its_groups_certificate(
         socket_dir=socket_dir,
     )
     assert plain._new_envelope(Slot(plain._group("main"), 0)).bootstrap.tls_files() is None
+
+
+def test_mtls_is_on_by_default_where_calls_cross_machines() -> None:
+    from pyweaver._errors import ConfigError
+    from pyweaver.contract._config import deployer_mtls, parse_config
+
+    assert not parse_config("").multi.mtls
+    assert deployer_mtls(parse_config(""), "ray") and deployer_mtls(parse_config(""), "kube")
+    assert not deployer_mtls(parse_config("[kube]\nmtls = false\n"), "kube")
+    with pytest.raises(ConfigError, match=r"\[ray\] mtls: expected true or false"):
+        deployer_mtls(parse_config("[ray]\nmtls = 2\n"), "ray")
