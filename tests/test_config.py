@@ -166,7 +166,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
         ),
         ("[serviceweaver]\nrollout = 1", "[serviceweaver] 'rollout': unknown key (known: name,"),
         ("[single]\nreplicas = 2", "[single] 'replicas': unknown key"),
-        ("[multi]\nmtls = true", "[multi] 'mtls': unknown key"),
+        ('[multi]\nmtls = "yes"', "[multi] mtls: expected true or false, got a string"),
         ('[multi]\nlisteners.a = {address = "x:1", port = 2}', "listeners.a 'port': unknown key"),
         ("[serviceweaver]\nname = 1", "[serviceweaver] name: expected a string, got a number"),
         ('[serviceweaver]\nargs = "a b"', "[serviceweaver] args: expected a list of strings"),

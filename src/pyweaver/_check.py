@@ -144,6 +144,7 @@ def _describe(target: str, config_path: str | None, name: str | None) -> dict[st
         section_errors=section_errors,
         routed=sorted(name for name, spec in registry.specs.items() if spec.router_type),
         listener_fields=dict(sorted(registry.listeners.items())),
+        edges=[[caller, callee] for caller, callee in registry.edges()],
     )
     return {"facts": facts.to_json(), "graph": _graph(registry), "mermaid": _mermaid(registry)}
 

@@ -37,6 +37,9 @@ The tree::
     Unavailable (Exception)      not an error pyweaver raises: a call handler raises it to
                                  tell the call server "this replica cannot take the call
                                  now"; the caller sees a RetriableError
+    NotAuthorized (Exception)    the call server's signal that the calling peer may not
+                                 call that method (mTLS authorization); the caller sees
+                                 a RemoteCallError "not authorized"
 
 ``CallFailure`` and its subclasses never leave ``pyweaver.call``'s client; they sit
 under PyWeaverError so that one escaping by mistake is still reported as pyweaver's.
@@ -69,6 +72,7 @@ __all__ = [
     "ListenerInUseError",
     "LocalProtocolError",
     "LogQueryError",
+    "NotAuthorized",
     "NotSent",
     "ProcessError",
     "ProcessExitedError",
@@ -211,6 +215,12 @@ class Unavailable(Exception):
     """Raised by a handler to say "this replica cannot take the call now" (for example,
     its component is still initializing). The client gets an ``unavailable`` error and
     retries, possibly on another replica; the method did not run."""
+
+
+class NotAuthorized(Exception):
+    """Raised in a call server when the calling peer's identity may not call the
+    requested method; the client gets a ``not-authorized`` error that says nothing
+    about the server (not even whether it has that method)."""
 
 
 # -- the weavelet/deployer contract ---------------------------------------------------

@@ -322,6 +322,7 @@ def test_public_names_are_pinned() -> None:
             "DEFAULT_MAX_FRAME",
             "DEFAULT_MAX_HANDSHAKE_FRAME",
             "PROTOCOL_VERSION",
+            "Authorizer",
             "Balancer",
             "Cancel",
             "Client",

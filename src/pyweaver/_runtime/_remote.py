@@ -13,6 +13,11 @@ process then
 * registers with the envelope (**DeployerControl**), and ships its log entries there in
   batches.
 
+With mTLS (the bootstrap names certificate files) every one of those connections is
+TLS with this group's certificate; the data plane serves each calling group only the
+methods of the components its code references (``tls_callers``), and WeaveletControl
+only the deployer's certificate (see ``docs/security.md``).
+
 All of that lives in :func:`serve_weavelet`, an async context manager. In a process
 that does not run ``main``, :func:`run_weavelet` serves until the envelope asks it to
 stop or SIGTERM/SIGINT arrives, runs the components' ``shutdown`` hooks, and exits the
@@ -27,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
@@ -52,6 +58,7 @@ from pyweaver._version import __version__
 from pyweaver.contract import _messages as m
 from pyweaver.contract._bootstrap import Bootstrap, unpack_config
 from pyweaver.contract._config import AppConfig
+from pyweaver.contract._tls import identity_group, is_deployer
 
 __all__ = [
     "MultiPlacement",
@@ -126,6 +133,10 @@ class WeaveletAgent:
         self.config = config
         self.registry = registry
         self.fingerprint = registry.fingerprint()
+        tls = bootstrap.tls_files()
+        # Made once: every connection of this process shares them.
+        self._server_tls: ssl.SSLContext | None = tls.server_context() if tls else None
+        self._client_tls: ssl.SSLContext | None = tls.client_context() if tls else None
         self.weavelet = Weavelet(
             registry,
             config,
@@ -217,6 +228,7 @@ class WeaveletAgent:
             balancer=balancer,
             # Long enough for the deployer to restart a group whose replicas all died.
             replica_wait=_REPLICA_WAIT,
+            ssl_context=self._client_tls,
         ) as client:
             holder = _GroupClient(client, balancer, info)
             self._groups[group] = holder
@@ -251,6 +263,44 @@ class WeaveletAgent:
             raise PyWeaverError(f"listener {name!r}: {exported.error}")
         listener.proxy_addr = exported.proxy_address
         return listener
+
+    # -- authorization (mTLS) --------------------------------------------------------
+
+    def _data_authorizer(self) -> call.Authorizer | None:
+        """Calling group -> the method keys of this group it may call (computed once
+        here, looked up once per connection)."""
+        if self._server_tls is None:
+            return None
+        deployment = self.bootstrap.deployment_id
+        specs = self.registry.specs
+        allowed = {
+            group: frozenset(
+                method.key
+                for component in components
+                if component in specs
+                for method in specs[component].methods.values()
+            )
+            for group, components in self.bootstrap.tls_callers.items()
+        }
+        nothing: frozenset[bytes] = frozenset()
+
+        def authorize(identity: str | None) -> frozenset[bytes]:
+            group = identity_group(identity, deployment)
+            return allowed.get(group, nothing) if group is not None else nothing
+
+        return authorize
+
+    def _control_authorizer(self) -> call.Authorizer | None:
+        """Only the deployer's certificate may use WeaveletControl (stop, health...)."""
+        if self._server_tls is None:
+            return None
+        deployment = self.bootstrap.deployment_id
+        nothing: frozenset[bytes] = frozenset()
+
+        def authorize(identity: str | None) -> frozenset[bytes] | None:
+            return None if is_deployer(identity, deployment) else nothing
+
+        return authorize
 
     # -- WeaveletControl -------------------------------------------------------------
 
@@ -321,18 +371,23 @@ class WeaveletAgent:
                         [bootstrap.envelope_address],
                         deployment_id=bootstrap.deployment_id,
                         fingerprint=m.CONTROL_FINGERPRINT,
+                        ssl_context=self._client_tls,
                     ) as control,
                     call.serve(
                         bootstrap.data_address,
                         self.weavelet.handlers(served),
                         deployment_id=bootstrap.deployment_id,
                         fingerprint=self.fingerprint,
+                        ssl_context=self._server_tls,
+                        authorize=self._data_authorizer(),
                     ),
                     call.serve(
                         bootstrap.control_address,
                         self._control_handlers(),
                         deployment_id=bootstrap.deployment_id,
                         fingerprint=m.CONTROL_FINGERPRINT,
+                        ssl_context=self._server_tls,
+                        authorize=self._control_authorizer(),
                     ),
                 ):
                     self._control = control

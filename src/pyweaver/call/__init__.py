@@ -28,6 +28,9 @@
 - :func:`strict_cbor_decoder`, :func:`strict_cbor_loads` and
   :func:`strict_payload_loads` decode CBOR from peers without acting on semantic tags
   (every wire decode in pyweaver goes through them; see ``pyweaver/call/_cbor.py``).
+- Mutual TLS: ``serve(..., ssl_context=..., authorize=...)`` and
+  ``Client(..., ssl_context=...)``; a peer's identity is the ``pyweaver://`` URI in its
+  certificate, and ``authorize`` limits it to a set of method keys (``docs/security.md``).
 - Endpoints: ``tcp://HOST:PORT``, ``tcp://[V6]:PORT``, ``unix:///PATH``, ``mem://NAME``.
 - Both run on asyncio (``asyncio.Protocol`` driver; uvloop with
   ``anyio.run(main, backend_options=call.use_uvloop())``) and on trio (anyio streams).
@@ -69,6 +72,7 @@ from pyweaver.call._protocol import State as State
 from pyweaver.call._retry import RetryPolicy as RetryPolicy
 from pyweaver.call._server import DEFAULT_HANDSHAKE_TIMEOUT as DEFAULT_HANDSHAKE_TIMEOUT
 from pyweaver.call._server import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
+from pyweaver.call._server import Authorizer as Authorizer
 from pyweaver.call._server import Server as Server
 from pyweaver.call._server import serve as serve
 from pyweaver.call._session import Handler as Handler
@@ -86,6 +90,7 @@ __all__ = [
     "DEFAULT_MAX_FRAME",
     "DEFAULT_MAX_HANDSHAKE_FRAME",
     "PROTOCOL_VERSION",
+    "Authorizer",
     "Balancer",
     "Cancel",
     "Client",

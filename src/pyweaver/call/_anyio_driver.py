@@ -5,22 +5,25 @@ the session; one writer task sends everything queued since its last send in a si
 ``send``. Callers only append to the queue and wake the writer: no lock per frame and no
 checkpoint per frame, which is what makes a naive anyio-streams protocol slow. On trio,
 full chunks (see :mod:`._asyncio_driver`) and lone calls go straight to the socket with
-a non-blocking ``send`` while the writer is idle, as asyncio's ``transport.write`` does.
+a non-blocking ``send`` while the writer is idle, as asyncio's ``transport.write`` does
+(never on TLS streams, where bytes must go through the TLS layer).
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, cast
 
 import anyio
 import anyio.abc
+from anyio.streams.tls import TLSAttribute
 
 from pyweaver.call._backend import Backend, FutureLike, current_backend
 from pyweaver.call._session import ClientSession, ServerSession
-from pyweaver.call._transport import Address, connect_stream
+from pyweaver.call._transport import Address, connect_stream, stream_peer_identity
 
 __all__ = ["StreamDriver", "connect", "serve_stream"]
 
@@ -74,6 +77,7 @@ class StreamDriver:
         "_writer_done",
         "_writer_wakeup",
         "backlog",
+        "peer_identity",
         "receive",
     )
 
@@ -97,7 +101,10 @@ class StreamDriver:
         # in chunks, mid-iteration. Not on asyncio, where the socket belongs to a transport
         # that may hold unsent data of its own.
         self._raw: socket.socket | None = None
-        if backend.name == "trio":
+        tls = stream.extra(TLSAttribute.ssl_object, None) is not None
+        #: The peer's identity from its TLS certificate (None on a plain stream).
+        self.peer_identity = stream_peer_identity(stream) if tls else None
+        if backend.name == "trio" and not tls:
             raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
             if isinstance(raw, socket.socket):
                 self._raw = raw
@@ -174,7 +181,12 @@ class StreamDriver:
             self._sending = True
             try:
                 await stream.send(data)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            except (
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+                anyio.EndOfStream,  # a TLS stream whose peer closed
+                OSError,
+            ):
                 self._broken()
                 return
             finally:
@@ -291,11 +303,12 @@ async def connect(
     deployment_id: str,
     fingerprint: bytes,
     max_frame: int,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[ClientSession, StreamDriver]:
-    """Connect and handshake. The caller must then run ``driver.run()`` (the pump) for
-    as long as it uses the session."""
+    """Connect (over TLS with ``ssl_context``) and handshake. The caller must then run
+    ``driver.run()`` (the pump) for as long as it uses the session."""
     backend = current_backend()
-    stream = await connect_stream(address)
+    stream = await connect_stream(address, ssl_context)
     try:
         session = ClientSession(
             endpoint,
@@ -316,7 +329,7 @@ async def connect(
             try:
                 data = await stream.receive(_RECEIVE_SIZE)
             except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-                data = b""
+                data = b""  # (ssl.SSLError too: a server that refused our certificate)
             session.receive(data)
             if session.failure is not None:
                 raise session.failure

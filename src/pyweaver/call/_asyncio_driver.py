@@ -6,6 +6,10 @@ at once. Writes are coalesced: what is written while a batch is corked, or durin
 loop iteration, goes out in as few ``transport.write`` calls (``send`` syscalls) as the
 chunking below allows; a lone call (nothing else in flight) goes out at once.
 
+With an ``ssl_context`` the loop's own TLS layer (``create_server(ssl=...)``,
+``create_connection(ssl=...)``) sits under the protocol; a server connection's session
+is made once the TLS handshake is done, so it knows the peer's certificate.
+
 Flow control follows the transport's high/low-water marks: a server stops reading from
 a client that does not read its answers, and a client's calls wait while its requests
 cannot drain.
@@ -16,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable, Coroutine
+import ssl
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, cast
 
 from pyweaver.call import _backend
@@ -71,8 +76,14 @@ class TaskSet:
 class AsyncioDriver(asyncio.Protocol):
     """Pumps one connection's bytes between an asyncio transport and its session."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, tasks: TaskSet | None = None) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        tasks: TaskSet | None = None,
+        make_session: Callable[[AsyncioDriver], ServerSession] | None = None,
+    ) -> None:
         self._loop = loop
+        self._make_session = make_session
         self._tasks = tasks
         self._transport: asyncio.Transport | None = None
         self._buffer: list[bytes] = []
@@ -86,6 +97,8 @@ class AsyncioDriver(asyncio.Protocol):
         self._chunk = _MIN_CHUNK
         self.on_lost: Callable[[BaseException | None], None] = _ignore
         self.peer_name = ""
+        #: The peer's verified TLS certificate (``getpeercert()``), None without TLS.
+        self.peer_certificate: Mapping[str, Any] | None = None
 
     # -------------------------------------------------------------- asyncio.Protocol
 
@@ -101,6 +114,16 @@ class AsyncioDriver(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer_name = str(peer) if peer else "local"
+        self.peer_certificate = transport.get_extra_info("peercert")
+        if self._make_session is not None:  # a server connection
+            session = self._make_session(self)  # also sets on_lost
+            self.receive = session.receive
+            self.backlog = session.backlog
+            if not session.open:  # refused: the server is stopping, or has too many
+                self._transport = None
+                transport.close()
+                return
+            session.start()
 
     def data_received(self, data: bytes) -> None:
         self.receive(data)
@@ -214,8 +237,10 @@ async def connect(
     deployment_id: str,
     fingerprint: bytes,
     max_frame: int,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ClientSession:
-    """Connect and handshake; the session is open when this returns."""
+    """Connect (over TLS with ``ssl_context``) and handshake; the session is open when
+    this returns."""
     loop = asyncio.get_running_loop()
     session = ClientSession(
         endpoint,
@@ -228,10 +253,12 @@ async def connect(
     driver.receive = session.receive
     driver.backlog = session.backlog
     driver.on_lost = session.connection_lost
+    # Peers are named by certificate, not host name (no SNI, no host name check).
+    tls: dict[str, Any] = {"ssl": ssl_context, "server_hostname": ""} if ssl_context else {}
     if address.scheme == "tcp":
-        await loop.create_connection(lambda: driver, address.host, address.port)
+        await loop.create_connection(lambda: driver, address.host, address.port, **tls)
     elif address.scheme == "unix":
-        await loop.create_unix_connection(lambda: driver, address.path)
+        await loop.create_unix_connection(lambda: driver, address.path, **tls)
     else:
         raise ValueError(f"the asyncio driver has no {address.scheme}:// transport")
     session.attach(driver)
@@ -250,30 +277,31 @@ async def listen(
     address: Address | socket.socket,
     make_session: Callable[[AsyncioDriver], ServerSession],
     tasks: TaskSet,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = None,
 ) -> tuple[asyncio.Server, Address]:
-    """Start accepting; every connection gets a driver and a session."""
+    """Start accepting; every connection gets a driver, and a session once it is up
+    (after its TLS handshake with ``ssl_context``)."""
     loop = asyncio.get_running_loop()
 
     def factory() -> AsyncioDriver:
-        driver = AsyncioDriver(loop, tasks)
-        session = make_session(driver)  # also sets driver.on_lost
-        driver.receive = session.receive
-        driver.backlog = session.backlog
-        if session.open:  # (not when refused: the server is stopping)
-            session.start()
-        return driver
+        return AsyncioDriver(loop, tasks, make_session)
 
+    tls: dict[str, Any] = {}
+    if ssl_context is not None:
+        tls = {"ssl": ssl_context, "ssl_handshake_timeout": ssl_handshake_timeout}
     if isinstance(address, socket.socket):
         if address.family == socket.AF_UNIX:
-            server = await loop.create_unix_server(factory, sock=address)
+            server = await loop.create_unix_server(factory, sock=address, **tls)
         else:
-            server = await loop.create_server(factory, sock=address)
+            server = await loop.create_server(factory, sock=address, **tls)
         return server, socket_address(address)
     if address.scheme == "tcp":
-        server = await loop.create_server(factory, address.host, address.port)
+        server = await loop.create_server(factory, address.host, address.port, **tls)
         return server, socket_address(server.sockets[0])
     if address.scheme == "unix":
-        server = await loop.create_unix_server(factory, address.path)
+        server = await loop.create_unix_server(factory, address.path, **tls)
         return server, address
     raise ValueError(f"the asyncio driver has no {address.scheme}:// transport")
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Self
 
@@ -94,6 +95,7 @@ class Client(anyio.AsyncContextManagerMixin):
         connect_timeout: bound on one connect + handshake.
         driver: "auto" (asyncio Protocol on asyncio for tcp/unix, anyio streams
             otherwise), or force "protocol" / "streams".
+        ssl_context: connect over TLS with it (mutual TLS: see ``docs/security.md``).
     """
 
     def __init__(
@@ -108,8 +110,10 @@ class Client(anyio.AsyncContextManagerMixin):
         replica_wait: float = 5.0,
         connect_timeout: float = 5.0,
         driver: DriverName = "auto",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.deployment_id = deployment_id
+        self.ssl_context = ssl_context
         self.fingerprint = bytes(fingerprint)
         self.max_frame = max_frame
         self._balancer: Balancer = balancer if balancer is not None else RoundRobin()
@@ -236,6 +240,7 @@ class Client(anyio.AsyncContextManagerMixin):
             "deployment_id": self.deployment_id,
             "fingerprint": self.fingerprint,
             "max_frame": self.max_frame,
+            "ssl_context": self.ssl_context,
         }
         if self._use_protocol and state.address.scheme != "mem":
             session = await _asyncio_driver.connect(state.address, state.endpoint, **options)

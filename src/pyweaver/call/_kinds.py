@@ -13,6 +13,8 @@ kind               retriable    meaning
 ``cancelled``      no           the client cancelled the request (it does not wait for
                                 this answer; it is sent so every request gets one)
 ``deadline``       no           the caller's deadline passed while the handler ran
+``not-authorized`` no           the caller's certificate does not allow that method
+                                (mTLS; the message says nothing about the server)
 ================== ============ ======================================================
 
 A goodbye (ERROR with request id 0) closes the connection; its kinds are ``protocol``
@@ -24,18 +26,20 @@ from __future__ import annotations
 
 from typing import Final
 
-from pyweaver._errors import Unavailable
+from pyweaver._errors import NotAuthorized, Unavailable
 
 __all__ = [
     "CANCELLED",
     "DEADLINE",
     "HANDSHAKE_REFUSED",
     "INTERNAL",
+    "NOT_AUTHORIZED",
     "PROTOCOL",
     "RETRIABLE_KINDS",
     "SHUTDOWN",
     "UNAVAILABLE",
     "UNKNOWN_METHOD",
+    "NotAuthorized",
     "Unavailable",
 ]
 
@@ -44,6 +48,7 @@ UNKNOWN_METHOD: Final = "unknown-method"
 INTERNAL: Final = "internal"
 CANCELLED: Final = "cancelled"
 DEADLINE: Final = "deadline"
+NOT_AUTHORIZED: Final = "not-authorized"
 
 PROTOCOL: Final = "protocol"
 HANDSHAKE_REFUSED: Final = "handshake"

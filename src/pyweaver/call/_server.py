@@ -21,6 +21,15 @@ beyond are closed as soon as they are accepted (counted in
 :attr:`Server.refused_connections`). A refused handshake tells the peer nothing about
 this server. Warnings about misbehaving peers are logged at most once per reason per
 ``warning_interval`` seconds (10).
+
+Mutual TLS and authorization (see ``docs/security.md``): with ``ssl_context`` every
+connection is TLS, and the context decides what the client must present (pyweaver's
+contexts require a certificate signed by the deployment's CA). ``authorize`` maps the
+client's identity (:func:`~._transport.peer_identity`: the ``pyweaver://`` URI in its
+certificate; None without one) to the method keys it may call, or None for all of them.
+It is called once per connection; each request then costs one frozenset lookup. A
+request for any other key is answered ``not-authorized`` (the same answer whether or
+not this server has that method) and logged, rate-limited.
 """
 
 from __future__ import annotations
@@ -28,23 +37,32 @@ from __future__ import annotations
 import logging
 import math
 import socket
-from collections.abc import AsyncIterator, Callable, MutableMapping
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, MutableMapping, Set
 from contextlib import asynccontextmanager
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import anyio
 import anyio.abc
 
+from pyweaver._errors import NotAuthorized
 from pyweaver.call import _anyio_driver, _asyncio_driver, _kinds
 from pyweaver.call._backend import current_backend
 from pyweaver.call._ratelimit import DEFAULT_WARNING_INTERVAL, RateLimitedLog
 from pyweaver.call._session import Driver, Handler, ServerSession
-from pyweaver.call._transport import Address, listen_stream, parse_address
+from pyweaver.call._transport import (
+    Address,
+    listen_stream,
+    parse_address,
+    peer_identity,
+    tls_accept,
+)
 from pyweaver.call._wire import DEFAULT_MAX_FRAME, DEFAULT_MAX_HANDSHAKE_FRAME
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
+    "Authorizer",
     "DriverName",
     "Server",
     "serve",
@@ -54,6 +72,56 @@ DriverName = Literal["auto", "protocol", "streams"]
 
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 5.0
 DEFAULT_MAX_CONNECTIONS: Final = 1024
+
+#: A peer's identity (None: no TLS, or no pyweaver identity) -> the method keys it may
+#: call, or None for every key. Called once per connection.
+Authorizer = Callable[[str | None], Set[bytes] | None]
+
+
+async def _refuse_call(payload: bytes) -> bytes:
+    raise NotAuthorized
+
+
+class AuthorizedHandlers(Mapping[bytes, Handler]):
+    """The handlers one peer may call: a view of the server's (which may grow while
+    serving) through the frozenset of keys its identity allows."""
+
+    __slots__ = ("_allowed", "_handlers", "_peer", "_warnings")
+
+    def __init__(
+        self,
+        handlers: Mapping[bytes, Handler],
+        allowed: Set[bytes],
+        peer: str,
+        warnings: RateLimitedLog,
+    ) -> None:
+        self._handlers = handlers
+        self._allowed = frozenset(allowed)
+        self._peer = peer
+        self._warnings = warnings
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        if key in self._allowed:
+            return self._handlers.get(key, default)
+        self._warnings.warning(
+            "not-authorized",
+            "refused a call of method %s from %s: not authorized",
+            key.hex(),
+            self._peer,
+        )
+        return _refuse_call
+
+    def __getitem__(self, key: bytes) -> Handler:
+        handler: Handler | None = self.get(key)
+        if handler is None:
+            raise KeyError(key)
+        return handler
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (key for key in self._handlers if key in self._allowed)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class Server:
@@ -70,6 +138,8 @@ class Server:
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         warning_interval: float = DEFAULT_WARNING_INTERVAL,
+        ssl_context: ssl.SSLContext | None = None,
+        authorize: Authorizer | None = None,
     ) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
@@ -82,6 +152,8 @@ class Server:
         self.max_handshake_frame = max_handshake_frame
         self.handshake_timeout = handshake_timeout
         self.max_connections = max_connections
+        self.ssl_context = ssl_context
+        self.authorize = authorize
         self.address = ""  # set once bound: the endpoint string clients dial
         self.driver: DriverName = "auto"  # which driver serves: "protocol" or "streams"
         #: Connections closed on arrival because ``max_connections`` were open.
@@ -95,9 +167,22 @@ class Server:
         """Connections currently open."""
         return len(self._sessions)
 
-    def _make_session(self, driver: Driver, peer_name: str = "") -> ServerSession:
+    def handlers_for(self, identity: str | None) -> Mapping[bytes, Handler]:
+        """What a peer of ``identity`` may call (see :data:`Authorizer`)."""
+        if self.authorize is None:
+            return self.handlers
+        allowed = self.authorize(identity)
+        if allowed is None:
+            return self.handlers
+        return AuthorizedHandlers(
+            self.handlers, allowed, identity or "an unidentified peer", self.warnings
+        )
+
+    def _make_session(
+        self, driver: Driver, peer_name: str = "", identity: str | None = None
+    ) -> ServerSession:
         return ServerSession(
-            handlers=self.handlers,
+            handlers=self.handlers_for(identity),
             deployment_id=self.deployment_id,
             fingerprint=self.fingerprint,
             max_frame=self.max_frame,
@@ -156,10 +241,13 @@ async def serve(
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     warning_interval: float = DEFAULT_WARNING_INTERVAL,
+    ssl_context: ssl.SSLContext | None = None,
+    authorize: Authorizer | None = None,
 ) -> AsyncIterator[Server]:
     """Serve calls on ``address`` (an endpoint string, or an already bound listening
     socket) with ``handlers`` (method key -> handler; looked up per request, so it may
-    change while serving). Yields the :class:`Server`; see the module docstring."""
+    change while serving), over TLS with ``ssl_context``, each peer limited to what
+    ``authorize`` allows. Yields the :class:`Server`; see the module docstring."""
     server = Server(
         handlers if handlers is not None else {},
         deployment_id=deployment_id,
@@ -169,6 +257,8 @@ async def serve(
         handshake_timeout=handshake_timeout,
         max_connections=max_connections,
         warning_interval=warning_interval,
+        ssl_context=ssl_context,
+        authorize=authorize,
     )
     target: Address | socket.socket = (
         address if isinstance(address, socket.socket) else parse_address(address)
@@ -202,7 +292,8 @@ async def _serve_protocol(
     stopping = False
 
     def make_session(driver: _asyncio_driver.AsyncioDriver) -> ServerSession:
-        session = server._make_session(driver)
+        # Made once the connection is up (after its TLS handshake): the peer is known.
+        session = server._make_session(driver, identity=peer_identity(driver.peer_certificate))
         if stopping or server._refuse(len(server._sessions)):
             # Accepted while the server was closing (a client reconnecting to a
             # server that just said goodbye), or one too many: close it as soon as
@@ -219,7 +310,13 @@ async def _serve_protocol(
         driver.on_lost = lost
         return session
 
-    listener, bound = await _asyncio_driver.listen(target, make_session, tasks)
+    listener, bound = await _asyncio_driver.listen(
+        target,
+        make_session,
+        tasks,
+        ssl_context=server.ssl_context,
+        ssl_handshake_timeout=server.handshake_timeout,
+    )
     server.address = str(bound)
     socket_file = _asyncio_driver.socket_file(bound)
     try:
@@ -254,7 +351,7 @@ async def _serve_streams(
     socket_file = _asyncio_driver.socket_file(bound)
 
     def make_session(driver: _anyio_driver.StreamDriver) -> ServerSession:
-        return server._make_session(driver)
+        return server._make_session(driver, identity=driver.peer_identity)
 
     async def accept_loop(task_group: anyio.abc.TaskGroup) -> None:
         while True:
@@ -274,6 +371,11 @@ async def _serve_streams(
 
     async def serve_one(stream: anyio.abc.ByteStream) -> None:
         try:
+            if server.ssl_context is not None:
+                secured = await _tls_handshake(server, stream)
+                if secured is None:
+                    return
+                stream = secured
             await _anyio_driver.serve_stream(stream, make_session, server._register)
         finally:
             server._accepted -= 1
@@ -298,3 +400,22 @@ async def _serve_streams(
                     connections.cancel_scope.cancel()
         if not isinstance(target, socket.socket):
             _asyncio_driver.unlink_socket(bound, socket_file)
+
+
+async def _tls_handshake(
+    server: Server, stream: anyio.abc.ByteStream
+) -> anyio.abc.ByteStream | None:
+    """The server side of a connection's TLS handshake, bounded by the handshake
+    timeout; None (the stream closed, a rate-limited warning logged) when it fails."""
+    assert server.ssl_context is not None
+    problem = "no TLS handshake in time"
+    with anyio.move_on_after(server.handshake_timeout):
+        try:
+            return await tls_accept(stream, server.ssl_context)
+        except (ssl.SSLError, OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+            problem = f"TLS handshake failed: {exc}"
+    server.warnings.warning(
+        "tls-handshake", "refused call connection on %s: %s", server.address, problem
+    )
+    await anyio.aclose_forcefully(stream)
+    return None

@@ -48,7 +48,7 @@ from pyweaver._errors import (
 )
 from pyweaver.call import _kinds, _metadata, _tracing
 from pyweaver.call._backend import Backend, FutureLike, Scope
-from pyweaver.call._kinds import Unavailable
+from pyweaver.call._kinds import NotAuthorized, Unavailable
 from pyweaver.call._protocol import (
     Cancel,
     Connection,
@@ -448,6 +448,11 @@ class ServerSession:
     def start(self) -> None:
         self._driver.spawn(self._await_handshake)
 
+    def set_handlers(self, handlers: Mapping[bytes, Handler]) -> None:
+        """Serve ``handlers`` from now on (the server narrows them to what the peer
+        may call once its TLS identity is known)."""
+        self._handlers = handlers
+
     async def _await_handshake(self) -> None:
         """The first dispatcher: closes a connection that has not completed its
         handshake ``handshake_timeout`` seconds after it was made, then dispatches."""
@@ -673,6 +678,8 @@ class ServerSession:
             result = await handler(request.payload)
         except Unavailable as exc:
             self._answer(request_id, None, (_kinds.UNAVAILABLE, str(exc) or "not ready"))
+        except NotAuthorized:
+            self._answer(request_id, None, (_kinds.NOT_AUTHORIZED, "not authorized"))
         except Exception as exc:
             _log.debug("handler for %s failed", request.method_key.hex(), exc_info=True)
             self._answer(request_id, None, (_kinds.INTERNAL, f"{type(exc).__qualname__}: {exc}"))

@@ -9,6 +9,11 @@ endpoint                       transport
 ``mem://name``                 an in-memory link inside this process (tests)
 =============================  ============================================
 
+Any of them can carry TLS (``ssl_context``): both ends present a certificate and
+verify the other's (mutual TLS). The server learns the client's identity from its
+certificate: :func:`peer_identity`, the first ``pyweaver://`` URI subject-alternative
+name. TLS on ``mem://`` links exists for tests.
+
 The in-memory transport is a pair of anyio memory object streams of byte chunks behind
 the :class:`anyio.abc.ByteStream` interface, with a registry of named listeners; it
 works on every backend and needs no sockets.
@@ -20,12 +25,15 @@ import itertools
 import math
 import os
 import socket
-from typing import Literal, Protocol
+import ssl
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
 
 import anyio
 import anyio.abc
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 __all__ = [
     "Address",
@@ -36,6 +44,9 @@ __all__ = [
     "listen_stream",
     "memory_stream_pair",
     "parse_address",
+    "peer_identity",
+    "stream_peer_identity",
+    "tls_accept",
 ]
 
 Scheme = Literal["tcp", "unix", "mem"]
@@ -195,14 +206,56 @@ def connect_memory(name: str) -> anyio.abc.ByteStream:
 # ------------------------------------------------------------------ streams
 
 
-async def connect_stream(address: Address) -> anyio.abc.ByteStream:
-    """Open a byte stream to ``address`` (raises OSError when nobody listens)."""
+async def connect_stream(
+    address: Address, ssl_context: ssl.SSLContext | None = None
+) -> anyio.abc.ByteStream:
+    """Open a byte stream to ``address`` (raises OSError when nobody listens), over
+    TLS when ``ssl_context`` is given (the handshake is done when this returns)."""
+    stream: anyio.abc.ByteStream
     if address.scheme == "tcp":
-        return await anyio.connect_tcp(address.host, address.port)
-    if address.scheme == "unix":
-        return await anyio.connect_unix(address.path)
-    await anyio.lowlevel.checkpoint()
-    return connect_memory(address.path)
+        stream = await anyio.connect_tcp(address.host, address.port)
+    elif address.scheme == "unix":
+        stream = await anyio.connect_unix(address.path)
+    else:
+        await anyio.lowlevel.checkpoint()
+        stream = connect_memory(address.path)
+    if ssl_context is None:
+        return stream
+    try:
+        # Not "standard compatible": the call protocol frames its own messages, so a
+        # close without TLS close_notify cannot truncate one unnoticed.
+        return await TLSStream.wrap(
+            stream, server_side=False, ssl_context=ssl_context, standard_compatible=False
+        )
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.aclose_forcefully(stream)
+        raise
+
+
+async def tls_accept(stream: anyio.abc.ByteStream, ssl_context: ssl.SSLContext) -> TLSStream:
+    """The server side of a TLS handshake on an accepted ``stream`` (raises on failure:
+    an unverifiable client certificate, a peer that speaks no TLS...)."""
+    return await TLSStream.wrap(
+        stream, server_side=True, ssl_context=ssl_context, standard_compatible=False
+    )
+
+
+def peer_identity(certificate: Mapping[str, Any] | None) -> str | None:
+    """The identity a verified peer certificate (as ``SSLSocket.getpeercert()`` gives
+    it) names: its first ``pyweaver://`` URI subject-alternative name."""
+    if not certificate:
+        return None
+    for kind, value in certificate.get("subjectAltName", ()):
+        if kind == "URI" and isinstance(value, str) and value.startswith("pyweaver://"):
+            return value
+    return None
+
+
+def stream_peer_identity(stream: anyio.abc.ByteStream) -> str | None:
+    """:func:`peer_identity` of a TLS stream's peer (None for a plain stream)."""
+    certificate = stream.extra(TLSAttribute.peer_certificate, None)
+    return peer_identity(certificate)
 
 
 class StreamListener(Protocol):

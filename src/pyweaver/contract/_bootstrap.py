@@ -24,6 +24,7 @@ from pyweaver._errors import BootstrapError
 from pyweaver.call import strict_cbor_decoder
 from pyweaver.contract._config import AppConfig
 from pyweaver.contract._names import BOOTSTRAP_ENV, CONFIG_ENV, MAIN
+from pyweaver.contract._tls import TlsFiles
 
 __all__ = [
     "BOOTSTRAP_ENV",
@@ -120,6 +121,12 @@ class Bootstrap:
         log_level: the level the weavelet logs at.
         trace_sample_ratio: the fraction of new traces to record (0: tracing off);
             recorded spans are shipped to the envelope.
+        tls_ca, tls_cert, tls_key: with mTLS (``docs/security.md``), the paths of the
+            deployment CA's certificate and of this group's certificate and key, all
+            in a directory private to the deployment ("": no TLS). Never the keys
+            themselves: the environment of a process is easier to read than a file.
+        tls_callers: with mTLS, calling group -> the components of this group it may
+            call (authorization by the call graph; other groups may call nothing).
     """
 
     deployment_id: str
@@ -136,6 +143,16 @@ class Bootstrap:
     backend: str = ""
     log_level: str = "info"
     trace_sample_ratio: float = 0.0
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_callers: dict[str, list[str]] = attrs.field(factory=dict)
+
+    def tls_files(self) -> TlsFiles | None:
+        """The mTLS files, or None when the deployment runs without TLS."""
+        if not self.tls_cert:
+            return None
+        return TlsFiles(ca=self.tls_ca, cert=self.tls_cert, key=self.tls_key)
 
     def encode(self) -> str:
         """The environment variable's value."""

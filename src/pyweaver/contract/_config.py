@@ -79,6 +79,7 @@ __all__ = [
     "check_app_config",
     "check_sections",
     "component_config",
+    "deployer_mtls",
     "load_config",
     "parse_config",
 ]
@@ -109,6 +110,10 @@ class MultiConfig:
     replicas: int | None = None
     #: group name -> replicas of that group.
     group_replicas: dict[str, int] = attrs.field(factory=dict)
+    #: Mutual TLS between weavelets and with the deployer, with authorization by the
+    #: call graph (docs/security.md). Off by default: on one machine the private run
+    #: directory's permissions already keep other users out.
+    mtls: bool = False
 
     def replicas_for(self, group: str) -> int | None:
         """Replicas of ``group``: its own count, else the file's default, else None."""
@@ -401,13 +406,16 @@ class _Reader:
 
     def multi(self, table: dict[str, Any]) -> MultiConfig:
         section = "[multi]"
-        self.unknown_keys(table, section, ("listeners", "replicas"))
+        self.unknown_keys(table, section, ("listeners", "replicas", "mtls"))
         listeners = self.listeners(table, section)
+        mtls = self.boolean(table, "mtls", section, default=False)
         raw = table.get("replicas")
         if raw is None:
-            return MultiConfig(listeners=listeners)
+            return MultiConfig(listeners=listeners, mtls=mtls)
         if not isinstance(raw, dict):
-            return MultiConfig(listeners=listeners, replicas=self.count(raw, section, "replicas"))
+            return MultiConfig(
+                listeners=listeners, replicas=self.count(raw, section, "replicas"), mtls=mtls
+            )
         default: int | None = None
         groups: dict[str, int] = {}
         for group, value in _flatten(raw):
@@ -417,7 +425,15 @@ class _Reader:
                 default = count
             else:
                 groups[group] = count
-        return MultiConfig(listeners=listeners, replicas=default, group_replicas=groups)
+        return MultiConfig(
+            listeners=listeners, replicas=default, group_replicas=groups, mtls=mtls
+        )
+
+    def boolean(self, table: Mapping[str, Any], key: str, section: str, *, default: bool) -> bool:
+        value = table.get(key, default)
+        if type(value) is not bool:
+            raise self.error(section, key, f"expected true or false, got {_kind(value)}")
+        return value
 
     def telemetry(self, table: dict[str, Any]) -> TelemetryConfig:
         section = "[telemetry]"
@@ -460,6 +476,14 @@ class _Reader:
         if value < 1:
             raise self.error(section, key, f"expected at least 1, got {value}")
         return value
+
+
+def deployer_mtls(cfg: AppConfig, deployer: str) -> bool:
+    """``mtls`` of ``[ray]`` or ``[kube]``: on unless the file turns it off (calls
+    there cross machines)."""
+    file = str(cfg.path) if cfg.path is not None else "<config>"
+    table = cfg.deployers.get(deployer, {})
+    return _Reader(file).boolean(table, "mtls", f"[{deployer}]", default=True)
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -550,6 +574,8 @@ class AppFacts:
     routed: list[str] = attrs.field(factory=list)
     #: listener fields declared on implementations: listener name -> its component.
     listener_fields: dict[str, str] = attrs.field(factory=dict)
+    #: the call graph's Ref edges, [caller, callee] (what mTLS authorization allows).
+    edges: list[list[str]] = attrs.field(factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)

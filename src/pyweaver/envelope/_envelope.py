@@ -39,6 +39,7 @@ from pyweaver.contract import _messages as m
 from pyweaver.contract._bootstrap import BOOTSTRAP_ENV, Bootstrap, pack_config
 from pyweaver.contract._config import AppConfig
 from pyweaver.contract._logentry import LogEntry
+from pyweaver.contract._tls import TlsFiles, identity_group
 from pyweaver.envelope._process import (
     ChildProcess,
     ProcessExitedError,
@@ -314,6 +315,12 @@ class Envelope(anyio.AsyncContextManagerMixin):
             socket paths are limited to about 100 bytes).
         name: a short name, unique in ``socket_dir``, for this weavelet's sockets.
         ready_timeout: seconds to wait for the weavelet to register.
+        tls: with mTLS, the deployer's certificate files (the envelope's side of the
+            control channel); None: no TLS.
+        weavelet_tls: with mTLS, the files of the weavelet's group (their paths go in
+            its bootstrap).
+        tls_callers: with mTLS, calling group -> the components of this group it may
+            call (see :class:`~pyweaver.contract.Bootstrap`).
     """
 
     def __init__(
@@ -335,7 +342,13 @@ class Envelope(anyio.AsyncContextManagerMixin):
         socket_dir: Path,
         name: str,
         ready_timeout: float = 30.0,
+        tls: TlsFiles | None = None,
+        weavelet_tls: TlsFiles | None = None,
+        tls_callers: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        if (tls is None) != (weavelet_tls is None):
+            raise ValueError("mTLS needs both the deployer's and the weavelet's files")
+        self.tls = tls
         self.deployment_id = deployment_id
         self.replica_id = replica_id
         self.group = group
@@ -360,6 +373,12 @@ class Envelope(anyio.AsyncContextManagerMixin):
             backend=backend,
             log_level=log_level,
             trace_sample_ratio=trace_sample_ratio,
+            tls_ca=weavelet_tls.ca if weavelet_tls else "",
+            tls_cert=weavelet_tls.cert if weavelet_tls else "",
+            tls_key=weavelet_tls.key if weavelet_tls else "",
+            tls_callers={
+                caller: list(components) for caller, components in (tls_callers or {}).items()
+            },
         )
         self.info: m.Register | None = None
         self.started_at = 0.0
@@ -408,6 +427,8 @@ class Envelope(anyio.AsyncContextManagerMixin):
                         self._deployer_control_handlers(),
                         deployment_id=self.deployment_id,
                         fingerprint=m.CONTROL_FINGERPRINT,
+                        ssl_context=self.tls.server_context() if self.tls else None,
+                        authorize=self._authorize_weavelet if self.tls else None,
                     )
                 )
                 starting = self.child.run(
@@ -426,6 +447,7 @@ class Envelope(anyio.AsyncContextManagerMixin):
                         [self.info.control_address],
                         deployment_id=self.deployment_id,
                         fingerprint=m.CONTROL_FINGERPRINT,
+                        ssl_context=self.tls.client_context() if self.tls else None,
                     )
                 )
                 self.started_at = time.time()
@@ -438,6 +460,12 @@ class Envelope(anyio.AsyncContextManagerMixin):
             if errors is body_error:
                 raise  # the caller's own group, as it was
             raise lone_exception(errors) from None
+
+    def _authorize_weavelet(self, identity: str | None) -> frozenset[bytes] | None:
+        """DeployerControl answers the weavelets of this envelope's group only."""
+        if identity_group(identity, self.deployment_id) == self.group:
+            return None
+        return frozenset()
 
     async def _wait_registered(self) -> None:
         await self._registered.wait()

@@ -150,6 +150,8 @@ async def _deploy(
             socket_dir=socket_dir,
             sys_path=[str(base)],
             trace_sample_ratio=ratio,
+            components=list(checked.facts.components),
+            edges=checked.facts.edges,
         )
         store = LogStore(registry.logs_root)
         registry.logs_root.mkdir(mode=0o700, parents=True, exist_ok=True)

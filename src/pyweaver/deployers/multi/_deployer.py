@@ -42,6 +42,12 @@ and assignments are ``_routing`` (pushed by ``_pusher``); listener proxies are
 ``_listeners``; logs, spans, status and metrics are ``_telemetry``. This module composes
 them and answers the weavelets (it is every envelope's ``EnvelopeHandler``).
 
+**mTLS** (``[multi] mtls = true``, see ``docs/security.md``). The deployer makes a CA
+for the deployment and, on first need, a certificate per group (files 0600 in the
+private socket directory); every control and data connection is then TLS, verified
+both ways, and each group may call only the components its code references (``edges``:
+the app's Ref edges; the main group may call every component).
+
 **Stopping.** Leaving the ``async with`` stops the main group first (so ``shutdown``
 hooks in main can still call other components), then every other weavelet at once:
 SIGTERM, grace period, SIGKILL, under a shield.
@@ -65,6 +71,8 @@ from pyweaver.contract import MAIN
 from pyweaver.contract import messages as m
 from pyweaver.contract._config import AppConfig
 from pyweaver.contract._logentry import LogEntry
+from pyweaver.contract._tls import TlsFiles, callers_of
+from pyweaver.deployers._ca import DeploymentCA
 from pyweaver.deployers._proxy import TcpProxy
 from pyweaver.deployers.multi import _routing
 from pyweaver.deployers.multi._groups import DEFAULT_REPLICAS, Group, Slot, group_layout
@@ -105,6 +113,9 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
         restart: when to restart crashed weavelets and when to give up.
         ready_timeout: seconds a weavelet may take to come up.
         stop_grace: seconds between SIGTERM and SIGKILL when stopping weavelets.
+        components: the app's components (known up front with mTLS, whose
+            authorization needs every group).
+        edges: the app's Ref edges, [caller, callee] (mTLS authorization).
     """
 
     def __init__(
@@ -127,6 +138,8 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
         restart: RestartPolicy | None = None,
         ready_timeout: float = 30.0,
         stop_grace: float = 5.0,
+        components: Sequence[str] = (),
+        edges: Sequence[Sequence[str]] = (),
     ) -> None:
         self.config = config
         self.child_factory = child_factory
@@ -151,7 +164,7 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
         self.started = time.time()
         self.fingerprint: bytes | None = None
         self.groups: dict[str, Group] = {}
-        self._layout = group_layout(config)
+        self._layout = group_layout(config, components)
         for name in main_components:
             # Forced into main's group (weavertest's fakes live in the test process).
             for members in self._layout.values():
@@ -162,6 +175,10 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
         self._layout[main_group] = [*self._layout[main_group], *main_components]
         self._component_group = {c: g for g, cs in self._layout.items() for c in cs}
         self.main_group = self._group(main_group)
+        self._edges = [list(edge) for edge in edges]
+        self._ca = DeploymentCA.create(self.deployment_id) if config.multi.mtls else None
+        self._deployer_tls: TlsFiles | None = None
+        self._group_tls: dict[str, TlsFiles] = {}
         self.listeners = Listeners(config, log=self._log_system, on_failure=self._fail)
         self._slots = SlotKeeper(
             new_envelope=self._new_envelope,
@@ -331,8 +348,24 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
         slot.task_started = True
         self._task_group.start_soon(self._run_slot, slot)
 
+    def _tls_for(self, group: str) -> tuple[TlsFiles, TlsFiles, dict[str, list[str]]] | None:
+        """With mTLS: the deployer's files, ``group``'s (issued on first need) and who
+        may call which of its components."""
+        if self._ca is None:
+            return None
+        directory = self.socket_dir / "tls"
+        if self._deployer_tls is None:
+            directory.mkdir(mode=0o700, exist_ok=True)
+            self._deployer_tls = self._ca.issue_deployer().write(directory, "deployer")
+        files = self._group_tls.get(group)
+        if files is None:
+            stem = f"group-{len(self._group_tls)}"
+            files = self._group_tls[group] = self._ca.issue_group(group).write(directory, stem)
+        return self._deployer_tls, files, callers_of(group, self._layout, self._edges)
+
     def _new_envelope(self, slot: Slot) -> Envelope:
         group = slot.group
+        tls = self._tls_for(group.name)
         return Envelope(
             deployment_id=self.deployment_id,
             replica_id=slot.replica_id,
@@ -350,6 +383,9 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
             socket_dir=self.socket_dir,
             name=self._next_socket_name(),
             ready_timeout=self.ready_timeout,
+            tls=tls[0] if tls else None,
+            weavelet_tls=tls[1] if tls else None,
+            tls_callers=tls[2] if tls else None,
         )
 
     async def _run_slot(self, slot: Slot) -> None:
