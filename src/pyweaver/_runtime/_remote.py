@@ -217,7 +217,9 @@ class WeaveletAgent:
             balancer=balancer,
             # Long enough for the deployer to restart a group whose replicas all died.
             replica_wait=_REPLICA_WAIT,
+            call_timeout=self.config.multi.call_timeout,
         ) as client:
+            balancer.load = client.in_flight
             holder = _GroupClient(client, balancer, info)
             self._groups[group] = holder
             holder.update(self._latest[group])  # a push may have arrived meanwhile
