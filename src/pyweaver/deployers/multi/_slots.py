@@ -66,11 +66,6 @@ class _LogAdapter(logging.Logger):
     def __init__(self, log: Callable[[str, str], None]) -> None:
         super().__init__("pyweaver.multi")
         self._log = log
-        self.health = health
-        self._on_health = on_health
-        # One restart warning per slot per 10 s: a crash-looping group must not fill
-        # the persistent log.
-        self._warnings = RateLimitedLog(_LogAdapter(log))
 
     def warning(self, msg: object, *args: object, **kwargs: object) -> None:
         self._log("warning", str(msg) % args if args else str(msg))
@@ -107,6 +102,11 @@ class SlotKeeper:
         self._on_up = on_up
         self._on_down = on_down
         self._log = log
+        self.health = health
+        self._on_health = on_health
+        # One restart warning per slot per 10 s: a crash-looping group must not fill
+        # the persistent log.
+        self._warnings = RateLimitedLog(_LogAdapter(log))
 
     async def keep_filled(self, slot: Slot) -> Outcome:
         """Fill ``slot`` until its weavelet ends for good: the deployment stops, the
