@@ -39,10 +39,11 @@ async def silent_server(*, answer_probes: bool = False) -> AsyncIterator[str]:
                 for event in core.receive_data(data):
                     if isinstance(event, Handshake):
                         await stream.send(core.hello())
-                    elif isinstance(event, Request) and answer_probes:
-                        if event.method_key != ECHO:
-                            reply = core.send_error(event.request_id, "unknown_method", "no")
-                            await stream.send(reply)
+                    elif (
+                        isinstance(event, Request) and answer_probes and event.method_key != ECHO
+                    ):
+                        reply = core.send_error(event.request_id, "unknown_method", "no")
+                        await stream.send(reply)
 
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     port = listener.extra(anyio.abc.SocketAttribute.local_port)

@@ -376,13 +376,16 @@ async def test_an_idle_flood_is_closed_and_gives_its_descriptors_back() -> None:
 
 
 async def test_traffic_keeps_a_connection_open_past_the_idle_timeout() -> None:
-    async with server(echo()) as backend, TcpProxy(":0", [backend], idle_timeout=0.3) as proxy:
-        async with await dial(proxy.address) as stream:
-            for _ in range(6):
-                await anyio.sleep(0.1)
-                await stream.send(b"ping")
-                with anyio.fail_after(5):
-                    assert await stream.receive() == b"ping"
+    async with (
+        server(echo()) as backend,
+        TcpProxy(":0", [backend], idle_timeout=0.3) as proxy,
+        await dial(proxy.address) as stream,
+    ):
+        for _ in range(6):
+            await anyio.sleep(0.1)
+            await stream.send(b"ping")
+            with anyio.fail_after(5):
+                assert await stream.receive() == b"ping"
 
 
 async def test_the_client_side_closes_after_the_backend_closed() -> None:

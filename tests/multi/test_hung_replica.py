@@ -46,7 +46,7 @@ def status(data_dir: Path) -> dict[str, Any] | None:
 
 def group(report: dict[str, Any], name: str) -> dict[str, Any]:
     (found,) = [g for g in report["groups"] if g["name"] == name]
-    return found
+    return dict(found)
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
@@ -169,7 +169,9 @@ def test_a_hung_replica_a_crash_loop_and_killed_weavelets(
 
     reason = wait_for("the crash-looping group to be degraded", degraded, timeout=120)
     assert "keeps crashing" in reason and "crasher: cannot start" in reason
-    wait_for("main to hear of it", lambda: any(line.startswith("crasher ") for line in output.lines()))
+    wait_for(
+        "main to hear of it", lambda: any(line.startswith("crasher ") for line in output.lines())
+    )
     mark = len(output.lines())
     wait_for("calls answered after the crash loop", lambda: len(output.ok_pids(mark)) >= 20)
     assert process.poll() is None
@@ -181,9 +183,7 @@ def test_a_hung_replica_a_crash_loop_and_killed_weavelets(
     run_dir = Path(entry.status_address.removeprefix("unix://")).parent
     names = {path.name for path in run_dir.iterdir()}
     orphans = sorted(
-        name
-        for name in names
-        if name.endswith((".c", ".d")) and f"{name[:-2]}.e" not in names
+        name for name in names if name.endswith((".c", ".d")) and f"{name[:-2]}.e" not in names
     )
     assert orphans == [], f"socket files of weavelets that are gone: {orphans}"
 

@@ -444,9 +444,7 @@ def out_of_descriptors(error: BaseException) -> bool:
             return True
         if isinstance(current, BaseExceptionGroup):
             pending.extend(current.exceptions)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                pending.append(linked)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return False
 
 

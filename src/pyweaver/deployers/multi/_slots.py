@@ -65,10 +65,10 @@ class _LogAdapter(logging.Logger):
 
     def __init__(self, log: Callable[[str, str], None]) -> None:
         super().__init__("pyweaver.multi")
-        self._log = log
+        self._sink = log
 
     def warning(self, msg: object, *args: object, **kwargs: object) -> None:
-        self._log("warning", str(msg) % args if args else str(msg))
+        self._sink("warning", str(msg) % args if args else str(msg))
 
 
 class SlotKeeper:

@@ -12,7 +12,8 @@ registered *and* every component the deployment activated in its group finished
 ``unhealthy``, ``failed`` (a component's construction failed), ``unresponsive`` (it
 failed the deployer's periodic health checks and is out of rotation until it answers),
 ``restarting``, ``stopped``. A group in a crash loop carries the reason in ``degraded``
-(empty otherwise) while its slots keep being retried. Each replica also carries its process's CPU time and resident memory.
+(empty otherwise) while its slots keep being retried. Each replica also carries its
+process's CPU time and resident memory.
 """
 
 from __future__ import annotations
