@@ -90,3 +90,28 @@ def test_a_replica_added_later_gets_its_own_grace() -> None:
     owned_by_two = [key for key in KEYS if three.pick(key) == "g#2"]
     assert owned_by_two
     assert balancer.pick([ZERO, ONE], owned_by_two[0]) is None
+
+
+def test_unrouted_calls_avoid_the_replica_with_calls_piling_up() -> None:
+    balancer = SlotBalancer()
+    in_flight = {ZERO: 50, ONE: 0}  # ZERO is hung: its calls never finish
+    balancer.load = in_flight.__getitem__
+    picks = [balancer.pick([ZERO, ONE], 0) for _ in range(100)]
+    assert picks.count(ONE) == 100
+
+
+def test_unrouted_calls_spread_evenly_over_equally_loaded_replicas() -> None:
+    balancer = SlotBalancer()
+    endpoints = [f"unix:///r{i}" for i in range(5)]
+    in_flight = dict.fromkeys(endpoints, 0)
+    balancer.load = in_flight.__getitem__
+    for _ in range(1000):
+        picked = balancer.pick(endpoints, 0)
+        assert picked is not None
+        in_flight[picked] += 1  # calls that never finish: load keeps rising
+    assert max(in_flight.values()) - min(in_flight.values()) <= 2
+
+
+def test_without_load_counts_unrouted_calls_round_robin() -> None:
+    balancer = SlotBalancer()
+    assert [balancer.pick([ZERO, ONE], 0) for _ in range(4)] == [ZERO, ONE, ZERO, ONE]

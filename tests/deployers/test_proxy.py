@@ -322,3 +322,94 @@ async def test_http2_cleartext_through_the_proxy(anyio_backend: str) -> None:
             assert response.http_version == "HTTP/2"
             assert response.text == "2 /h2"
         stop.set()
+
+
+# ------------------------------------------------------------------ bounded descriptors
+
+
+async def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_connections_beyond_the_cap_are_refused() -> None:
+    async with server(echo()) as backend, TcpProxy(":0", [backend], max_connections=5) as proxy:
+        streams = [await dial(proxy.address) for _ in range(20)]
+        try:
+            with anyio.fail_after(10):
+                while proxy.connections + proxy.refused_connections < 20:
+                    await anyio.sleep(0.01)
+            assert proxy.connections == 5
+            assert proxy.refused_connections == 15
+            closed = 0
+            for stream in streams:
+                with anyio.move_on_after(1):
+                    try:
+                        await stream.send(b"x")
+                        assert await stream.receive() == b"x"
+                    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                        closed += 1
+            assert closed == 15
+        finally:
+            for stream in streams:
+                await stream.aclose()
+
+
+async def test_an_idle_flood_is_closed_and_gives_its_descriptors_back() -> None:
+    async with (
+        server(echo()) as backend,
+        TcpProxy(":0", [backend], idle_timeout=0.3, max_connections=1000) as proxy,
+    ):
+        before = await open_fds()
+        streams = [await dial(proxy.address) for _ in range(100)]
+        try:
+            with anyio.fail_after(10):
+                for stream in streams:
+                    assert await receive_all(stream) == b""  # closed by the proxy
+            with anyio.fail_after(10):
+                while proxy.connections:
+                    await anyio.sleep(0.01)
+        finally:
+            for stream in streams:
+                await stream.aclose()
+        assert proxy.stats()[backend].total == 100  # each was proxied, then timed out
+        assert await open_fds() < before + 20  # the 200 descriptors of the flood are back
+
+
+async def test_traffic_keeps_a_connection_open_past_the_idle_timeout() -> None:
+    async with (
+        server(echo()) as backend,
+        TcpProxy(":0", [backend], idle_timeout=0.3) as proxy,
+        await dial(proxy.address) as stream,
+    ):
+        for _ in range(6):
+            await anyio.sleep(0.1)
+            await stream.send(b"ping")
+            with anyio.fail_after(5):
+                assert await stream.receive() == b"ping"
+
+
+async def test_the_client_side_closes_after_the_backend_closed() -> None:
+    async def say_bye(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(b"bye")
+
+    async with (
+        server(say_bye) as backend,
+        TcpProxy(":0", [backend], half_close_timeout=0.2, idle_timeout=None) as proxy,
+        await dial(proxy.address) as stream,
+    ):
+        with anyio.fail_after(10):
+            assert await receive_all(stream) == b"bye"
+            # This client never closes its side; the proxy lets go of it anyway.
+            while proxy.connections:
+                await anyio.sleep(0.01)
+
+
+async def test_a_held_owner_gets_no_new_connections_until_released() -> None:
+    async with server(echo(b"A0")) as a, server(echo(b"B0")) as b, TcpProxy(":0") as proxy:
+        proxy.add_backend(a, owner="a")
+        proxy.add_backend(b, owner="b")
+        proxy.hold_owner("a")
+        assert {await tag_of(proxy.address) for _ in range(4)} == {b"B0"}
+        assert proxy.backends == [b]
+        proxy.hold_owner("a", held=False)
+        assert {await tag_of(proxy.address) for _ in range(4)} == {b"A0", b"B0"}

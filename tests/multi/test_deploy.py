@@ -71,11 +71,17 @@ def test_deploy_exits_with_mains_status_and_keeps_the_logs(data_dir: Path, backe
     assert run(pyweaver("multi", "logs"), env).stdout == ""
 
 
-def test_a_crash_loop_stops_the_deploy_with_the_last_lines(data_dir: Path) -> None:
+def test_a_crash_loop_degrades_the_group_with_the_last_lines(data_dir: Path) -> None:
+    # The group is degraded (not the deployment): main's call to it fails, and main's
+    # exit ends the deployment.
     result = run(pyweaver("multi", "deploy", str(CHAIN)), env_for(data_dir, CHAIN_CRASH="1"))
     assert result.returncode == 1
-    assert "app.Adder keeps crashing" in result.stderr
-    assert "stderr| adder: cannot start, CHAIN_CRASH is set" in result.stderr
+    output = result.stdout + result.stderr
+    assert "adder: cannot start, CHAIN_CRASH is set" in output
+    # Whether main gives up before the fifth crash depends on the machine's speed; if
+    # the loop is reached first, it degrades the group, never stops the deployment.
+    if "keeps crashing" in output:
+        assert "degraded" in output and "giving up" not in output
 
 
 @pytest.fixture

@@ -1,6 +1,13 @@
 """The routing balancer: which replica of a group gets a call.
 
-Unrouted calls (shard key 0) go round robin. A routed call goes to the replica slot that
+Unrouted calls (shard key 0) go to the less loaded of two live replicas (the power of
+two choices: two picked in turn, round robin, the one with fewer calls in flight wins,
+ties to the first), once the call client's in-flight counts are plugged in
+(:attr:`SlotBalancer.load`); without them, round robin. A replica that stops answering
+(a hung process) piles up calls in flight, so it soon gets almost none of the new ones,
+while healthy replicas share the load evenly. Two choices rather than the global
+minimum: scanning every replica would cost O(replicas) per call and send every caller's
+burst to the same momentary minimum. A routed call goes to the replica slot that
 owns its key in the group's routing assignment (:class:`~pyweaver.contract.Assignment`).
 
 A freshly started weavelet has no connection yet to most replicas, and may not have the
@@ -45,9 +52,11 @@ class SlotBalancer:
         "_assignment",
         "_clock",
         "_grace",
+        "_next",
         "_round_robin",
         "_seen",
         "_started",
+        "load",
     )
 
     def __init__(
@@ -60,6 +69,9 @@ class SlotBalancer:
         self._grace = owner_grace
         self._clock = clock
         self._started = clock()
+        self._next = 0
+        self.load: Callable[[str], int] | None = None
+        """Calls in flight per endpoint (e.g. ``call.Client.in_flight``); None: round robin."""
 
     def update(self, info: m.RoutingInfo) -> None:
         now = self._clock()
@@ -88,4 +100,12 @@ class SlotBalancer:
             if self._clock() - self._started < self._grace:
                 return None  # no assignment yet: wait for the first one
             return endpoints[shard_key % len(endpoints)]
-        return self._round_robin.pick(endpoints, 0)
+        load = self.load
+        count = len(endpoints)
+        if load is None or count == 1:
+            return self._round_robin.pick(endpoints, 0)
+        index = self._next
+        self._next = index + 1
+        first = endpoints[index % count]
+        second = endpoints[(index + 1 + (index // count) % (count - 1)) % count]
+        return second if load(second) < load(first) else first

@@ -229,7 +229,9 @@ class WeaveletAgent:
             # Long enough for the deployer to restart a group whose replicas all died.
             replica_wait=_REPLICA_WAIT,
             ssl_context=self._client_tls,
+            call_timeout=self.config.multi.call_timeout,
         ) as client:
+            balancer.load = client.in_flight
             holder = _GroupClient(client, balancer, info)
             self._groups[group] = holder
             holder.update(self._latest[group])  # a push may have arrived meanwhile

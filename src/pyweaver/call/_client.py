@@ -36,6 +36,20 @@ the client's retry budget and by the caller's deadline; when they run out the la
 failure is raised as ``RetriableError`` (the method did not run) or ``RemoteCallError``.
 Removing an endpoint (:meth:`Client.update_endpoints`) takes it out of the balancer at
 once; the calls already in flight on it complete, then its connection closes.
+
+No call waits forever on a peer that stopped answering (a SIGSTOPped process, a host
+gone without a FIN):
+
+- ``call_timeout``: a call made with no deadline of its own gets this one (it is then
+  sent to the server too, like any deadline); past it, ``RemoteCallError``.
+- keepalive: a connection that has received nothing for ``keepalive_interval`` seconds
+  is sent a probe (a request for a method no server has, answered at once by any live
+  server); if still nothing has arrived ``keepalive_timeout`` seconds later, the
+  connection is declared lost: its calls fail as on a broken connection (retriable ones
+  are retried elsewhere) and the endpoint reconnects with backoff.
+
+The balancer may ask :meth:`Client.in_flight` for an endpoint's calls in flight (a
+dictionary lookup and a ``len``), to prefer the least loaded replica.
 """
 
 from __future__ import annotations
@@ -67,6 +81,11 @@ _INF = math.inf
 
 _DEADLINE_SLACK = 0.01  # seconds; see _after_failure
 
+#: Seconds without any byte from a server before it is probed, and then before the
+#: connection is declared lost (see the module docstring).
+DEFAULT_KEEPALIVE_INTERVAL = 5.0
+DEFAULT_KEEPALIVE_TIMEOUT = 10.0
+
 
 class _Endpoint:
     """One server endpoint the client wants (or is draining)."""
@@ -96,6 +115,11 @@ class Client(anyio.AsyncContextManagerMixin):
         driver: "auto" (asyncio Protocol on asyncio for tcp/unix, anyio streams
             otherwise), or force "protocol" / "streams".
         ssl_context: connect over TLS with it (mutual TLS: see ``docs/security.md``).
+        call_timeout: the deadline, in seconds, of a call made without one (None: such
+            a call may wait as long as its server takes).
+        keepalive_interval, keepalive_timeout: probe a server silent for this long, and
+            declare its connection lost when the probe gets no answer within the timeout
+            (``keepalive_interval=None``: never probe).
     """
 
     def __init__(
@@ -111,7 +135,17 @@ class Client(anyio.AsyncContextManagerMixin):
         connect_timeout: float = 5.0,
         driver: DriverName = "auto",
         ssl_context: ssl.SSLContext | None = None,
+        call_timeout: float | None = None,
+        keepalive_interval: float | None = DEFAULT_KEEPALIVE_INTERVAL,
+        keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
     ) -> None:
+        if call_timeout is not None and call_timeout <= 0:
+            raise ValueError(f"call_timeout must be positive, got {call_timeout}")
+        if keepalive_interval is not None and (keepalive_interval <= 0 or keepalive_timeout <= 0):
+            raise ValueError("keepalive_interval and keepalive_timeout must be positive")
+        self.call_timeout = call_timeout
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_timeout = keepalive_timeout
         self.deployment_id = deployment_id
         self.ssl_context = ssl_context
         self.fingerprint = bytes(fingerprint)
@@ -174,6 +208,11 @@ class Client(anyio.AsyncContextManagerMixin):
     def endpoints(self) -> tuple[str, ...]:
         """The endpoints the client is to use (not counting ones draining)."""
         return self._order
+
+    def in_flight(self, endpoint: str) -> int:
+        """Calls in flight on ``endpoint``'s connection now (0 if it has none)."""
+        session = self._live.get(endpoint)
+        return len(session._pending) if session is not None else 0
 
     @property
     def ready(self) -> tuple[str, ...]:
@@ -267,7 +306,13 @@ class Client(anyio.AsyncContextManagerMixin):
                     state.last_error = None
                     self._recompute_live()
                     try:
-                        await pump()
+                        if self.keepalive_interval is None:
+                            await pump()
+                        else:
+                            async with anyio.create_task_group() as keeping:
+                                keeping.start_soon(self._keepalive, session)
+                                await pump()
+                                keeping.cancel_scope.cancel()
                     finally:
                         state.session = None
                         session.close()
@@ -280,6 +325,29 @@ class Client(anyio.AsyncContextManagerMixin):
         finally:
             if self._draining.get(state.endpoint) is state:
                 del self._draining[state.endpoint]
+
+    async def _keepalive(self, session: ClientSession) -> None:
+        """Declare ``session`` lost when its server stays silent (module docstring)."""
+        assert self.keepalive_interval is not None
+        seen = session.received
+        while session.open:
+            await anyio.sleep(self.keepalive_interval)
+            if session.received != seen:
+                seen = session.received
+                continue
+            session.probe()
+            await anyio.sleep(self.keepalive_timeout)
+            if session.received == seen and session.open:
+                silent = self.keepalive_interval + self.keepalive_timeout
+                session.fail(
+                    ConnectionLost(
+                        session.endpoint,
+                        f"{session.endpoint} sent nothing for {silent:g} s and did not "
+                        "answer a keepalive probe",
+                    )
+                )
+                return
+            seen = session.received
 
     # -------------------------------------------------------------- calls
 
@@ -301,6 +369,21 @@ class Client(anyio.AsyncContextManagerMixin):
         """
         if self._closed:
             raise RemoteCallError("the call client is closed")
+        timeout = self.call_timeout
+        if timeout is not None and self._effective_deadline() == _INF:
+            try:
+                with anyio.fail_after(timeout):
+                    return await self._call(method_key, payload, retriable, shard_key)
+            except TimeoutError:
+                raise RemoteCallError(
+                    f"call of method {method_key.hex()} got no answer within the default "
+                    f"call deadline of {timeout:g} s (the method may have run)"
+                ) from None
+        return await self._call(method_key, payload, retriable, shard_key)
+
+    async def _call(
+        self, method_key: bytes, payload: bytes, retriable: bool, shard_key: int
+    ) -> bytes:
         self._calls += 1
         metadata = _metadata.current() or None
         trace = _tracing.current() if _tracing.state.enabled else None

@@ -119,6 +119,10 @@ class Driver(Protocol):
 
 # ------------------------------------------------------------------ client
 
+#: The method key of keepalive probes (:meth:`ClientSession.probe`): no method has it
+#: (method keys are sha256 prefixes of component and method names).
+PROBE_KEY: Final = b"pyweaver.keepalive"[:16]
+
 
 class ClientSession:
     """The client end of one connection (see the module docstring)."""
@@ -136,6 +140,7 @@ class ClientSession:
         "endpoint",
         "failure",
         "open",
+        "received",
     )
 
     def __init__(
@@ -163,10 +168,26 @@ class ClientSession:
         self.draining = False  # no new calls; close when the last one ends
         self.failure: BaseException | None = None  # why it closed
         self.closed = anyio.Event()
+        self.received = 0  # receive() calls so far: the keepalive's sign of life
 
     @property
     def in_flight(self) -> int:
         return len(self._pending)
+
+    def probe(self) -> None:
+        """Send a keepalive probe: a request for :data:`PROBE_KEY`, which no server has
+        a handler for, so a live server answers it at once (``unknown method``) without
+        logging anything. The answer only counts as a sign of life (:attr:`received`);
+        nobody waits for it."""
+        if not self.open:
+            return
+        request_id = self._next_id
+        self._next_id = request_id + 1
+        try:
+            frame = self._core.send_request(request_id, PROBE_KEY, 0, b"")
+        except LocalProtocolError:
+            return
+        self._write(frame)
 
     def backlog(self) -> int:
         """Calls in flight (drivers size their write batches by it)."""
@@ -185,6 +206,7 @@ class ClientSession:
 
     def receive(self, data: bytes) -> None:
         """Bytes from the server (``b""``: it closed the stream)."""
+        self.received += 1
         try:
             events = self._core.receive_data(data)
         except HandshakeError as exc:

@@ -114,6 +114,9 @@ class MultiConfig:
     #: call graph (docs/security.md). Off by default: on one machine the private run
     #: directory's permissions already keep other users out.
     mtls: bool = False
+    #: Seconds a component call made without a deadline may take (``call_timeout``,
+    #: e.g. ``"30s"``, ``"500ms"`` or a number of seconds).
+    call_timeout: float = 30.0
 
     def replicas_for(self, group: str) -> int | None:
         """Replicas of ``group``: its own count, else the file's default, else None."""
@@ -406,7 +409,11 @@ class _Reader:
 
     def multi(self, table: dict[str, Any]) -> MultiConfig:
         section = "[multi]"
-        self.unknown_keys(table, section, ("listeners", "replicas", "mtls"))
+        self.unknown_keys(table, section, ("listeners", "replicas", "mtls", "call_timeout"))
+        if "call_timeout" in table:
+            timeout = self.seconds(table["call_timeout"], section, "call_timeout")
+            rest = {k: v for k, v in table.items() if k != "call_timeout"}
+            return attrs.evolve(self.multi(rest), call_timeout=timeout)
         listeners = self.listeners(table, section)
         mtls = self.boolean(table, "mtls", section, default=False)
         raw = table.get("replicas")
@@ -469,6 +476,26 @@ class _Reader:
         if type(value) not in (int, float) or value != value:  # noqa: PLR0124 (NaN)
             raise self.error(section, key, f"expected a number, got {_kind(value)}")
         return float(value)
+
+    def seconds(self, value: Any, section: str, key: str) -> float:
+        """A positive duration: a number of seconds, or a string like "30s", "500ms"."""
+        number: float | None = None
+        if type(value) in (int, float):
+            number = float(value)
+        elif isinstance(value, str):
+            text = value.strip()
+            for unit, scale in (("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
+                if text.endswith(unit):
+                    try:
+                        number = float(text[: -len(unit)]) * scale
+                    except ValueError:
+                        number = None
+                    break
+        if number is None or not number > 0 or number == float("inf"):
+            raise self.error(
+                section, key, f'expected a positive duration like "30s" or "500ms", got {value!r}'
+            )
+        return number
 
     def count(self, value: Any, section: str, key: str) -> int:
         if type(value) is not int:

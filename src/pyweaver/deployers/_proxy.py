@@ -15,7 +15,14 @@ Theory of operation:
   When none accepts, the client connection is closed.
 - The two directions are copied independently. End of stream in one direction is passed
   on as a half-close (``shutdown(SHUT_WR)``), so protocols that half-close keep working;
-  a reset or error in either direction closes both.
+  a reset or error in either direction closes both. Once the backend has closed its
+  side, the client gets ``half_close_timeout`` seconds to finish and close its own;
+  then both are closed (a client that never closes would otherwise hold two
+  descriptors forever).
+- Every connection costs two descriptors, so the proxy bounds them: at most
+  ``max_connections`` proxied connections at once (one accepted beyond that is closed
+  at once, counted in :attr:`TcpProxy.refused_connections`), and a connection on which
+  no byte moved either way for ``idle_timeout`` seconds is closed.
 - Backends are updated at runtime (:meth:`TcpProxy.add_backend`,
   :meth:`~TcpProxy.remove_backend`, :meth:`~TcpProxy.remove_backends_of`,
   :meth:`~TcpProxy.set_backends`), or come from a callable asked on every connection.
@@ -56,6 +63,13 @@ Backend = tuple[str, int]
 BackendSource = Callable[[], Iterable[Backend | str]]
 
 _CHUNK = 64 * 1024
+
+#: Defaults: a 1,024-descriptor process can hold this many connections (2 fds each)
+#: and still start weavelets; an idle connection is closed after 5 minutes; a client
+#: has 30 s to close its side after the backend closed its own.
+DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_HALF_CLOSE_TIMEOUT = 30.0
 
 
 def parse_address(address: str, *, default_host: str = "127.0.0.1") -> Backend:
@@ -98,6 +112,10 @@ class TcpProxy(anyio.AsyncContextManagerMixin):
         name: the listener's name, for error messages.
         connect_timeout: seconds to wait for a backend to accept.
         cooldown: seconds a refusing backend is tried last.
+        max_connections: proxied connections open at once, at most.
+        idle_timeout: seconds a connection may stay without traffic (None: forever).
+        half_close_timeout: seconds the client may keep its side open once the
+            backend closed its own.
     """
 
     def __init__(
@@ -108,13 +126,24 @@ class TcpProxy(anyio.AsyncContextManagerMixin):
         name: str = "",
         connect_timeout: float = 5.0,
         cooldown: float = 1.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        half_close_timeout: float = DEFAULT_HALF_CLOSE_TIMEOUT,
     ) -> None:
         self.listen_address = listen_address
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.half_close_timeout = half_close_timeout
+        self.connections = 0
+        """Proxied connections open now."""
+        self.refused_connections = 0
+        """Connections closed at once because ``max_connections`` were open."""
         self.name = name
         self.connect_timeout = connect_timeout
         self.cooldown = cooldown
         self._source: BackendSource | None = None
         self._static: dict[Backend, str] = {}  # backend -> owner
+        self._held: set[str] = set()  # owners whose backends get no new connections
         if callable(backends):
             self._source = backends
         else:
@@ -138,6 +167,8 @@ class TcpProxy(anyio.AsyncContextManagerMixin):
     def _current(self) -> list[Backend]:
         if self._source is not None:
             return [_as_backend(backend) for backend in self._source()]
+        if self._held:
+            return [b for b, owner in self._static.items() if owner not in self._held]
         return list(self._static)
 
     def add_backend(self, backend: Backend | str, *, owner: str = "") -> None:
@@ -153,6 +184,15 @@ class TcpProxy(anyio.AsyncContextManagerMixin):
         """Remove every backend added with this ``owner``."""
         for backend in [b for b, o in self._static.items() if o == owner]:
             del self._static[backend]
+        self._held.discard(owner)
+
+    def hold_owner(self, owner: str, held: bool = True) -> None:
+        """Send no new connections to ``owner``'s backends while ``held`` (an
+        unresponsive replica), without forgetting them; ``held=False`` resumes."""
+        if held:
+            self._held.add(owner)
+        else:
+            self._held.discard(owner)
 
     def set_backends(self, backends: Iterable[Backend | str]) -> None:
         """Replace the backends (and stop asking a callable given at construction)."""
@@ -212,6 +252,11 @@ class TcpProxy(anyio.AsyncContextManagerMixin):
                     await anyio.sleep(0.1)  # out of descriptors: let connections finish
                     continue
                 raise
+            if self.connections >= self.max_connections:
+                self.refused_connections += 1
+                await client.aclose()
+                continue
+            self.connections += 1
             group.start_soon(self._handle, client)
 
     # ----------------------------------------------------------------- connections
@@ -261,6 +306,8 @@ class TcpProxy(anyio.AsyncContextManagerMixin):
             await self._proxy_connection(client)
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
+        finally:
+            self.connections -= 1
 
     async def _proxy_connection(self, client: anyio.abc.SocketStream) -> None:
         async with client:
@@ -271,24 +318,59 @@ class TcpProxy(anyio.AsyncContextManagerMixin):
             stats = self._stats[backend]
             try:
                 async with upstream, anyio.create_task_group() as pair:
-                    pair.start_soon(_pipe, client, upstream, pair.cancel_scope)
-                    pair.start_soon(_pipe, upstream, client, pair.cancel_scope)
+                    link = _Link(pair.cancel_scope, self.idle_timeout)
+                    pair.start_soon(link.pipe, client, upstream, None)
+                    pair.start_soon(link.pipe, upstream, client, self.half_close_timeout)
+                    if self.idle_timeout is not None:
+                        pair.start_soon(link.watch_idle)
             finally:
                 stats.active -= 1
 
 
-async def _pipe(
-    source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, pair: anyio.CancelScope
-) -> None:
-    """Copy ``source`` to ``sink``; pass end of stream on as a half-close. An error on
-    either side ends the whole connection (both directions)."""
-    try:
+class _Link:
+    """The two directions of one proxied connection, and its idle timer."""
+
+    __slots__ = ("idle_timeout", "last_traffic", "pair", "pipes")
+
+    def __init__(self, pair: anyio.CancelScope, idle_timeout: float | None) -> None:
+        self.pair = pair
+        self.idle_timeout = idle_timeout
+        self.last_traffic = anyio.current_time()
+        self.pipes = 2
+
+    async def watch_idle(self) -> None:
+        assert self.idle_timeout is not None
         while True:
-            try:
-                data = await source.receive(_CHUNK)
-            except anyio.EndOfStream:
-                break
-            await sink.send(data)
-        await sink.send_eof()
-    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-        pair.cancel()
+            idle_until = self.last_traffic + self.idle_timeout
+            if anyio.current_time() >= idle_until:
+                self.pair.cancel()
+                return
+            await anyio.sleep_until(idle_until)
+
+    async def pipe(
+        self,
+        source: anyio.abc.SocketStream,
+        sink: anyio.abc.SocketStream,
+        linger: float | None,
+    ) -> None:
+        """Copy ``source`` to ``sink``; pass end of stream on as a half-close, then give
+        the other direction ``linger`` seconds (None: as long as it likes) to end too.
+        An error on either side ends the whole connection (both directions)."""
+        try:
+            while True:
+                try:
+                    data = await source.receive(_CHUNK)
+                except anyio.EndOfStream:
+                    break
+                self.last_traffic = anyio.current_time()
+                await sink.send(data)
+            await sink.send_eof()
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.pair.cancel()
+            return
+        self.pipes -= 1
+        if self.pipes == 0:
+            self.pair.cancel()  # both directions ended: no idle timer left to wait for
+        elif linger is not None:
+            await anyio.sleep(linger)
+            self.pair.cancel()

@@ -15,7 +15,9 @@ re-exported here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import resource
 import signal
 import subprocess
 from collections import deque
@@ -43,6 +45,8 @@ __all__ = [
     "ProcessSpec",
     "ReadinessTimeoutError",
     "ReadyCheck",
+    "out_of_descriptors",
+    "raise_open_file_limit",
 ]
 
 LineCallback = Callable[[str, str], None]
@@ -420,3 +424,41 @@ class ChildProcess(anyio.AsyncContextManagerMixin):
                 self.send_signal(signal.SIGKILL)
             returncode = await self.wait()
         return returncode
+
+
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+def out_of_descriptors(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it, or one of a group's errors) is this
+    process running out of file descriptors (``EMFILE``/``ENFILE``): a failure of the
+    supervisor, not of the child it was starting."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _OUT_OF_DESCRIPTORS:
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise this process's soft open-file limit to its hard limit (a deployer holds
+    two descriptors per proxied connection and several per weavelet; the usual soft
+    limit of 1,024 is far below the usual hard one). Returns the (soft, hard) limits
+    now in force; leaves them as they were where they cannot be changed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft, hard
+        soft = target
+    return soft, hard

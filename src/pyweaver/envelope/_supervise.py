@@ -13,6 +13,10 @@ it ended as an :class:`Outcome`) again and again under a :class:`RestartPolicy`:
   lines (usually the traceback that explains it), chained to its
   :class:`ProcessError` if it had one.
 
+A run that could not even start for want of the *supervisor's* resources (it ran out
+of file descriptors: ``Outcome.deployer_fault``) is not the child's crash: it is
+retried with the same growing backoff but never counts toward a crash loop.
+
 An exception from ``run_once`` itself ends supervision as itself: a caller that wants a
 failure to count as a crash catches it inside ``run_once`` and reports an outcome.
 """
@@ -70,10 +74,13 @@ class Outcome:
         error: why it failed to start (exited or timed out before it was ready), if so.
         argv: what ran (for error messages).
         last_lines: the last lines it wrote, as ``(stream, line)`` pairs.
+        deployer_fault: it never ran because the supervisor itself lacked a resource
+            (e.g. "too many open files"): retried, never counted as a crash.
     """
 
     status: int | None
     error: ProcessError | None = None
+    deployer_fault: bool = False
     argv: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     last_lines: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_lines)
 
@@ -113,6 +120,14 @@ async def supervise(
         now = anyio.current_time()
         if now - started_at >= policy.window:
             backoff = policy.initial_backoff  # it ran well for a while
+        if outcome.deployer_fault:
+            if on_restart is not None:
+                on_restart(outcome, backoff)
+            await anyio.sleep(backoff)
+            backoff = min(backoff * policy.multiplier, policy.max_backoff)
+            if not restart(outcome):
+                return outcome
+            continue
         crashes.append(now)
         while crashes and crashes[0] <= now - policy.window:
             crashes.popleft()

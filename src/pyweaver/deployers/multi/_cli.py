@@ -38,7 +38,7 @@ from pyweaver.deployers._exposition import openmetrics_text, prometheus_text
 from pyweaver.deployers._logstore import LogQuery, LogStore, LogWriter
 from pyweaver.deployers._logstore._query import fields_help
 from pyweaver.deployers._otlp import OtlpExport, otlp_traces_endpoint, sampler_ratio_from_env
-from pyweaver.deployers._registry import Deployment, Registry
+from pyweaver.deployers._registry import Deployment, Registry, pid_alive
 from pyweaver.deployers._spanstore import SpanWriter
 from pyweaver.deployers._traces import TraceSummary, chrome_trace, read_spans, recent_traces
 from pyweaver.deployers.multi._deployer import DeploymentFailed, MultiDeployer
@@ -140,7 +140,7 @@ async def _deploy(
         return ProcessChild(argv, env=env, cwd=str(base))
 
     registry = Registry()
-    socket_dir = Path(tempfile.mkdtemp(prefix="pyweaver-"))
+    socket_dir = Path(tempfile.mkdtemp(prefix=f"{_RUN_DIR_PREFIX}{os.getpid()}-"))
     deployer: MultiDeployer | None = None
     otlp: OtlpExport | None = None
     try:
@@ -842,26 +842,56 @@ def profile(
     )
 
 
+# A deployment's run directory (its Unix sockets) is ``<tmp>/pyweaver-<deployer
+# pid>-<random>``; a deployer that was SIGKILLed leaves it behind.
+_RUN_DIR_PREFIX = "pyweaver-"
+_RUN_DIR_NAME = re.compile(r"pyweaver-(\d+)-[A-Za-z0-9_]+")
+
+
+def purge_run_dirs(temp_dir: Path | None = None) -> list[Path]:
+    """Remove the run directories left by deployers that are gone (this user's, under
+    the temp dir, named after a deployer pid that is no longer alive); those removed."""
+    removed = []
+    root = Path(temp_dir or tempfile.gettempdir())
+    for run_dir in sorted(root.glob(_RUN_DIR_PREFIX + "*")):
+        name = _RUN_DIR_NAME.fullmatch(run_dir.name)
+        if name is None or pid_alive(int(name.group(1))):
+            continue
+        try:
+            if run_dir.is_symlink() or not run_dir.is_dir() or run_dir.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(run_dir, ignore_errors=True)
+        removed.append(run_dir)
+    return removed
+
+
 @multi.command()
 @click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 def purge(as_json: bool) -> None:
-    """Delete the logs and registry entries of multi deployments that are not running."""
+    """Delete the logs and registry entries of multi deployments that are not running,
+    and the run directories (Unix sockets) that killed deployers left."""
     result = Registry().purge()
+    run_dirs = purge_run_dirs()
     if as_json:
         _print_json(
             {
                 "removed": list(result.removed),
                 "running": [deployment.to_json() for deployment in result.running],
+                "run_dirs": [str(path) for path in run_dirs],
             }
         )
         return
     for deployment_id in result.removed:
         click.echo(f"removed {deployment_id}")
+    for path in run_dirs:
+        click.echo(f"removed {path}")
     for deployment in result.running:
         click.echo(
             f"kept {deployment.id} ({deployment.app}, pid {deployment.pid}): still running; "
             "stop it first",
             err=True,
         )
-    if not result.removed and not result.running:
+    if not result.removed and not result.running and not run_dirs:
         click.echo("nothing to purge")

@@ -32,9 +32,14 @@ over the replicas' ports.
 
 **Failures.** A weavelet that dies is restarted with exponential backoff and the
 group's routing info is pushed without it meanwhile; ``max_crashes`` within ``window``
-seconds is a crash loop: the deployment stops and reports the weavelet's last output
-lines. When the main weavelet exits, the deployment is over: :meth:`wait` returns its
-exit status.
+seconds is a crash loop: the group is *degraded* (status says why, with the weavelet's
+last output lines) and the slot keeps being retried, every ``DEGRADED_RETRY`` seconds
+at most, while every other group goes on serving. A weavelet that stops answering
+health checks is taken out of rotation (routing info and proxies) until it answers
+again (see ``_slots``). The deployer's own "too many open files" when starting a
+weavelet is retried, never counted as a crash; at start the deployer raises its soft
+open-file limit to the hard one. When the main weavelet exits, the deployment is over:
+:meth:`wait` returns its exit status.
 
 **Rooms.** Groups and slots are plain data (``_groups``); keeping slots filled and
 restarting them is ``_slots`` (with :func:`pyweaver.envelope.supervise`); routing info
@@ -77,9 +82,10 @@ from pyweaver.deployers._proxy import TcpProxy
 from pyweaver.deployers.multi import _routing
 from pyweaver.deployers.multi._groups import DEFAULT_REPLICAS, Group, Slot, group_layout
 from pyweaver.deployers.multi._listeners import Listeners
-from pyweaver.deployers.multi._slots import SlotKeeper
+from pyweaver.deployers.multi._slots import HealthPolicy, SlotKeeper
 from pyweaver.deployers.multi._telemetry import LogSink, SpanSink, Telemetry
 from pyweaver.envelope import Child, Envelope, RestartPolicy
+from pyweaver.envelope._process import raise_open_file_limit
 
 __all__ = [
     "DEFAULT_REPLICAS",
@@ -91,6 +97,9 @@ __all__ = [
 ]
 
 ACTIVATION_TIMEOUT: Final = 60.0  # seconds an activation waits for its group to come up
+#: Seconds between attempts to refill a slot whose weavelet is in a crash loop: the
+#: first retry comes after ``RestartPolicy.max_backoff``, doubling up to this.
+DEGRADED_RETRY: Final = 60.0
 
 ChildFactory = Callable[[str, bool], Child]
 """``factory(group, run_main)``: how to start a weavelet of ``group``."""
@@ -116,6 +125,7 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
         components: the app's components (known up front with mTLS, whose
             authorization needs every group).
         edges: the app's Ref edges, [caller, callee] (mTLS authorization).
+        health: how weavelets' health is checked (None: not at all).
     """
 
     def __init__(
@@ -140,6 +150,7 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
         stop_grace: float = 5.0,
         components: Sequence[str] = (),
         edges: Sequence[Sequence[str]] = (),
+        health: HealthPolicy | None = HealthPolicy(),  # noqa: B008 (frozen)
     ) -> None:
         self.config = config
         self.child_factory = child_factory
@@ -187,6 +198,8 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
             on_up=self._replica_up,
             on_down=self._replica_down,
             log=self._log_system,
+            health=health,
+            on_health=self._replica_health,
         )
         self._sockets = 0
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -255,6 +268,7 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
 
     @contextlib.asynccontextmanager
     async def __asynccontextmanager__(self) -> AsyncIterator[MultiDeployer]:
+        raise_open_file_limit()
         async with anyio.create_task_group() as task_group:
             self._task_group = task_group
             try:
@@ -334,6 +348,8 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
             await group.ready.wait()
         if group.error:
             raise DeploymentFailed(group.error)
+        if group.degraded and not group.live():
+            raise DeploymentFailed(group.degraded)
         if not group.live():
             raise DeploymentFailed(
                 f"group {group.name} did not come up within {ACTIVATION_TIMEOUT:g} s"
@@ -393,14 +409,18 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
         try:
             if self._over(slot):
                 return
-            try:
-                outcome = await self._slots.keep_filled(slot)
-            except CrashLoopError as exc:
-                cause = exc.__cause__ if isinstance(exc.__cause__, ProcessError) else None
-                slot.state = "failed"
-                crashes = self.restart.max_crashes
-                self._group_failed(slot, cause, exc.returncode, exc.last_lines, crashes)
-                return
+            retry = self.restart.max_backoff
+            while True:
+                try:
+                    outcome = await self._slots.keep_filled(slot)
+                    break
+                except CrashLoopError as exc:
+                    slot.state = "failed"
+                    self._group_degraded(slot, exc, retry)
+                await anyio.sleep(retry)
+                retry = min(retry * 2, DEGRADED_RETRY)
+                if self._over(slot):
+                    return
             if self._over(slot):  # it ended because it was stopped
                 return
             if slot.group.is_main:
@@ -442,6 +462,35 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
         group.ready.set()
         self._fail(DeploymentFailed(message))
 
+    def _group_degraded(self, slot: Slot, crash_loop: CrashLoopError, retry: float) -> None:
+        """``slot`` is in a crash loop: say so (status, log) and let the other groups go
+        on; the slot is retried after ``retry`` seconds."""
+        group = slot.group
+        cause = crash_loop.__cause__
+        what = (
+            str(cause).split("\n", 1)[0]
+            if isinstance(cause, ProcessError)
+            else f"exit status {crash_loop.returncode}"
+        )
+        message = (
+            f"group {group.name} keeps crashing ({self.restart.max_crashes} crashes within "
+            f"{self.restart.window:g} s): {what}; degraded, retrying in {retry:g} s"
+        )
+        output = "\n".join(f"  {stream}| {line}" for stream, line in crash_loop.last_lines[-20:])
+        if output:
+            message += f"\nlast output of weavelet {slot.id}:\n{output}"
+        group.degraded = message
+        group.ready.set()  # wake activations waiting for it: they get the reason
+        self._log_system("error", message)
+
+    def _replica_health(self, slot: Slot) -> None:
+        """``slot`` became unresponsive, or answers again: route around it, or back."""
+        held = slot.state == "unresponsive"
+        for proxy in self.listeners.proxies.values():
+            proxy.hold_owner(slot.replica_id, held)
+        if not self._stopping:
+            _routing.publish(slot.group)
+
     def _main_exited(self, status: int) -> None:
         if self._main_status is None:
             self._main_status = status
@@ -449,6 +498,8 @@ class MultiDeployer(anyio.AsyncContextManagerMixin):
 
     def _replica_up(self, slot: Slot) -> None:
         group = slot.group
+        if not any(other.state == "failed" for other in group.slots):
+            group.degraded = ""
         group.ready.set()
         _routing.publish(group)
         wanted = sorted(group.activated & set(group.components))

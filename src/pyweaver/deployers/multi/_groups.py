@@ -51,12 +51,14 @@ class Slot:
     group: Group
     index: int
     envelope: Envelope | None = None
-    state: str = "starting"  # starting | ready | restarting | failed | stopped
+    # starting | ready | unresponsive (fails health checks) | restarting | failed | stopped
+    state: str = "starting"
     starts: int = 0
     last_exit: int | None = None
     replica_id: str = ""
     pusher: Pusher | None = None
     retired: bool = False  # removed by scale(): stop it, do not restart it
+    unresponsive_count: int = 0  # times it was taken out of rotation by health checks
     task_started: bool = False  # a task keeps it filled ...
     finished: anyio.Event = attrs.Factory(anyio.Event)  # ... and has returned
 
@@ -77,6 +79,7 @@ class Group:
     started: bool = False
     ready: anyio.Event = attrs.Factory(anyio.Event)
     error: str = ""
+    degraded: str = ""  # why some slot keeps crashing (retried with backoff), if so
     activated: set[str] = attrs.Factory(set)
     routed: bool = False
     version: int = 0

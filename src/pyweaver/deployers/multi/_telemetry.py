@@ -9,8 +9,11 @@ bounded in time so that one stuck weavelet cannot stall the whole report.
 A replica's ``status`` in the report is one word: ``starting`` until its weavelet
 registered *and* every component the deployment activated in its group finished
 ``init`` (the weavelet's health reply lists only those), then ``healthy``; or
-``unhealthy``, ``failed`` (a component's construction failed), ``restarting``,
-``stopped``. Each replica also carries its process's CPU time and resident memory.
+``unhealthy``, ``failed`` (a component's construction failed), ``unresponsive`` (it
+failed the deployer's periodic health checks and is out of rotation until it answers),
+``restarting``, ``stopped``. A group in a crash loop carries the reason in ``degraded``
+(empty otherwise) while its slots keep being retried. Each replica also carries its
+process's CPU time and resident memory.
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ class Telemetry:
                     "components": list(group.components),
                     "activated": sorted(group.activated),
                     "routed": group.routed,
+                    "degraded": group.degraded,
                     "replicas": replicas,
                 }
             )
