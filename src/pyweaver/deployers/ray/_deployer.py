@@ -141,7 +141,18 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
         return self.ray_config.namespace
 
     def listener_names(self) -> list[str]:
-        return sorted({*self.app_info.listeners, *self.ray_config.listeners})
+        """Every listener to proxy: declared as a component field, or named in a
+        deployer section of weaver.toml (main's ``root.listener(name)`` calls are not
+        known before it runs), as ``kube deploy`` finds them."""
+        config = self.config
+        return sorted(
+            {
+                *self.app_info.listeners,
+                *self.ray_config.listeners,
+                *config.single.listeners,
+                *config.multi.listeners,
+            }
+        )
 
     # -- life -----------------------------------------------------------------------------
 
@@ -244,11 +255,11 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
                 raise DeploymentFailed(f"replica {slot} did not come up:\n{detail}") from exc
 
     async def _wait_for_listeners(self) -> None:
-        """Until every listener the app declares has a backend (bounded): a listener is
-        exported only once its replica's code asked for it, after the replica is up."""
+        """Until every proxied listener has a backend (bounded): a listener is exported
+        only once its replica's code asked for it, after the replica is up."""
         with anyio.move_on_after(LISTENER_TIMEOUT):
             while not self.stop_requested.is_set() and any(
-                not self.proxies[name].backends for name in self.app_info.listeners
+                not proxy.backends for proxy in self.proxies.values()
             ):
                 await anyio.sleep(0.1)
 
