@@ -53,10 +53,11 @@ class Deploy:
         address: str | None = None,
         env: dict[str, str] | None = None,
         extra: tuple[str, ...] = (),
+        log_dir: Path | None = None,
     ) -> None:
         self.host = host
         self.data_dir = data_dir
-        self.log = config.parent / f"deploy-{time.monotonic_ns()}.log"
+        self.log = (log_dir or config.parent) / f"deploy-{time.monotonic_ns()}.log"
         argv = [sys.executable, "-m", "pyweaver", "ray", "deploy", str(config)]
         argv += ["--node-ip-address", host.address, *extra]
         if address:

@@ -119,3 +119,19 @@ def test_telemetry_is_drained_in_order_and_bounded_per_call() -> None:
     rest = manager.drain(batch["next"])
     assert rest["logs"] == [{"n": 2}, {"n": 3}] and rest["spans"] == [{"span": 1}]
     assert manager.drain(rest["next"])["logs"] == []
+
+
+def test_main_exit_ends_the_deployment_once() -> None:
+    clock = Clock()
+    manager = state(clock)
+    manager.register("main#0", {"data_address": "tcp://10.0.0.1:1"})
+    before = manager.snapshot()
+    assert before["main_status"] is None
+    manager.main_exited("main#0", 3)
+    after = manager.snapshot()
+    assert after["main_status"] == 3
+    assert after["epoch"] > before["epoch"]  # wakes the deploying process's long-poll
+    manager.main_exited("main#0", 0)  # a later report does not replace the first
+    assert manager.snapshot()["main_status"] == 3
+    with pytest.raises(KeyError):
+        manager.main_exited("nope#0", 1)

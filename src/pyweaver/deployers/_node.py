@@ -95,6 +95,7 @@ class NodeDeployer(anyio.AsyncContextManagerMixin):
         routed: groups known to be routed before any activation says so.
         activation_wait: seconds an activation waits for a first live peer.
         ready_timeout: seconds the app process may take to register.
+        trace_sample_ratio: the fraction of new traces the weavelet records (0: off).
     """
 
     log_source: str = "node"
@@ -117,6 +118,7 @@ class NodeDeployer(anyio.AsyncContextManagerMixin):
         routed: Sequence[str] = (),
         activation_wait: float = ACTIVATION_WAIT,
         ready_timeout: float = 120.0,
+        trace_sample_ratio: float = 0.0,
     ) -> None:
         if group not in groups:
             raise PyWeaverError(f"{group!r} is no group of the app (groups: {', '.join(groups)})")
@@ -134,6 +136,7 @@ class NodeDeployer(anyio.AsyncContextManagerMixin):
         self.routed = set(routed)
         self.activation_wait = activation_wait
         self.ready_timeout = ready_timeout
+        self.trace_sample_ratio = trace_sample_ratio
         self.envelope: Envelope | None = None
         self._watches: dict[str, _Watch] = {}
         self._tasks: anyio.abc.TaskGroup | None = None
@@ -151,6 +154,7 @@ class NodeDeployer(anyio.AsyncContextManagerMixin):
                 components=components,
                 run_main=MAIN in components,
                 config=self.config,
+                trace_sample_ratio=self.trace_sample_ratio,
                 child=self.child or self.make_child(),
                 handler=self,
                 socket_dir=Path(sockets),

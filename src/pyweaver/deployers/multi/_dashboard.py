@@ -20,7 +20,11 @@ Rates over the last minute need two metric snapshots a minute apart: :class:`Das
 keeps a small ring of per-replica snapshots per deployment, filled by :meth:`Dashboard.sample`
 (the CLI calls it every few seconds, and every page view does when the newest is old).
 Where deployments are and how they are asked is one injectable :class:`Source`, so the
-tests run the app on fake status data.
+tests run the app on fake status data. The registry's source lists the deployments of
+several deployers: ``pyweaver multi dashboard`` (and ``ray dashboard``) shows ``multi``
+and ``ray`` deployments side by side, since the deploying process of each serves the
+same status endpoint (:mod:`pyweaver.contract._status`) and keeps its logs and spans
+where ``multi`` does; each deployment's page offers its own deployer's commands.
 """
 
 from __future__ import annotations
@@ -86,15 +90,25 @@ class Source(Protocol):
     def logs_dir(self, deployment: Deployment) -> Path: ...
 
 
+SHOWN_WITH: Final[dict[str, tuple[str, ...]]] = {
+    "multi": ("multi", "ray"),
+    "ray": ("multi", "ray"),
+    "single": ("single",),
+}
+"""The deployers whose deployments each deployer's dashboard lists."""
+
+
 @attrs.define
 class RegistrySource:
-    """The live deployments of the per-user registry made by ``deployer``."""
+    """The live deployments of the per-user registry made by ``deployer`` and those
+    listed beside it (:data:`SHOWN_WITH`)."""
 
     root: Path | None = None
     deployer: str = "multi"
 
     def deployments(self) -> list[Deployment]:
-        return Registry(self.root).list(self.deployer)
+        shown = SHOWN_WITH.get(self.deployer, (self.deployer,))
+        return [d for d in Registry(self.root).list() if d.deployer in shown]
 
     async def ask(self, deployment: Deployment, method: bytes) -> Any:
         return await fetch(deployment.status_address, deployment.id, method)
@@ -412,7 +426,12 @@ class Dashboard:
         for group in report.get("groups", ()):
             replicas = []
             for replica in group["replicas"]:
-                usage = replica.get("usage") or process_usage(int(replica.get("pid") or 0))
+                # A report's own usage (read on the replica's machine) wins; /proc here
+                # only for reports without one.
+                if "usage" in replica:
+                    usage = replica["usage"]
+                else:
+                    usage = process_usage(int(replica.get("pid") or 0))
                 cpu = None
                 if usage:
                     cpu = self._cpu_percent(int(replica["pid"]), float(usage["cpu_seconds"]))
@@ -458,7 +477,7 @@ class Dashboard:
                 "items": [t.to_json() for t in traces],
             },
             "error_logs": errors,
-            "commands": _commands(self.deployer, deployment),
+            "commands": _commands(deployment.deployer or self.deployer, deployment),
         }
 
     @staticmethod
@@ -601,7 +620,7 @@ async def serve_dashboard(
 
 def dashboard_app(root: Path | None = None, deployer: str = "multi") -> Dashboard:
     """The dashboard over the registry at ``root`` (default: the user's), showing the
-    deployments made by ``deployer``."""
+    deployments made by ``deployer`` and those shown beside them (:data:`SHOWN_WITH`)."""
     return Dashboard(RegistrySource(root, deployer), title=f"pyweaver {deployer}")
 
 
@@ -625,13 +644,19 @@ def _commands(deployer: str, deployment: Deployment) -> list[dict[str, str]]:
         ("status as JSON", f"pyweaver {deployer} status --json"),
         ("metrics", f"pyweaver {deployer} metrics"),
     ]
-    if deployer == "multi":
+    if deployer in ("multi", "ray"):
         commands += [
-            ("logs", f"pyweaver multi logs 'deployment == \"{deployment.id}\"'"),
-            ("follow logs", f"pyweaver multi logs --follow 'deployment == \"{deployment.id}\"'"),
-            ("error logs", f"pyweaver multi logs 'level == \"error\"' # deployment {short}"),
-            ("profile", "pyweaver multi profile --duration 10s"),
+            ("logs", f"pyweaver {deployer} logs 'deployment == \"{deployment.id}\"'"),
+            (
+                "follow logs",
+                f"pyweaver {deployer} logs --follow 'deployment == \"{deployment.id}\"'",
+            ),
+            ("error logs", f"pyweaver {deployer} logs 'level == \"error\"' # deployment {short}"),
         ]
+    if deployer == "multi":
+        commands.append(("profile", "pyweaver multi profile --duration 10s"))
+    if deployer == "ray":
+        commands.append(("stop", f"pyweaver ray stop {deployment.id}"))
     if deployment.config_path:
         commands.append(("deploy again", f"pyweaver {deployer} deploy {deployment.config_path}"))
     return [{"what": what, "command": command} for what, command in commands]

@@ -38,15 +38,24 @@ __all__ = [
 
 
 async def fetch(address: str, deployment_id: str, method: bytes, *, timeout: float = 5.0) -> Any:
-    """Ask a deployment's status server; raises ``RemoteCallError`` if it is gone."""
-    async with call.Client(
-        [address],
-        deployment_id=deployment_id,
-        fingerprint=STATUS_FINGERPRINT,
-        replica_wait=min(timeout, 2.0),
-        connect_timeout=timeout,
-    ) as client:
-        return call.strict_cbor_loads(await client.call(method, b""))
+    """Ask a deployment's status server; raises ``RemoteCallError`` if it is gone
+    (never an exception group: the client's task group would wrap it in one)."""
+    try:
+        async with call.Client(
+            [address],
+            deployment_id=deployment_id,
+            fingerprint=STATUS_FINGERPRINT,
+            replica_wait=min(timeout, 2.0),
+            connect_timeout=timeout,
+        ) as client:
+            return call.strict_cbor_loads(await client.call(method, b""))
+    except BaseExceptionGroup as group:
+        first: BaseException | None = group.split(PyWeaverError)[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        if first is None:
+            raise
+        raise first from group
 
 
 async def fetch_all(

@@ -1,9 +1,12 @@
 """``pyweaver ray ...``: deploy an app on a Ray cluster, and look at its deployments.
 
-``deploy`` runs in the foreground (Ctrl-C or SIGTERM stops the deployment) and prints
-each listener's proxy address; ``--detach`` leaves it running in a background process
-with detached actors, stopped later by ``pyweaver ray stop DEPLOYMENT``. ``status``,
-``metrics`` and ``logs`` read the same registry and log store as ``multi``.
+``deploy`` runs in the foreground (Ctrl-C or SIGTERM stops the deployment; when main
+returns, the deployment stops and ``deploy`` exits with main's status, as in ``multi``)
+and prints each listener's proxy address; ``--detach`` re-runs it as a background
+process with detached actors and returns once the deployment is ready; ``pyweaver ray
+stop DEPLOYMENT`` stops it. ``status``, ``metrics``, ``logs`` and ``dashboard`` read the
+same registry, status endpoints, log store and trace files as ``multi``: a Ray
+deployment's deploying process serves the status endpoint ``multi`` serves.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pyweaver.contract import load_config
 from pyweaver.contract._logentry import LogEntry, format_json, format_pretty
 from pyweaver.deployers._exposition import prometheus_text
 from pyweaver.deployers._logstore import LogStore
-from pyweaver.deployers._registry import Deployment, Registry, data_dir
+from pyweaver.deployers._registry import Deployment, Registry, data_dir, pid_alive
 from pyweaver.deployers.multi._cli import logs as multi_logs
 from pyweaver.deployers.multi._status import METRICS, STATUS, fetch, serve_status
 
@@ -37,6 +40,7 @@ __all__ = ["ray"]
 
 _BACKGROUND_ENV: Final = "PYWEAVER_RAY_READY_FILE"  # set for the --detach'ed process
 _DETACH_TIMEOUT: Final = 300.0
+_STOP_TIMEOUT: Final = 90.0  # seconds `ray stop` waits for the deploying process to exit
 
 
 @click.group()
@@ -59,6 +63,7 @@ async def _deploy(
     detached: bool,
     fmt: Literal["pretty", "json"],
     ready_file: str,
+    trace: float = 0.0,
 ) -> int:
     from pyweaver.deployers.kube._cli import describe_app
     from pyweaver.deployers.ray._config import parse_ray
@@ -77,7 +82,7 @@ async def _deploy(
     store = LogStore(registry.logs_root)
     registry.logs_root.mkdir(mode=0o700, parents=True, exist_ok=True)
     socket_dir = Path(tempfile.mkdtemp(prefix="pyweaver-ray-"))
-    deployment = RayDeployment(config, ray_config, app, detached=detached)
+    deployment = RayDeployment(config, ray_config, app, detached=detached, trace_sample_ratio=trace)
     color = sys.stdout.isatty() and not ready_file
 
     def console(entries: Sequence[LogEntry]) -> None:
@@ -121,6 +126,7 @@ async def _deploy(
                             deployment_id=deployment.deployment_id,
                             status=deployment.status,
                             metrics=deployment.metrics,
+                            replica_metrics=functools.partial(deployment.metrics, per_replica=True),
                         ) as status_address,
                     ):
                         registry.register(
@@ -154,7 +160,10 @@ async def _deploy(
                         _print("pyweaver ray: ready")
                         with waiting:
                             await deployment.stop_requested.wait()
-                            _print("pyweaver ray: stopped through the manager")
+                            if deployment.main_status is not None:
+                                _print(f"pyweaver ray: main exited ({deployment.main_status})")
+                            else:
+                                _print("pyweaver ray: stopped through the manager")
                 except PyWeaverError as exc:
                     _print(f"pyweaver ray: {exc}")
                     return 1
@@ -167,7 +176,9 @@ async def _deploy(
         shutil.rmtree(socket_dir, ignore_errors=True)
         ray_api.shutdown()
     _print("pyweaver ray: stopped")
-    return 128 + stopped_by[0] if stopped_by else 0
+    if stopped_by:
+        return 128 + stopped_by[0]
+    return deployment.main_status or 0
 
 
 def _detach(argv: list[str]) -> None:
@@ -214,16 +225,27 @@ def _detach(argv: list[str]) -> None:
 @click.option("--node-ip-address", "node_ip", default="", help="This machine's IP for Ray.")
 @click.option("--detach", is_flag=True, help="Keep running in the background (needs --address).")
 @click.option("--format", "fmt", type=click.Choice(["pretty", "json"]), default="pretty")
+@click.option(
+    "--trace",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    help="Record this fraction of traces (0 to 1); spans go to the deployment's "
+    "traces.jsonl next to its logs.",
+)
 def deploy(
     config: Path,
+    *,
     address: str | None,
     node_ip: str,
     detach: bool,
     fmt: Literal["pretty", "json"],
+    trace: float,
 ) -> None:
     """Deploy the app of CONFIG (a weaver.toml) on Ray; print each listener's address.
 
-    In the foreground, Ctrl-C (or SIGTERM) stops the deployment.
+    In the foreground, Ctrl-C (or SIGTERM) stops the deployment; when main returns, the
+    deployment stops and this command exits with main's status. With --detach it
+    returns once the deployment is ready; `pyweaver ray stop DEPLOYMENT` stops it.
     """
     ready_file = os.environ.pop(_BACKGROUND_ENV, "")
     if detach and not ready_file:
@@ -232,6 +254,7 @@ def deploy(
                 "--detach needs --address: a local Ray ends with the command that started it"
             )
         argv = [str(config.resolve()), "--address", address, "--detach", "--format", fmt]
+        argv += ["--trace", str(trace)]
         if node_ip:
             argv += ["--node-ip-address", node_ip]
         _detach(argv)
@@ -244,8 +267,32 @@ def deploy(
         detached=detach,
         fmt=fmt,
         ready_file=ready_file,
+        trace=trace,
     )
     sys.exit(anyio.run(run))
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs: exists and is no zombie (a deploying process that
+    exited stays one until whoever started it waits for it)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True  # no /proc: trust the signal probe
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return not fields or fields[0] != "Z"
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    """Whether process ``pid`` ended within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while _running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 # -- status, metrics, stop --------------------------------------------------------------------
@@ -316,6 +363,17 @@ def status(as_json: bool) -> None:
 
 
 @ray.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=0, show_default=True, help="Port (0: any free port).")
+def dashboard(host: str, port: int) -> None:
+    """Serve the dashboard (the one `pyweaver multi dashboard` serves: Ray and multi
+    deployments side by side) until Ctrl-C."""
+    from pyweaver.deployers.multi._dashboard import serve_dashboard
+
+    anyio.run(serve_dashboard, "ray", host, port)
+
+
+@ray.command()
 @click.argument("regex", required=False, default="")
 def metrics(regex: str) -> None:
     """Print the metrics of the running Ray deployments (Prometheus text)."""
@@ -336,19 +394,31 @@ def metrics(regex: str) -> None:
 @click.option("--address", default=None, help="The Ray cluster (HOST:PORT).")
 @click.option("--node-ip-address", "node_ip", default="", help="This machine's IP for Ray.")
 def stop(deployment: str, address: str | None, node_ip: str) -> None:
-    """Stop DEPLOYMENT (an id or a prefix) through its manager actor on the cluster."""
+    """Stop DEPLOYMENT (an id or a prefix) and wait until it is gone.
+
+    With --address: through its manager actor on that cluster (from any machine); the
+    deploying process stops every replica, or, if none follows the manager any more,
+    this command does. Without: a deployment deployed from this machine (foreground or
+    --detach), by signalling its deploying process.
+    """
     import ray as ray_api
 
     from pyweaver.deployers.ray._deployer import connect, stop_by_name
 
+    local = [entry for entry in Registry().list("ray") if entry.id.startswith(deployment)]
     if not address:
-        # A foreground deployment on a local Ray: its deploy process stops it.
-        for entry in Registry().list("ray"):
-            if entry.id.startswith(deployment):
-                os.kill(entry.pid, signal.SIGTERM)
-                click.echo(f"stopping {entry.id} (pid {entry.pid})")
-                return
-        raise click.ClickException(f"no running ray deployment {deployment!r} here; give --address")
+        if len(local) != 1:
+            what = "no" if not local else "more than one"
+            raise click.ClickException(
+                f"{what} running ray deployment here matches {deployment!r}; give --address"
+            )
+        entry = local[0]
+        click.echo(f"stopping {entry.id} (pid {entry.pid})")
+        os.kill(entry.pid, signal.SIGTERM)
+        if not _wait_exit(entry.pid, _STOP_TIMEOUT):
+            raise click.ClickException(f"pid {entry.pid} still runs after {_STOP_TIMEOUT:g} s")
+        click.echo(f"stopped {entry.id}")
+        return
     connect(address, node_ip=node_ip)
     try:
         stopped = stop_by_name(deployment)
@@ -356,4 +426,7 @@ def stop(deployment: str, address: str | None, node_ip: str) -> None:
         raise click.ClickException(str(exc)) from exc
     finally:
         ray_api.shutdown()
+    for entry in local:  # its deploying process ran here: wait until it has exited
+        if entry.id == stopped and not _wait_exit(entry.pid, _STOP_TIMEOUT):
+            raise click.ClickException(f"pid {entry.pid} still runs after {_STOP_TIMEOUT:g} s")
     click.echo(f"stopped {stopped}")

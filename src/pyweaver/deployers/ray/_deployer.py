@@ -18,8 +18,13 @@ Theory of operation
    replica has registered;
 4. while it runs, follows the manager (long-polls): the proxies' backends are the
    listed replicas' listener addresses; the replicas' log entries and spans are
-   drained into the log store and trace file, as ``multi`` keeps them;
-5. on exit, stops every replica (the weavelet politely, then the actor, no restart)
+   drained into the log store and trace file, as ``multi`` keeps them; the status
+   endpoint answers with :meth:`RayDeployment.status` and ``metrics`` in the shape
+   ``multi`` answers with, so ``pyweaver multi dashboard`` shows both kinds;
+5. ends when asked (a signal; ``pyweaver ray stop`` through the manager:
+   :attr:`RayDeployment.stop_requested`) or when main returns (its exit status is
+   :attr:`RayDeployment.main_status`, which ``deploy`` exits with, as in ``multi``);
+6. on exit, stops every replica (the weavelet politely, then the actor, no restart)
    and the manager.
 
 With ``detached`` the actors are Ray *detached* actors: they outlive this process and
@@ -103,6 +108,7 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
         *,
         deployment_id: str | None = None,
         detached: bool = False,
+        trace_sample_ratio: float = 0.0,
         log_sink: LogSink | None = None,
         span_sink: SpanSink | None = None,
     ) -> None:
@@ -112,6 +118,7 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
         self.app_info = app
         self.deployment_id = deployment_id or str(uuid.uuid4())
         self.detached = detached
+        self.trace_sample_ratio = trace_sample_ratio
         self.log_sink = log_sink
         self.span_sink = span_sink
         self.started = time.time()
@@ -126,6 +133,7 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
         self.actors: dict[str, Any] = {}
         self.snapshot: dict[str, Any] = {}
         self.stop_requested = anyio.Event()
+        self.main_status: int | None = None  # main's exit status, once it returned
         self._drained = 0  # the manager's telemetry sequence drained so far
 
     @property
@@ -133,7 +141,18 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
         return self.ray_config.namespace
 
     def listener_names(self) -> list[str]:
-        return sorted({*self.app_info.listeners, *self.ray_config.listeners})
+        """Every listener to proxy: declared as a component field, or named in a
+        deployer section of weaver.toml (main's ``root.listener(name)`` calls are not
+        known before it runs), as ``kube deploy`` finds them."""
+        config = self.config
+        return sorted(
+            {
+                *self.app_info.listeners,
+                *self.ray_config.listeners,
+                *config.single.listeners,
+                *config.multi.listeners,
+            }
+        )
 
     # -- life -----------------------------------------------------------------------------
 
@@ -198,6 +217,7 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
             namespace=self.namespace,
             groups=self.layout,
             routed=list(self.app_info.routed),
+            trace_sample_ratio=self.trace_sample_ratio,
         ).to_json()
         actor_class = ray.remote(Replica)
         for group, components in self.layout.items():
@@ -235,27 +255,31 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
                 raise DeploymentFailed(f"replica {slot} did not come up:\n{detail}") from exc
 
     async def _wait_for_listeners(self) -> None:
-        """Until every listener the app declares has a backend (bounded): a listener is
-        exported only once its replica's code asked for it, after the replica is up."""
+        """Until every proxied listener has a backend (bounded): a listener is exported
+        only once its replica's code asked for it, after the replica is up."""
         with anyio.move_on_after(LISTENER_TIMEOUT):
-            while any(not self.proxies[name].backends for name in self.app_info.listeners):
+            while not self.stop_requested.is_set() and any(
+                not proxy.backends for proxy in self.proxies.values()
+            ):
                 await anyio.sleep(0.1)
 
     async def _follow(self) -> None:
-        """Keep the snapshot and the proxies' backends current."""
+        """Keep the snapshot and the proxies' backends current; notice the end."""
         while True:
+            backends = self.snapshot["backends"]
+            for name, proxy in self.proxies.items():
+                proxy.set_backends(backends.get(name, []))
+            if self.snapshot.get("main_status") is not None and self.main_status is None:
+                self.main_status = int(self.snapshot["main_status"])
+                self.stop_requested.set()
+            if self.snapshot.get("stopping"):
+                self.stop_requested.set()
             try:
                 self.snapshot = await _ray_get(
                     self.manager.snapshot.remote(self.snapshot.get("epoch", 0), 2.0), 15.0
                 )
             except PyWeaverError:
                 await anyio.sleep(1.0)
-                continue
-            backends = self.snapshot["backends"]
-            for name, proxy in self.proxies.items():
-                proxy.set_backends(backends.get(name, []))
-            if self.snapshot.get("stopping"):
-                self.stop_requested.set()
 
     async def _drain_once(self) -> bool:
         """Move one batch of the replicas' log entries and spans to the sinks; whether
@@ -309,13 +333,24 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
             replicas = []
             for replica in group["replicas"]:
                 health: dict[str, Any] = {}
+                usage: dict[str, Any] | None = None
                 actor = self.actors.get(replica["slot"])
                 if replica["state"] == "ready" and actor is not None:
                     try:
-                        health = await _ray_get(actor.health.remote(), _STATUS_TIMEOUT)
+                        refs = [actor.health.remote(), actor.usage.remote()]
+                        health, usage = await _ray_get(refs, _STATUS_TIMEOUT)
                     except PyWeaverError as exc:
                         health = {"healthy": False, "error": str(exc)}
-                replicas.append({**replica, "health": health, "last_exit": None})
+                replicas.append(
+                    {
+                        **replica,
+                        "status": _replica_status(replica["state"], health),
+                        "restarts": max(replica["starts"] - 1, 0),
+                        "health": health,
+                        "usage": usage,
+                        "last_exit": None,
+                    }
+                )
             groups.append({**group, "replicas": replicas, "activated": list(group["components"])})
         return {
             "deployment": self.deployment_id,
@@ -334,22 +369,45 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
             ],
         }
 
-    async def metrics(self) -> list[dict[str, Any]]:
-        """Every live replica's metrics, merged, labelled with app and version."""
+    async def metrics(self, *, per_replica: bool = False) -> list[dict[str, Any]]:
+        """Every live replica's metrics, merged, labelled with app and version (with
+        ``per_replica``: each replica's kept apart, labelled ``serviceweaver_group`` and
+        ``serviceweaver_node`` with its replica id, as ``multi`` does)."""
         snapshots: list[list[dict[str, Any]]] = []
+        replica_ids = {
+            r["slot"]: r["replica"] for g in self.snapshot.get("groups", []) for r in g["replicas"]
+        }
 
-        async def collect(actor: Any) -> None:
+        async def collect(slot: str, actor: Any) -> None:
             with contextlib.suppress(PyWeaverError):
-                snapshots.append(await _ray_get(actor.metrics.remote(), 6.0))
+                samples = await _ray_get(actor.metrics.remote(), 6.0)
+                if per_replica:
+                    labels = {
+                        "serviceweaver_group": slot.rpartition("#")[0],
+                        "serviceweaver_node": replica_ids.get(slot) or slot,
+                    }
+                    samples = add_labels(samples, labels)
+                snapshots.append(samples)
 
         async with anyio.create_task_group() as tasks:
-            for actor in self.actors.values():
-                tasks.start_soon(collect, actor)
+            for slot, actor in self.actors.items():
+                tasks.start_soon(collect, slot, actor)
         labels = {
             "serviceweaver_app": self.config.name,
             "serviceweaver_version": self.deployment_id,
         }
         return add_labels(merge_snapshots(snapshots), labels)
+
+
+def _replica_status(state: str, health: dict[str, Any]) -> str:
+    """One word for a replica, as ``multi`` reports it."""
+    if state != "ready":
+        return state
+    if not health:
+        return "starting"
+    if not health.get("healthy"):
+        return "unhealthy"
+    return "failed" if health.get("failed") else "healthy"
 
 
 # -- deployments found by name (detached ones, `pyweaver ray stop`) --------------------------
@@ -365,10 +423,15 @@ def list_managers() -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def stop_by_name(id_or_prefix: str) -> str:
-    """Stop the deployment whose id is, or starts with, ``id_or_prefix``: tell its
-    manager (a deploying process following it exits), stop and kill every replica
-    actor, then the manager. Returns the deployment id."""
+def stop_by_name(id_or_prefix: str, *, follower_wait: float = 60.0) -> str:
+    """Stop the deployment whose id is, or starts with, ``id_or_prefix``. Returns its id.
+
+    The manager is told first: the deploying process following it (a foreground
+    ``deploy`` or a ``--detach``'ed one in the background) stops every replica and the
+    manager in order, as on Ctrl-C. If the manager is still there after
+    ``follower_wait`` seconds (no deploying process follows it any more), every replica
+    actor and the manager are stopped and killed here, by name.
+    """
     matches = [(ns, d) for ns, d in list_managers() if d.startswith(id_or_prefix)]
     exact = [(ns, d) for ns, d in matches if d == id_or_prefix]
     if exact:
@@ -382,6 +445,11 @@ def stop_by_name(id_or_prefix: str) -> str:
     manager: Any = ray.get_actor(manager_name(deployment_id), namespace=namespace)
     ray.get(manager.request_stop.remote(), timeout=30)
     slots: list[str] = ray.get(manager.slots.remote(), timeout=30)
+    deadline = time.monotonic() + follower_wait
+    while time.monotonic() < deadline:
+        if (namespace, deployment_id) not in list_managers():
+            return deployment_id  # the deploying process stopped it
+        time.sleep(0.5)
     for slot in slots:
         try:
             actor: Any = ray.get_actor(f"{deployment_id}:{slot}", namespace=namespace)
@@ -390,7 +458,8 @@ def stop_by_name(id_or_prefix: str) -> str:
         with contextlib.suppress(ray.exceptions.RayError):
             ray.get(actor.stop.remote(), timeout=20)
         ray.kill(actor, no_restart=True)
-    ray.kill(manager, no_restart=True)
+    with contextlib.suppress(ValueError):
+        ray.kill(ray.get_actor(manager_name(deployment_id), namespace=namespace), no_restart=True)
     return deployment_id
 
 

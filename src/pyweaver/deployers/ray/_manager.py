@@ -18,7 +18,10 @@ holds, as plain data (:class:`ManagerState`, testable without Ray):
   replica restarted in its slot gets back exactly its keys; while a slot is empty,
   callers route its keys to a live stand-in);
 - the listener proxies' addresses, and a bounded buffer of the replicas' log entries
-  and spans that the deploying process drains into the log store.
+  and spans that the deploying process drains into the log store;
+- whether the deployment is over: stopped by name (``pyweaver ray stop``), or main
+  returned (its exit status, :meth:`ManagerState.main_exited`). The deploying process
+  follows the manager and ends the deployment in both cases, as ``multi`` does.
 
 Subscribers *long-poll*: :meth:`ManagerActor.routing` answers as soon as the group's
 version passes the caller's, or after ``timeout`` seconds with the same version. There
@@ -104,6 +107,7 @@ class ManagerState:
         self.proxies: dict[str, str] = {}
         self.epoch = 1  # bumped on every change of any group or listener backend
         self.stopping = False
+        self.main_status: int | None = None  # main's exit status, once it returned
         self.logs: collections.deque[tuple[int, dict[str, Any]]] = collections.deque(
             maxlen=_LOG_BUFFER
         )
@@ -150,6 +154,14 @@ class ManagerState:
         self.errors[slot] = error
         if self.replicas.pop(slot, None) is not None:
             self._changed(self._group_of_slot(slot))
+
+    def main_exited(self, slot: str, status: int) -> None:
+        """Main (in replica ``slot``) returned with exit ``status``: the deployment is
+        over. The first status counts."""
+        self._group_of_slot(slot)
+        if self.main_status is None:
+            self.main_status = status
+            self.epoch += 1
 
     def expire(self) -> list[str]:
         """Drop the replicas whose lease ran out; their slots."""
@@ -236,6 +248,7 @@ class ManagerState:
             "started": self.started,
             "epoch": self.epoch,
             "stopping": self.stopping,
+            "main_status": self.main_status,
             "groups": groups,
             "proxies": dict(self.proxies),
             "backends": self.backends(),
@@ -304,6 +317,10 @@ class ManagerActor:
 
     async def failed(self, slot: str, error: str) -> None:
         self.state.failed(slot, error)
+        self._notify()
+
+    async def main_exited(self, slot: str, status: int) -> None:
+        self.state.main_exited(slot, status)
         self._notify()
 
     async def export_listener(self, slot: str, name: str, address: str) -> str:

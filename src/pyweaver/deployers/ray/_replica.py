@@ -10,7 +10,10 @@ the app (``python app.py``, in the directory Ray unpacked the app's ``working_di
 into) as a child process in an :class:`~pyweaver.envelope.Envelope`. The constructor
 returns once the weavelet is up and registered with the manager; if the weavelet cannot
 start or dies later, the actor's process exits, so Ray restarts it (a new weavelet
-in the same slot).
+in the same slot). Main's weavelet ending by itself (main returned, or raised) is not a
+crash: as in ``multi``, it ends the deployment. The actor tells the manager main's exit
+status and stays up, idle, for the deploying process to stop it; only a weavelet killed
+by a signal is a crash that Ray restarts.
 
 Why a child process, not the actor's own process: the app is a script whose ``main``
 owns its event loop and signals, it must not share a process with Ray's worker threads
@@ -49,10 +52,11 @@ import ray
 
 from pyweaver._errors import PyWeaverError
 from pyweaver._net import format_address
-from pyweaver.contract import AppConfig, load_config
+from pyweaver.contract import MAIN, AppConfig, load_config
 from pyweaver.contract import messages as m
 from pyweaver.contract._logentry import LogEntry
 from pyweaver.deployers._node import NodeDeployer
+from pyweaver.deployers._procstat import process_usage
 from pyweaver.envelope import Child, Envelope, ProcessChild
 
 __all__ = ["ManagerDiscovery", "Replica", "ReplicaSpec"]
@@ -75,6 +79,7 @@ class ReplicaSpec:
     namespace: str
     groups: dict[str, list[str]]
     routed: list[str]
+    trace_sample_ratio: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -153,6 +158,7 @@ class Replica:
         self._ready = threading.Event()
         self._error = ""
         self._stopped = False
+        self._main_status: int | None = None  # main's exit status, once it returned
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._stop: anyio.Event | None = None
         self._deployer: RayNodeDeployer | None = None
@@ -175,7 +181,7 @@ class Replica:
         if not self._ready.is_set():
             self._ready.set()  # the constructor reports self._error
             return
-        if not self._stopped:
+        if not self._stopped and self._main_status is None:
             # The weavelet died by itself: end the actor, so Ray restarts it.
             self._report_failure(self._error or "the weavelet exited")
             os._exit(1)
@@ -212,6 +218,7 @@ class Replica:
             log_sink=log_sink,
             span_sink=spans.extend,
             routed=self.spec.routed,
+            trace_sample_ratio=self.spec.trace_sample_ratio,
         )
         async with deployer, anyio.create_task_group() as tasks:
             self._deployer = deployer
@@ -253,7 +260,14 @@ class Replica:
                             pass  # dropped: telemetry never blocks the weavelet
 
             async def until_exit() -> None:
-                await deployer.wait()
+                status = await deployer.wait()
+                if MAIN in self.spec.groups[self.group] and status >= 0 and not self._stopped:
+                    # Main returned: the deployment is over (a signal's death is a crash).
+                    self._main_status = status
+                    try:
+                        await _ray_get(self.manager.main_exited.remote(self.slot, status))
+                    except PyWeaverError:
+                        self._main_status = None  # nobody would stop us: let Ray restart
                 tasks.cancel_scope.cancel()
 
             async def until_stop() -> None:
@@ -301,6 +315,12 @@ class Replica:
         except (PyWeaverError, RuntimeError):
             return []
         return result
+
+    def usage(self) -> dict[str, Any] | None:
+        """The weavelet's CPU time and memory, read on this node (``None``: gone)."""
+        deployer = self._deployer
+        envelope = deployer.envelope if deployer is not None else None
+        return process_usage(envelope.pid) if envelope is not None and envelope.pid else None
 
     def health(self) -> dict[str, Any]:
         deployer = self._deployer
