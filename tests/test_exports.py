@@ -51,6 +51,19 @@ def test_metrics_and_weavertest_surfaces() -> None:
     assert {"Counter", "Gauge", "Histogram"} <= set(weaver.metrics.__all__)
     assert set(weavertest.__all__) == {"MODES", "Fake", "Runner", "fake"}
     assert weavertest.MODES == ("local", "rpc", "multi")
+    from pyweaver.weavertest import sim
+
+    assert set(sim.__all__) == {
+        "Call",
+        "Options",
+        "Program",
+        "Workload",
+        "invariant",
+        "operation",
+        "programs",
+        "replay",
+        "run",
+    }
 
 
 def test_errors_form_the_documented_tree() -> None:

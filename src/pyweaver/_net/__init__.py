@@ -12,6 +12,7 @@ from pyweaver._net._asgi import Message as Message
 from pyweaver._net._asgi import Receive as Receive
 from pyweaver._net._asgi import Scope as Scope
 from pyweaver._net._asgi import Send as Send
+from pyweaver._net._asgi import cancel_on_disconnect as cancel_on_disconnect
 from pyweaver._net._asgi import serve_asgi_socket as serve_asgi_socket
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Scope",
     "Send",
     "bind_socket",
+    "cancel_on_disconnect",
     "format_address",
     "parse_address",
     "serve_asgi_socket",

@@ -1,6 +1,8 @@
 """ASGI: the types every ASGI piece of pyweaver shares, and serving an ASGI app on a
 listening socket with hypercorn (asyncio or trio). ``/healthz`` is answered here, before
-the app, for health checks; the lifespan protocol is answered for apps that ignore it."""
+the app, for health checks; the lifespan protocol is answered for apps that ignore it;
+a client that disconnects before its response is complete cancels the request's
+handling (:func:`cancel_on_disconnect`), and with it the component calls made for it."""
 
 from __future__ import annotations
 
@@ -12,15 +14,89 @@ from typing import Any
 import anyio
 import sniffio
 
-__all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "serve_asgi_socket"]
+__all__ = [
+    "ASGIApp",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "cancel_on_disconnect",
+    "serve_asgi_socket",
+]
 
 _GRACE = 5.0  # seconds open connections get when serving is cancelled
+# Request messages read ahead of the app while watching for a disconnect: enough for a
+# whole small request (so a handler that never reads its body is still cancelled), few
+# enough that a slow reader still pushes back on a large upload.
+_READ_AHEAD = 16
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def cancel_on_disconnect(app: ASGIApp) -> ASGIApp:
+    """Wrap ``app`` so an HTTP client that disconnects before its response is complete
+    cancels the request's handling (and so the component calls it awaits, which the call
+    protocol cancels on the server too).
+
+    ASGI servers (hypercorn, uvicorn) only report a disconnect as an ``http.disconnect``
+    message that the app must ``receive()``; a handler busy awaiting a remote call never
+    does. So the request's messages are read here, in a task beside the app, and handed
+    to the app in order through a small buffer (an app reading its body itself still
+    reads it, with back-pressure past the buffer); an ``http.disconnect`` cancels the app
+    while its response is incomplete. Once the response is complete, a disconnect cancels
+    nothing (work an app does after responding, such as Starlette's background tasks,
+    runs to the end), and the app's ``receive()`` reports the disconnect as usual.
+    Other scopes (websocket, lifespan) pass through untouched.
+
+    ``serve_asgi`` applies it to every app (hypercorn queues the request's messages, so
+    reading them ahead costs nothing). It is not part of ``instrument_handler``: under an
+    in-process transport whose ``receive`` iterates an async generator (httpx's
+    ``ASGITransport``), reading ahead of an app that never reads its body would leave
+    that generator half-iterated.
+    """
+
+    async def watched(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        response_complete = False
+        to_app, from_server = anyio.create_memory_object_stream[Message](_READ_AHEAD)
+
+        async def app_receive() -> Message:
+            try:
+                return await from_server.receive()
+            except anyio.EndOfStream:
+                return {"type": "http.disconnect"}
+
+        async def app_send(message: Message) -> None:
+            nonlocal response_complete
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                response_complete = True
+
+        async def read_requests(handling: anyio.CancelScope) -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    if not response_complete:
+                        handling.cancel()
+                    to_app.close()  # the app's receive() now reports the disconnect
+                    return
+                await to_app.send(message)
+
+        with to_app, from_server:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(read_requests, tasks.cancel_scope)
+                try:
+                    await app(scope, app_receive, app_send)
+                finally:
+                    tasks.cancel_scope.cancel()
+
+    return watched
 
 
 def _with_healthz(app: ASGIApp) -> ASGIApp:
@@ -90,7 +166,7 @@ async def serve_asgi_socket(sock: socket.socket, app: ASGIApp, *, access_log: bo
     config.accesslog = "-" if access_log else None
     config.errorlog = None
     config.graceful_timeout = 1.0
-    wrapped = _with_healthz(app)
+    wrapped = _with_healthz(cancel_on_disconnect(app))
     if sniffio.current_async_library() == "trio":
         from hypercorn.trio import serve
     else:
