@@ -376,8 +376,15 @@ def run(directory: Path, settings: Settings) -> Result:
                     best.fds = max(best.fds, sample.fds)
 
         # Warm up (every replica has served), then the baseline.
+        # (Its execution ids are its own: "warmup-...", never the load phase's.)
         anyio.run(
-            _load, proxy, attrs.evolve(settings, clients=2), Result(), time.monotonic() + 2, []
+            _load,
+            proxy,
+            attrs.evolve(settings, clients=2),
+            Result(),
+            time.monotonic() + 2,
+            [],
+            "warmup",
         )
         measure(result.baseline)
         flood.open(proxy, _listening_unix_sockets(groups()[1]), settings)
