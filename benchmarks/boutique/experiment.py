@@ -54,7 +54,22 @@ import loadgen  # noqa: E402
 PYTHON = sys.executable
 LAYOUTS = ["colocated", "split", "grpc"]
 DEFAULT_RATES = [10.0, 20.0, 40.0, 80.0, 160.0, 320.0]
-LONG_RATES = [10.0, 20.0, 30.0, 40.0, 60.0, 80.0, 100.0, 120.0, 160.0, 200.0, 240.0, 320.0, 400.0, 480.0]
+LONG_RATES = [
+    10.0,
+    20.0,
+    30.0,
+    40.0,
+    60.0,
+    80.0,
+    100.0,
+    120.0,
+    160.0,
+    200.0,
+    240.0,
+    320.0,
+    400.0,
+    480.0,
+]
 MAX_FAILED = 0.01
 MAX_P99_MS = 1000.0
 GRACE_S = 20.0
@@ -85,11 +100,20 @@ class Deployment:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp / f"{layout}.log"
         if layout == "grpc":
-            argv = [PYTHON, str(HERE / "grpc_arm.py"), "deploy", "--port", str(self.port),
-                    "--build", str(tmp / "grpc-build")]
+            argv = [
+                PYTHON,
+                str(HERE / "grpc_arm.py"),
+                "deploy",
+                "--port",
+                str(self.port),
+                "--build",
+                str(tmp / "grpc-build"),
+            ]
         else:
             source = EXAMPLE / ("colocated.toml" if layout == "colocated" else "weaver.toml")
-            text = source.read_text().replace('binary = "app.py"', f'binary = "{EXAMPLE / "app.py"}"')
+            text = source.read_text().replace(
+                'binary = "app.py"', f'binary = "{EXAMPLE / "app.py"}"'
+            )
             text = text.replace("localhost:12345", f"127.0.0.1:{self.port}")
             config = tmp / f"{layout}.toml"
             config.write_text(text)
@@ -99,12 +123,19 @@ class Deployment:
 
     def __enter__(self) -> Deployment:
         with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=str(ROOT))
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(ROOT),
+            )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.layout} exited early: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"{self.layout} exited early: {self.log_path.read_text()[-2000:]}"
+                )
             try:
                 with urllib.request.urlopen(self.url + "/", timeout=10) as response:
                     if response.status == 200:
@@ -143,8 +174,11 @@ def warm(url: str, seconds: float) -> None:
 
 
 def measure(deployment: Deployment, rate: float, duration: float, warmup: float) -> dict[str, Any]:
-    report = anyio.run(lambda: loadgen.run_load(
-        deployment.url, rate=rate, duration=duration, warmup=warmup, pid=deployment.pid))
+    report = anyio.run(
+        lambda: loadgen.run_load(
+            deployment.url, rate=rate, duration=duration, warmup=warmup, pid=deployment.pid
+        )
+    )
     row = report.summary()
     failed = (row["errors"] + row["dropped"]) / max(1, row["offered"])
     row["sustained"] = failed <= MAX_FAILED and row["p99_ms"] <= MAX_P99_MS
@@ -153,7 +187,9 @@ def measure(deployment: Deployment, rate: float, duration: float, warmup: float)
     return row
 
 
-def run_layout(layout: str, rates: list[float], duration: float, warmup: float, tmp: Path) -> list[dict[str, Any]]:
+def run_layout(
+    layout: str, rates: list[float], duration: float, warmup: float, tmp: Path
+) -> list[dict[str, Any]]:
     rows = []
     with Deployment(layout, tmp) as deployment:
         warm(deployment.url, 3.0)
@@ -161,9 +197,11 @@ def run_layout(layout: str, rates: list[float], duration: float, warmup: float, 
         for rate in rates:
             row = measure(deployment, rate, duration, warmup)
             rows.append(row)
-            log(f"{layout:>9} {rate:>6.0f}/s: p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms  "
+            log(
+                f"{layout:>9} {rate:>6.0f}/s: p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms  "
                 f"errors {row['errors']}+{row['dropped']}  cores {row['cores']}  "
-                f"CPU {row['cpu_ms_per_task']} ms/task  {'ok' if row['sustained'] else 'NOT sustained'}")
+                f"CPU {row['cpu_ms_per_task']} ms/task  {'ok' if row['sustained'] else 'NOT sustained'}"
+            )
             if not row["sustained"]:
                 break
     return rows
@@ -181,9 +219,15 @@ def profile(layout: str, rate: float, seconds: float, tmp: Path) -> dict[str, An
     with Deployment(layout, tmp) as deployment:
         warm(deployment.url, 2.0)
         result: dict[str, Any] = {}
-        load = threading.Thread(target=lambda: result.update(
-            report=anyio.run(lambda: loadgen.run_load(
-                deployment.url, rate=rate, duration=seconds + 3, warmup=0.0)).summary()))
+        load = threading.Thread(
+            target=lambda: result.update(
+                report=anyio.run(
+                    lambda: loadgen.run_load(
+                        deployment.url, rate=rate, duration=seconds + 3, warmup=0.0
+                    )
+                ).summary()
+            )
+        )
         load.start()
         try:
             time.sleep(1.5)
@@ -193,9 +237,25 @@ def profile(layout: str, rate: float, seconds: float, tmp: Path) -> dict[str, An
             hot = max(after, key=lambda p: after[p] - before.get(p, 0.0))
             name = loadgen.process_name(hot)
             spied = subprocess.run(
-                [spy, "record", "--pid", str(hot), "--duration", str(int(seconds)), "--rate", "200",
-                 "--format", "raw", "--output", str(out), "--nonblocking"],
-                capture_output=True, text=True, timeout=seconds + 60)
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(hot),
+                    "--duration",
+                    str(int(seconds)),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out),
+                    "--nonblocking",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=seconds + 60,
+            )
         finally:
             load.join()
     if spied.returncode != 0 or not out.exists():
@@ -206,7 +266,10 @@ def profile(layout: str, rate: float, seconds: float, tmp: Path) -> dict[str, An
 CATEGORIES = [
     ("jinja2 page rendering", r"jinja2|templates/|\.html"),
     ("HTTP server (hypercorn, h11)", r"hypercorn|h11|wsproto"),
-    ("pyweaver call protocol and codec", r"pyweaver/(call|_codec|_automarshal|_stub|_remote)|cbor2|cattrs"),
+    (
+        "pyweaver call protocol and codec",
+        r"pyweaver/(call|_codec|_automarshal|_stub|_remote)|cbor2|cattrs",
+    ),
     ("pyweaver runtime (stubs, metrics, tracing, logging)", r"pyweaver/|opentelemetry|prometheus"),
     ("gRPC and protobuf", r"grpc|protobuf|_pb2"),
     ("boutique business logic and frontend", r"boutique/"),
@@ -256,42 +319,77 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 def report(rows: list[dict[str, Any]], prof: dict[str, Any] | None, slowest: str | None) -> str:
-    lines = ["", "Online Boutique: three layouts, same store, same load (open loop, 2023 locustfile mix)", ""]
-    lines.append(f"{'layout':<10} {'procs':>5} {'rate/s':>7} {'done/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
-                 f"{'errors':>7} {'cores':>6} {'CPU ms/task':>11}  sustained")
-    for row in rows:
-        lines.append(
-            f"{row['layout']:<10} {row['processes']:>5} {row['rate']:>7.0f} {row['achieved_rate']:>7.1f} "
-            f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['errors'] + row['dropped']:>7} "
-            f"{row['cores'] or 0:>6.2f} {row['cpu_ms_per_task'] or 0:>11.2f}  {'yes' if row['sustained'] else 'no'}")
-    best = {layout: max((r["rate"] for r in rows if r["layout"] == layout and r["sustained"]), default=None)
-            for layout in LAYOUTS}
-    lines += ["", "Highest sustained rate (tasks/s): "
-              + ", ".join(f"{layout} {best[layout]:.0f}" if best[layout] else f"{layout} none" for layout in LAYOUTS)]
-    common_rates = [r for r in {row["rate"] for row in rows}
-                    if all(any(x["layout"] == layout and x["rate"] == r and x["sustained"] for x in rows)
-                           for layout in LAYOUTS)]
+    lines = [
+        "",
+        "Online Boutique: three layouts, same store, same load (open loop, 2023 locustfile mix)",
+        "",
+    ]
+    lines.append(
+        f"{'layout':<10} {'procs':>5} {'rate/s':>7} {'done/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>7} {'cores':>6} {'CPU ms/task':>11}  sustained"
+    )
+    lines.extend(
+        f"{row['layout']:<10} {row['processes']:>5} {row['rate']:>7.0f} {row['achieved_rate']:>7.1f} "
+        f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['errors'] + row['dropped']:>7} "
+        f"{row['cores'] or 0:>6.2f} {row['cpu_ms_per_task'] or 0:>11.2f}  {'yes' if row['sustained'] else 'no'}"
+        for row in rows
+    )
+    best = {
+        layout: max(
+            (r["rate"] for r in rows if r["layout"] == layout and r["sustained"]), default=None
+        )
+        for layout in LAYOUTS
+    }
+    lines += [
+        "",
+        "Highest sustained rate (tasks/s): "
+        + ", ".join(
+            f"{layout} {best[layout]:.0f}" if best[layout] else f"{layout} none"
+            for layout in LAYOUTS
+        ),
+    ]
+    common_rates = [
+        r
+        for r in {row["rate"] for row in rows}
+        if all(
+            any(x["layout"] == layout and x["rate"] == r and x["sustained"] for x in rows)
+            for layout in LAYOUTS
+        )
+    ]
     if common_rates:
         rate = max(common_rates)
         at = {row["layout"]: row for row in rows if row["rate"] == rate}
-        lines += ["", f"At {rate:.0f} tasks/s, the highest rate every layout sustained "
-                      "(paper: Go on GKE at 10,000 QPS):"]
-        lines.append(f"{'':<22} {'p50 latency':>13} {'(paper)':>9} {'p99 latency':>13} {'(paper)':>9} "
-                     f"{'cores':>9} {'(paper)':>9}")
+        lines += [
+            "",
+            f"At {rate:.0f} tasks/s, the highest rate every layout sustained "
+            "(paper: Go on GKE at 10,000 QPS):",
+        ]
+        lines.append(
+            f"{'':<22} {'p50 latency':>13} {'(paper)':>9} {'p99 latency':>13} {'(paper)':>9} "
+            f"{'cores':>9} {'(paper)':>9}"
+        )
         for name, fast in (("colocated vs gRPC", "colocated"), ("split vs gRPC", "split")):
             g, f = at["grpc"], at[fast]
             lines.append(
                 f"{name:<22} {ratio(g['p50_ms'], f['p50_ms']):>13} {ratio(PAPER['grpc']['p50_ms'], PAPER[fast]['p50_ms']):>9} "
                 f"{ratio(g['p99_ms'], f['p99_ms']):>13} {ratio(PAPER['grpc']['p99_ms'], PAPER[fast]['p99_ms']):>9} "
-                f"{ratio(g['cores'], f['cores']):>9} {ratio(PAPER['grpc']['cores'], PAPER[fast]['cores']):>9}")
-        lines.append("(ratios are gRPC / pyweaver: above 1x means pyweaver is faster or cheaper; "
-                     "the paper's text rounds its ratios to 15x latency, 9x cores and 2.1x, 2.8x)")
+                f"{ratio(g['cores'], f['cores']):>9} {ratio(PAPER['grpc']['cores'], PAPER[fast]['cores']):>9}"
+            )
+        lines.append(
+            "(ratios are gRPC / pyweaver: above 1x means pyweaver is faster or cheaper; "
+            "the paper's text rounds its ratios to 15x latency, 9x cores and 2.1x, 2.8x)"
+        )
     if prof is not None:
-        lines += ["", f"Profile of the slowest layout ({slowest}), busiest process: {prof.get('process', '?')}"]
+        lines += [
+            "",
+            f"Profile of the slowest layout ({slowest}), busiest process: {prof.get('process', '?')}",
+        ]
         if "error" in prof:
             lines.append(f"  unavailable: {prof['error']}")
         else:
-            lines.append(f"  {prof['samples']} samples; where the time goes (innermost recognised frame):")
+            lines.append(
+                f"  {prof['samples']} samples; where the time goes (innermost recognised frame):"
+            )
             lines += [f"  {share:5.1f}%  {category}" for category, share in prof["categories"]]
             lines.append("  hottest functions (self time):")
             lines += [f"  {share:5.1f}%  {leaf[:110]}" for leaf, share in prof["leaves"][:10]]
@@ -300,22 +398,42 @@ def report(rows: list[dict[str, Any]], prof: dict[str, Any] | None, slowest: str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="run.py boutique", description="The HotOS'23 experiment on the Python Online Boutique.")
-    parser.add_argument("--long", action="store_true", help="more rates, 20 s windows (about 30 min)")
+        prog="run.py boutique", description="The HotOS'23 experiment on the Python Online Boutique."
+    )
+    parser.add_argument(
+        "--long", action="store_true", help="more rates, 20 s windows (about 30 min)"
+    )
     parser.add_argument("--rates", help="comma-separated tasks/s to offer, lowest first")
-    parser.add_argument("--duration", type=float, help="measured seconds per rate (default 6; --long 20)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
-    parser.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated subset of " + ",".join(LAYOUTS))
-    parser.add_argument("--profile-seconds", type=float, default=8.0, help="py-spy window (0: no profile)")
+    parser.add_argument(
+        "--duration", type=float, help="measured seconds per rate (default 6; --long 20)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of load before measuring"
+    )
+    parser.add_argument(
+        "--layouts",
+        default=",".join(LAYOUTS),
+        help="comma-separated subset of " + ",".join(LAYOUTS),
+    )
+    parser.add_argument(
+        "--profile-seconds", type=float, default=8.0, help="py-spy window (0: no profile)"
+    )
     parser.add_argument("--json", type=Path, help="write the rows and the profile as JSON")
     args = parser.parse_args(argv)
-    rates = ([float(r) for r in args.rates.split(",")] if args.rates
-             else LONG_RATES if args.long else DEFAULT_RATES)
+    rates = (
+        [float(r) for r in args.rates.split(",")]
+        if args.rates
+        else LONG_RATES
+        if args.long
+        else DEFAULT_RATES
+    )
     duration = args.duration or (20.0 if args.long else 6.0)
     layouts = [layout for layout in args.layouts.split(",") if layout]
     if any(layout not in LAYOUTS for layout in layouts):
         parser.error(f"--layouts: choose from {LAYOUTS}")
-    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(SystemExit(128 + signum)))
+    signal.signal(
+        signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(SystemExit(128 + signum))
+    )
     rows: list[dict[str, Any]] = []
     prof = slowest = None
     with tempfile.TemporaryDirectory(prefix="boutique-bench-") as tmp_name:
@@ -331,8 +449,18 @@ def main(argv: list[str] | None = None) -> int:
     print(report(rows, prof, slowest))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rows": rows, "profile": prof, "slowest": slowest,
-                                         "rates": rates, "duration": duration}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "profile": prof,
+                    "slowest": slowest,
+                    "rates": rates,
+                    "duration": duration,
+                },
+                indent=1,
+            )
+        )
         print(f"\nJSON written to {args.json}")
     return 0
 

@@ -36,8 +36,6 @@ EXAMPLE = HERE.parent.parent / "examples" / "onlineboutique"
 sys.path.insert(0, str(EXAMPLE))
 
 import grpc  # noqa: E402
-
-from boutique import logic  # noqa: E402
 from boutique.frontend import Services, make_frontend  # noqa: E402
 from boutique.model import (  # noqa: E402
     Ad,
@@ -56,8 +54,20 @@ from boutique.model import (  # noqa: E402
     Product,
 )
 
-SERVICES = ["cartcache", "cart", "catalog", "currency", "shipping", "payment", "email",
-            "recommendation", "ad", "checkout"]
+from boutique import logic  # noqa: E402
+
+SERVICES = [
+    "cartcache",
+    "cart",
+    "catalog",
+    "currency",
+    "shipping",
+    "payment",
+    "email",
+    "recommendation",
+    "ad",
+    "checkout",
+]
 GRACE_S = 10.0
 
 
@@ -67,10 +77,15 @@ def generate(build: Path) -> tuple[ModuleType, ModuleType]:
         from grpc_tools import protoc
 
         build.mkdir(parents=True, exist_ok=True)
-        status = protoc.main([
-            "protoc", f"-I{HERE}", f"--python_out={build}", f"--grpc_python_out={build}",
-            str(HERE / "boutique.proto"),
-        ])
+        status = protoc.main(
+            [
+                "protoc",
+                f"-I{HERE}",
+                f"--python_out={build}",
+                f"--grpc_python_out={build}",
+                str(HERE / "boutique.proto"),
+            ]
+        )
         if status != 0:
             raise SystemExit(f"protoc failed with status {status}")
     sys.path.insert(0, str(build))
@@ -100,8 +115,13 @@ def items_py(items: Any) -> list[CartItem]:
 
 
 def address_pb(a: Address) -> Any:
-    return pb.Address(street_address=a.street_address, city=a.city, state=a.state,
-                      country=a.country, zip_code=a.zip_code)
+    return pb.Address(
+        street_address=a.street_address,
+        city=a.city,
+        state=a.state,
+        country=a.country,
+        zip_code=a.zip_code,
+    )
 
 
 def address_py(a: Any) -> Address:
@@ -109,38 +129,66 @@ def address_py(a: Any) -> Address:
 
 
 def card_pb(c: CreditCardInfo) -> Any:
-    return pb.CreditCardInfo(credit_card_number=c.number, credit_card_cvv=c.cvv,
-                             credit_card_expiration_year=c.expiration_year,
-                             credit_card_expiration_month=c.expiration_month)
+    return pb.CreditCardInfo(
+        credit_card_number=c.number,
+        credit_card_cvv=c.cvv,
+        credit_card_expiration_year=c.expiration_year,
+        credit_card_expiration_month=c.expiration_month,
+    )
 
 
 def card_py(c: Any) -> CreditCardInfo:
-    return CreditCardInfo(c.credit_card_number, c.credit_card_cvv,
-                          c.credit_card_expiration_year, c.credit_card_expiration_month)
+    return CreditCardInfo(
+        c.credit_card_number,
+        c.credit_card_cvv,
+        c.credit_card_expiration_year,
+        c.credit_card_expiration_month,
+    )
 
 
 def product_pb(p: Product) -> Any:
-    return pb.Product(id=p.id, name=p.name, description=p.description, picture=p.picture,
-                      price_usd=money_pb(p.price_usd), categories=p.categories)
+    return pb.Product(
+        id=p.id,
+        name=p.name,
+        description=p.description,
+        picture=p.picture,
+        price_usd=money_pb(p.price_usd),
+        categories=p.categories,
+    )
 
 
 def product_py(p: Any) -> Product:
-    return Product(p.id, p.name, p.description, p.picture, money_py(p.price_usd), list(p.categories))
+    return Product(
+        p.id, p.name, p.description, p.picture, money_py(p.price_usd), list(p.categories)
+    )
 
 
 def order_pb(o: Order) -> Any:
     return pb.OrderResult(
-        order_id=o.order_id, shipping_tracking_id=o.shipping_tracking_id,
-        shipping_cost=money_pb(o.shipping_cost), shipping_address=address_pb(o.shipping_address),
-        items=[pb.OrderItem(item=pb.CartItem(product_id=i.item.product_id, quantity=i.item.quantity),
-                            cost=money_pb(i.cost)) for i in o.items],
+        order_id=o.order_id,
+        shipping_tracking_id=o.shipping_tracking_id,
+        shipping_cost=money_pb(o.shipping_cost),
+        shipping_address=address_pb(o.shipping_address),
+        items=[
+            pb.OrderItem(
+                item=pb.CartItem(product_id=i.item.product_id, quantity=i.item.quantity),
+                cost=money_pb(i.cost),
+            )
+            for i in o.items
+        ],
     )
 
 
 def order_py(o: Any) -> Order:
     return Order(
-        o.order_id, o.shipping_tracking_id, money_py(o.shipping_cost), address_py(o.shipping_address),
-        [OrderItem(CartItem(i.item.product_id, i.item.quantity), money_py(i.cost)) for i in o.items],
+        o.order_id,
+        o.shipping_tracking_id,
+        money_py(o.shipping_cost),
+        address_py(o.shipping_address),
+        [
+            OrderItem(CartItem(i.item.product_id, i.item.quantity), money_py(i.cost))
+            for i in o.items
+        ],
     )
 
 
@@ -201,8 +249,13 @@ class CartClient:
         self.stub = pb_grpc.CartServiceStub(channel)
 
     async def add_item(self, user_id: str, item: CartItem) -> None:
-        await call(self.stub.AddItem, pb.AddItemRequest(
-            user_id=user_id, item=pb.CartItem(product_id=item.product_id, quantity=item.quantity)))
+        await call(
+            self.stub.AddItem,
+            pb.AddItemRequest(
+                user_id=user_id,
+                item=pb.CartItem(product_id=item.product_id, quantity=item.quantity),
+            ),
+        )
 
     async def get_cart(self, user_id: str) -> list[CartItem]:
         return items_py((await call(self.stub.GetCart, pb.GetCartRequest(user_id=user_id))).items)
@@ -244,11 +297,17 @@ class ShippingClient:
         self.stub = pb_grpc.ShippingServiceStub(channel)
 
     async def get_quote(self, address: Address, items: list[CartItem]) -> Money:
-        reply = await call(self.stub.GetQuote, pb.GetQuoteRequest(address=address_pb(address), items=items_pb(items)))
+        reply = await call(
+            self.stub.GetQuote,
+            pb.GetQuoteRequest(address=address_pb(address), items=items_pb(items)),
+        )
         return money_py(reply.cost_usd)
 
     async def ship_order(self, address: Address, items: list[CartItem]) -> str:
-        reply = await call(self.stub.ShipOrder, pb.ShipOrderRequest(address=address_pb(address), items=items_pb(items)))
+        reply = await call(
+            self.stub.ShipOrder,
+            pb.ShipOrderRequest(address=address_pb(address), items=items_pb(items)),
+        )
         return str(reply.tracking_id)
 
 
@@ -257,7 +316,9 @@ class PaymentClient:
         self.stub = pb_grpc.PaymentServiceStub(channel)
 
     async def charge(self, amount: Money, card: CreditCardInfo) -> str:
-        reply = await call(self.stub.Charge, pb.ChargeRequest(amount=money_pb(amount), credit_card=card_pb(card)))
+        reply = await call(
+            self.stub.Charge, pb.ChargeRequest(amount=money_pb(amount), credit_card=card_pb(card))
+        )
         return str(reply.transaction_id)
 
 
@@ -266,8 +327,10 @@ class EmailClient:
         self.stub = pb_grpc.EmailServiceStub(channel)
 
     async def send_order_confirmation(self, email: str, order: Order) -> None:
-        await call(self.stub.SendOrderConfirmation,
-                   pb.SendOrderConfirmationRequest(email=email, order=order_pb(order)))
+        await call(
+            self.stub.SendOrderConfirmation,
+            pb.SendOrderConfirmationRequest(email=email, order=order_pb(order)),
+        )
 
 
 class RecommendationClient:
@@ -275,8 +338,10 @@ class RecommendationClient:
         self.stub = pb_grpc.RecommendationServiceStub(channel)
 
     async def list_recommendations(self, user_id: str, product_ids: list[str]) -> list[str]:
-        reply = await call(self.stub.ListRecommendations,
-                           pb.ListRecommendationsRequest(user_id=user_id, product_ids=product_ids))
+        reply = await call(
+            self.stub.ListRecommendations,
+            pb.ListRecommendationsRequest(user_id=user_id, product_ids=product_ids),
+        )
         return list(reply.product_ids)
 
 
@@ -294,17 +359,29 @@ class CheckoutClient:
         self.stub = pb_grpc.CheckoutServiceStub(channel)
 
     async def place_order(self, request: PlaceOrderRequest) -> Order:
-        reply = await call(self.stub.PlaceOrder, pb.PlaceOrderRequest(
-            user_id=request.user_id, user_currency=request.user_currency,
-            address=address_pb(request.address), email=request.email,
-            credit_card=card_pb(request.credit_card)))
+        reply = await call(
+            self.stub.PlaceOrder,
+            pb.PlaceOrderRequest(
+                user_id=request.user_id,
+                user_currency=request.user_currency,
+                address=address_pb(request.address),
+                email=request.email,
+                credit_card=card_pb(request.credit_card),
+            ),
+        )
         return order_py(reply.order)
 
 
 CLIENTS: dict[str, Any] = {
-    "cartcache": CartCacheClient, "cart": CartClient, "catalog": CatalogClient,
-    "currency": CurrencyClient, "shipping": ShippingClient, "payment": PaymentClient,
-    "email": EmailClient, "recommendation": RecommendationClient, "ad": AdClient,
+    "cartcache": CartCacheClient,
+    "cart": CartClient,
+    "catalog": CatalogClient,
+    "currency": CurrencyClient,
+    "shipping": ShippingClient,
+    "payment": PaymentClient,
+    "email": EmailClient,
+    "recommendation": RecommendationClient,
+    "ad": AdClient,
     "checkout": CheckoutClient,
 }
 
@@ -347,12 +424,16 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
         class CartServicer(pb_grpc.CartServiceServicer):  # type: ignore[misc,name-defined]
             @handled
             async def AddItem(self, request: Any, context: Any) -> Any:
-                await cart.add_item(request.user_id, CartItem(request.item.product_id, request.item.quantity))
+                await cart.add_item(
+                    request.user_id, CartItem(request.item.product_id, request.item.quantity)
+                )
                 return pb.Empty()
 
             @handled
             async def GetCart(self, request: Any, context: Any) -> Any:
-                return pb.Cart(user_id=request.user_id, items=items_pb(await cart.get_cart(request.user_id)))
+                return pb.Cart(
+                    user_id=request.user_id, items=items_pb(await cart.get_cart(request.user_id))
+                )
 
             @handled
             async def EmptyCart(self, request: Any, context: Any) -> Any:
@@ -366,7 +447,9 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
         class CatalogServicer(pb_grpc.ProductCatalogServiceServicer):  # type: ignore[misc,name-defined]
             @handled
             async def ListProducts(self, request: Any, context: Any) -> Any:
-                return pb.ListProductsResponse(products=[product_pb(p) for p in await catalog.list_products()])
+                return pb.ListProductsResponse(
+                    products=[product_pb(p) for p in await catalog.list_products()]
+                )
 
             @handled
             async def GetProduct(self, request: Any, context: Any) -> Any:
@@ -384,11 +467,15 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
         class CurrencyServicer(pb_grpc.CurrencyServiceServicer):  # type: ignore[misc,name-defined]
             @handled
             async def GetSupportedCurrencies(self, request: Any, context: Any) -> Any:
-                return pb.GetSupportedCurrenciesResponse(currency_codes=await currency.get_supported_currencies())
+                return pb.GetSupportedCurrenciesResponse(
+                    currency_codes=await currency.get_supported_currencies()
+                )
 
             @handled
             async def Convert(self, request: Any, context: Any) -> Any:
-                return money_pb(await currency.convert(money_py(getattr(request, "from")), request.to_code))
+                return money_pb(
+                    await currency.convert(money_py(getattr(request, "from")), request.to_code)
+                )
 
         return CurrencyServicer(), pb_grpc.add_CurrencyServiceServicer_to_server
     if name == "shipping":
@@ -397,12 +484,16 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
         class ShippingServicer(pb_grpc.ShippingServiceServicer):  # type: ignore[misc,name-defined]
             @handled
             async def GetQuote(self, request: Any, context: Any) -> Any:
-                cost = await shipping.get_quote(address_py(request.address), items_py(request.items))
+                cost = await shipping.get_quote(
+                    address_py(request.address), items_py(request.items)
+                )
                 return pb.GetQuoteResponse(cost_usd=money_pb(cost))
 
             @handled
             async def ShipOrder(self, request: Any, context: Any) -> Any:
-                tracking = await shipping.ship_order(address_py(request.address), items_py(request.items))
+                tracking = await shipping.ship_order(
+                    address_py(request.address), items_py(request.items)
+                )
                 return pb.ShipOrderResponse(tracking_id=tracking)
 
         return ShippingServicer(), pb_grpc.add_ShippingServiceServicer_to_server
@@ -412,7 +503,9 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
         class PaymentServicer(pb_grpc.PaymentServiceServicer):  # type: ignore[misc,name-defined]
             @handled
             async def Charge(self, request: Any, context: Any) -> Any:
-                transaction = await payment.charge(money_py(request.amount), card_py(request.credit_card))
+                transaction = await payment.charge(
+                    money_py(request.amount), card_py(request.credit_card)
+                )
                 return pb.ChargeResponse(transaction_id=transaction)
 
         return PaymentServicer(), pb_grpc.add_PaymentServiceServicer_to_server
@@ -432,7 +525,9 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
         class RecommendationServicer(pb_grpc.RecommendationServiceServicer):  # type: ignore[misc,name-defined]
             @handled
             async def ListRecommendations(self, request: Any, context: Any) -> Any:
-                ids = await recommendations.list_recommendations(request.user_id, list(request.product_ids))
+                ids = await recommendations.list_recommendations(
+                    request.user_id, list(request.product_ids)
+                )
                 return pb.ListRecommendationsResponse(product_ids=ids)
 
         return RecommendationServicer(), pb_grpc.add_RecommendationServiceServicer_to_server
@@ -443,23 +538,34 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
             @handled
             async def GetAds(self, request: Any, context: Any) -> Any:
                 found = await ads.get_ads(list(request.context_keys))
-                return pb.AdResponse(ads=[pb.Ad(redirect_url=a.redirect_url, text=a.text) for a in found])
+                return pb.AdResponse(
+                    ads=[pb.Ad(redirect_url=a.redirect_url, text=a.text) for a in found]
+                )
 
         return AdServicer(), pb_grpc.add_AdServiceServicer_to_server
     if name == "checkout":
         checkout = logic.Checkout(
-            cart=client(peers, "cart"), catalog=client(peers, "catalog"),
-            currency=client(peers, "currency"), shipping=client(peers, "shipping"),
-            payment=client(peers, "payment"), email=client(peers, "email"), log=log,
+            cart=client(peers, "cart"),
+            catalog=client(peers, "catalog"),
+            currency=client(peers, "currency"),
+            shipping=client(peers, "shipping"),
+            payment=client(peers, "payment"),
+            email=client(peers, "email"),
+            log=log,
         )
 
         class CheckoutServicer(pb_grpc.CheckoutServiceServicer):  # type: ignore[misc,name-defined]
             @handled
             async def PlaceOrder(self, request: Any, context: Any) -> Any:
-                order = await checkout.place_order(PlaceOrderRequest(
-                    user_id=request.user_id, user_currency=request.user_currency,
-                    address=address_py(request.address), email=request.email,
-                    credit_card=card_py(request.credit_card)))
+                order = await checkout.place_order(
+                    PlaceOrderRequest(
+                        user_id=request.user_id,
+                        user_currency=request.user_currency,
+                        address=address_py(request.address),
+                        email=request.email,
+                        credit_card=card_py(request.credit_card),
+                    )
+                )
                 return pb.PlaceOrderResponse(order=order_pb(order))
 
         return CheckoutServicer(), pb_grpc.add_CheckoutServiceServicer_to_server
@@ -480,9 +586,13 @@ async def serve_frontend(port: int, peers: dict[str, int]) -> None:
     from hypercorn.config import Config
 
     services = Services(
-        catalog=client(peers, "catalog"), currency=client(peers, "currency"),
-        cart=client(peers, "cart"), recommendation=client(peers, "recommendation"),
-        checkout=client(peers, "checkout"), shipping=client(peers, "shipping"), ad=client(peers, "ad"),
+        catalog=client(peers, "catalog"),
+        currency=client(peers, "currency"),
+        cart=client(peers, "cart"),
+        recommendation=client(peers, "recommendation"),
+        checkout=client(peers, "checkout"),
+        shipping=client(peers, "shipping"),
+        ad=client(peers, "ad"),
     )
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
@@ -505,8 +615,13 @@ def deploy(port: int, build: Path) -> int:
     peers = {name: free_port() for name in SERVICES}
     me = [sys.executable, str(Path(__file__).resolve())]
     common = ["--build", str(build), "--peers", json.dumps(peers)]
-    children = [subprocess.Popen([*me, "serve", name, *common], stdin=subprocess.DEVNULL) for name in SERVICES]
-    children.append(subprocess.Popen([*me, "frontend", "--port", str(port), *common], stdin=subprocess.DEVNULL))
+    children = [
+        subprocess.Popen([*me, "serve", name, *common], stdin=subprocess.DEVNULL)
+        for name in SERVICES
+    ]
+    children.append(
+        subprocess.Popen([*me, "frontend", "--port", str(port), *common], stdin=subprocess.DEVNULL)
+    )
     stopping = False
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -519,7 +634,9 @@ def deploy(port: int, build: Path) -> int:
         deadline = time.monotonic() + 60
         while not stopping and time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_healthz", timeout=2) as response:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/_healthz", timeout=2
+                ) as response:
                     if response.status == 200:
                         print(f"READY http://127.0.0.1:{port}", flush=True)
                         break

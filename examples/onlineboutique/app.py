@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import anyio
 import attrs
-
-import pyweaver as weaver
 from boutique.api import (
     AdService,
     CartCache,
@@ -59,6 +57,8 @@ from boutique.model import (
     PlaceOrderRequest,
     Product,
 )
+
+import pyweaver as weaver
 
 
 class AdImpl(weaver.Implements[AdService]):

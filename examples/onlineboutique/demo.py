@@ -195,11 +195,15 @@ def main() -> int:
         argv = [sys.executable, "-m", "pyweaver", "multi", "deploy", str(config)]
         print(f"--- {' '.join(argv[1:])}  ({source.name}; logs in {log})", flush=True)
         with log.open("wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         base = f"http://127.0.0.1:{port}"
         try:
             wait_ready(base, proc, log)
-            print(f"--- one shopper walks through the store ({len(descendants(proc.pid))} processes)")
+            print(
+                f"--- one shopper walks through the store ({len(descendants(proc.pid))} processes)"
+            )
             walk(base)
             print(f"Online Boutique at {base}", flush=True)
             if not once:

@@ -45,7 +45,14 @@ PRODUCTS = [
 ]  # fmt: skip
 CURRENCIES = ["EUR", "USD", "JPY", "CAD"]
 QUANTITIES = [1, 2, 3, 4, 5, 10]
-TASKS = {"index": 1, "setCurrency": 2, "browseProduct": 10, "addToCart": 2, "viewCart": 3, "checkout": 1}
+TASKS = {
+    "index": 1,
+    "setCurrency": 2,
+    "browseProduct": 10,
+    "addToCart": 2,
+    "viewCart": 3,
+    "checkout": 1,
+}
 CHECKOUT_FORM = {
     "email": "someone@example.com", "street_address": "1600 Amphitheatre Parkway",
     "zip_code": "94043", "city": "Mountain View", "state": "CA", "country": "United States",
@@ -140,7 +147,9 @@ class Shopper:
         if task == "index":
             await self.request("GET", "/")
         elif task == "setCurrency":
-            await self.request("POST", "/setCurrency", {"currency_code": self.rng.choice(CURRENCIES)})
+            await self.request(
+                "POST", "/setCurrency", {"currency_code": self.rng.choice(CURRENCIES)}
+            )
         elif task == "browseProduct":
             await self.request("GET", f"/product/{self.rng.choice(PRODUCTS)}")
         elif task == "addToCart":
@@ -204,7 +213,9 @@ class Report:
             "p50_ms": round(self.percentile(50), 3),
             "p90_ms": round(self.percentile(90), 3),
             "p99_ms": round(self.percentile(99), 3),
-            "mean_ms": round(statistics.fmean(v for vs in self.latencies_ms.values() for v in vs), 3)
+            "mean_ms": round(
+                statistics.fmean(v for vs in self.latencies_ms.values() for v in vs), 3
+            )
             if self.completed
             else math.nan,
             "per_task": {
@@ -258,7 +269,9 @@ async def run_load(
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     in_flight = 0
 
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout, trust_env=False) as client:
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, timeout=timeout, trust_env=False
+    ) as client:
         start = time.monotonic()
         measure_from = start + warmup
         end = measure_from + duration
@@ -328,20 +341,23 @@ async def run_load(
 
 
 def print_report(summary: dict[str, Any]) -> None:
+    s = summary
     print(
-        f"offered {summary['offered']} tasks at {summary['rate']}/s for {summary['duration']} s: "
-        f"{summary['completed']} completed ({summary['achieved_rate']}/s), {summary['errors']} errors, "
-        f"{summary['dropped']} dropped, {summary['http_requests']} HTTP requests"
+        f"offered {s['offered']} tasks at {s['rate']}/s for {s['duration']} s: "
+        f"{s['completed']} completed ({s['achieved_rate']}/s), {s['errors']} errors, "
+        f"{s['dropped']} dropped, {s['http_requests']} HTTP requests"
     )
-    print(f"latency ms: p50 {summary['p50_ms']}  p90 {summary['p90_ms']}  p99 {summary['p99_ms']}  mean {summary['mean_ms']}")
+    print(
+        f"latency ms: p50 {s['p50_ms']}  p90 {s['p90_ms']}  p99 {s['p99_ms']}  mean {s['mean_ms']}"
+    )
     for task, row in summary["per_task"].items():
         print(f"  {task:<14} {row['count']:>6}  p50 {row['p50_ms']:>9}  p99 {row['p99_ms']:>9}")
     if summary["error_kinds"]:
         print("errors:", summary["error_kinds"])
     if summary["cpu_seconds"] is not None:
         print(
-            f"CPU: {summary['cpu_seconds']} s over {summary['duration']} s = {summary['cores']} cores; "
-            f"{summary['cpu_ms_per_task']} ms per task"
+            f"CPU: {s['cpu_seconds']} s over {s['duration']} s = {s['cores']} cores; "
+            f"{s['cpu_ms_per_task']} ms per task"
         )
         for name, seconds in summary["cpu_by_process"].items():
             print(f"  {seconds:>8.3f} s  {name}")
@@ -351,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="the store, e.g. http://127.0.0.1:12345 (loopback only)")
     parser.add_argument("--rate", type=float, default=20.0, help="tasks per second (default 20)")
-    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds (default 20)")
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="measured seconds (default 20)"
+    )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--pid", type=int, help="the deployment's root process, for CPU accounting")
     parser.add_argument("--seed", type=int, default=1)

@@ -18,12 +18,30 @@ RUNNER = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "run.py"
 
 
 def test_tiny_boutique_run_produces_rows_for_every_layout(tmp_path: Path) -> None:
-    pytest.importorskip("grpc_tools", reason="grpcio-tools is not installed (pip install -e '.[bench]')")
+    pytest.importorskip(
+        "grpc_tools", reason="grpcio-tools is not installed (pip install -e '.[bench]')"
+    )
     out = tmp_path / "boutique.json"
     process = subprocess.Popen(
-        [sys.executable, str(RUNNER), "boutique", "--rates", "4", "--duration", "1.5",
-         "--warmup", "0.5", "--profile-seconds", "0", "--json", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(RUNNER),
+            "boutique",
+            "--rates",
+            "4",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.5",
+            "--profile-seconds",
+            "0",
+            "--json",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
     )
     try:
         stdout, stderr = process.communicate(timeout=240)

@@ -28,7 +28,9 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = Path(
-    os.environ.get("BOUTIQUE_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts" / "boutique")
+    os.environ.get(
+        "BOUTIQUE_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts" / "boutique"
+    )
 )
 
 
@@ -50,7 +52,9 @@ def store(tmp_path: Path) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, str(EXAMPLE / "app.py")],
         env={**os.environ, "PYWEAVER_CONFIG": str(config)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -73,14 +77,26 @@ def store(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def browser() -> Iterator[Any]:
     if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("chromium and chromium-driver are not installed (scripts/install-test-deps.sh installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+        pytest.skip(
+            "chromium and chromium-driver are not installed "
+            "(scripts/install-test-deps.sh installs them)"
+        )
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')"
+    )
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-proxy-server", "--window-size=1280,1000", "--disable-extensions"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-proxy-server",
+        "--window-size=1280,1000",
+        "--disable-extensions",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
@@ -123,7 +139,9 @@ def test_a_shopper_buys_sunglasses_in_euros(store: str, browser: Any) -> None:
 
     # The drop-down submits itself on change and comes back to this page (the Referer).
     Select(browser.find_element(By.ID, "currency_code")).select_by_value("EUR")
-    wait_for(lambda: browser.find_element(By.ID, "product-price").text == "€17.68", "prices in euros")
+    wait_for(
+        lambda: browser.find_element(By.ID, "product-price").text == "€17.68", "prices in euros"
+    )
     assert browser.current_url.endswith("/product/OLJCESPC7Z")
     assert browser.get_cookie("shop_currency")["value"] == "EUR"
     shot("3-euros")

@@ -7,7 +7,6 @@ from __future__ import annotations
 from types import ModuleType
 
 import pytest
-
 from boutique.api import (
     AdService,
     CartCache,
@@ -27,6 +26,7 @@ from boutique.model import (
     NotFoundError,
     PlaceOrderRequest,
 )
+
 from pyweaver import weavertest
 
 pytestmark = pytest.mark.anyio
@@ -68,7 +68,9 @@ async def test_a_shopper_orders_through_the_components(
 
         products = await catalog.list_products()
         assert len(products) == 9
-        assert await currency.convert(products[0].price_usd, "JPY") == Money("JPY", 2235, 60_592_707)
+        assert await currency.convert(products[0].price_usd, "JPY") == Money(
+            "JPY", 2235, 60_592_707
+        )
         assert len(await recommendation.list_recommendations("ann", [products[0].id])) == 5
         assert [a.redirect_url for a in await ads.get_ads(["footwear"])] == ["/product/L9ECAV7KIM"]
         with pytest.raises(NotFoundError, match="no product with ID nope"):
@@ -82,7 +84,9 @@ async def test_a_shopper_orders_through_the_components(
         assert await cart.get_cart("ann") == [CartItem("OLJCESPC7Z", 3), CartItem("6E92ZMYYFZ", 1)]
         assert await cart.get_cart("bob") == [CartItem("9SIQT8TOJO", 5)]
 
-        with pytest.raises(CheckoutError, match="failed to charge card: Credit card info is invalid"):
+        with pytest.raises(
+            CheckoutError, match="failed to charge card: Credit card info is invalid"
+        ):
             await checkout.place_order(order("ann", number="4432-8015-6152-0455"))
         assert len(await cart.get_cart("ann")) == 2
 

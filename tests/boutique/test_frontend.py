@@ -10,8 +10,8 @@ from types import ModuleType
 
 import httpx
 import pytest
-
 from boutique.frontend import make_frontend
+
 from pyweaver import weavertest
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +31,9 @@ CHECKOUT_FORM = {
 
 
 @pytest.fixture(params=["local", "rpc"])
-async def client(boutique_app: ModuleType, request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    boutique_app: ModuleType, request: pytest.FixtureRequest
+) -> AsyncIterator[httpx.AsyncClient]:
     async with weavertest.Runner(request.param, app=str(boutique_app.__file__)) as app:
         frontend = make_frontend(await boutique_app.services(app))
         transport = httpx.ASGITransport(app=frontend)
@@ -46,22 +48,35 @@ def session_cookie(response: httpx.Response) -> str:
     return match.group(1)
 
 
-async def test_home_sets_a_session_cookie_once_and_lists_every_product(client: httpx.AsyncClient) -> None:
+async def test_home_sets_a_session_cookie_once_and_lists_every_product(
+    client: httpx.AsyncClient,
+) -> None:
     home = await client.get("/")
     assert home.status_code == 200 and home.headers["content-type"].startswith("text/html")
     session = session_cookie(home)
     assert "Hot Products" in home.text and home.text.count('class="card product-card"') == 9
     assert "$19.99" in home.text and "$109.99" in home.text
     # The drop-down: the allow-listed currencies in service order.
-    assert re.findall(r'<option value="([A-Z]{3})"', home.text) == ["EUR", "USD", "JPY", "GBP", "TRY", "CAD"]
+    assert re.findall(r'<option value="([A-Z]{3})"', home.text) == [
+        "EUR",
+        "USD",
+        "JPY",
+        "GBP",
+        "TRY",
+        "CAD",
+    ]
     again = await client.get("/")
     assert "set-cookie" not in again.headers and session in again.text
     assert (await client.head("/")).status_code == 200
 
 
-async def test_set_currency_redirects_to_the_referer_and_converts_prices(client: httpx.AsyncClient) -> None:
+async def test_set_currency_redirects_to_the_referer_and_converts_prices(
+    client: httpx.AsyncClient,
+) -> None:
     await client.get("/")
-    response = await client.post("/setCurrency", data={"currency_code": "JPY"}, headers={"referer": "/product/OLJCESPC7Z"})
+    response = await client.post(
+        "/setCurrency", data={"currency_code": "JPY"}, headers={"referer": "/product/OLJCESPC7Z"}
+    )
     assert response.status_code == 302 and response.headers["location"] == "/product/OLJCESPC7Z"
     assert response.headers["set-cookie"] == "shop_currency=JPY; Max-Age=172800"
     page = await client.get("/product/OLJCESPC7Z")
@@ -73,7 +88,9 @@ async def test_set_currency_redirects_to_the_referer_and_converts_prices(client:
     assert empty.status_code == 302 and "set-cookie" not in empty.headers
 
 
-async def test_product_page_has_the_add_form_recommendations_and_an_ad(client: httpx.AsyncClient) -> None:
+async def test_product_page_has_the_add_form_recommendations_and_an_ad(
+    client: httpx.AsyncClient,
+) -> None:
     page = await client.get("/product/L9ECAV7KIM")
     assert page.status_code == 200 and "Loafers" in page.text and "$89.99" in page.text
     assert 'name="product_id" value="L9ECAV7KIM"' in page.text
@@ -91,9 +108,13 @@ async def test_add_to_cart_view_cart_and_empty_it(client: httpx.AsyncClient) -> 
     assert added.status_code == 302 and added.headers["location"] == "/cart"
     await client.post("/cart", data={"product_id": "6E92ZMYYFZ", "quantity": "10"})
     cart = await client.get("/cart")
-    assert "Cart (12)" in cart.text and "SKU #OLJCESPC7Z" in cart.text and "Quantity: 10" in cart.text
+    assert (
+        "Cart (12)" in cart.text and "SKU #OLJCESPC7Z" in cart.text and "Quantity: 10" in cart.text
+    )
     # 2 x 19.99 + 10 x 8.99 + 8.99 shipping
-    assert "$39.98" in cart.text and "$89.90" in cart.text and 'id="total-cost">$138.87<' in cart.text
+    assert (
+        "$39.98" in cart.text and "$89.90" in cart.text and 'id="total-cost">$138.87<' in cart.text
+    )
     assert 'value="4432-8015-6152-0454"' in cart.text and 'value="someone@example.com"' in cart.text
     emptied = await client.post("/cart/empty")
     assert emptied.status_code == 302 and emptied.headers["location"] == "/"
@@ -101,8 +122,11 @@ async def test_add_to_cart_view_cart_and_empty_it(client: httpx.AsyncClient) -> 
 
 
 async def test_add_to_cart_rejects_a_bad_form(client: httpx.AsyncClient) -> None:
-    for form in ({"product_id": "", "quantity": "1"}, {"product_id": "OLJCESPC7Z", "quantity": "0"},
-                 {"product_id": "OLJCESPC7Z", "quantity": "two"}):
+    for form in (
+        {"product_id": "", "quantity": "1"},
+        {"product_id": "OLJCESPC7Z", "quantity": "0"},
+        {"product_id": "OLJCESPC7Z", "quantity": "two"},
+    ):
         response = await client.post("/cart", data=form)
         assert response.status_code == 400 and "invalid form input" in response.text
 
@@ -122,7 +146,9 @@ async def test_checkout_shows_the_order_and_empties_the_cart(client: httpx.Async
 
 async def test_a_refused_card_is_an_error_page(client: httpx.AsyncClient) -> None:
     await client.post("/cart", data={"product_id": "OLJCESPC7Z", "quantity": "1"})
-    response = await client.post("/cart/checkout", data={**CHECKOUT_FORM, "credit_card_number": "378282246310005"})
+    response = await client.post(
+        "/cart/checkout", data={**CHECKOUT_FORM, "credit_card_number": "378282246310005"}
+    )
     assert response.status_code == 500
     assert "HTTP Status:</strong> 500" in response.text
     assert "Sorry, we cannot process amex credit cards" in response.text

@@ -10,7 +10,6 @@ import re
 from typing import Any
 
 import pytest
-
 from boutique.logic import (
     ADS,
     Ads,
@@ -49,18 +48,19 @@ pytestmark = pytest.mark.anyio
 
 RATES = load_rates()
 
-# §4.1: converted unit prices, "units.nanos" per currency.
-CONVERTED = {
-    "OLJCESPC7Z": ("19.990000000", "17.682441398", "26.749997346", "2235.060592707", "15.201594869", "108.299648830"),
-    "66VCHSJNUP": ("18.990000000", "16.797877046", "25.411828395", "2123.251658614", "14.441134896", "102.881957543"),
-    "0PUK6V6EV0": ("18.990000000", "16.797877046", "25.411828395", "2123.251658614", "14.441134896", "102.881957543"),
-    "1YMWWN1N4O": ("109.990000000", "97.293233083", "147.185203007", "12297.864661691", "83.642992481", "595.891864663"),
-    "L9ECAV7KIM": ("89.990000000", "79.601946042", "120.421823972", "10061.685979708", "68.433793012", "487.538038923"),
-    "2ZYFJ3GM2N": ("24.990000000", "22.105263158", "33.440842105", "2794.105263171", "19.003894736", "135.388105263"),
-    "LS4PSXUNUM": ("18.490000000", "16.355594870", "24.742743919", "2067.347191568", "14.060904909", "100.173111900"),
-    "9SIQT8TOJO": ("5.490000000", "4.856258293", "7.346547545", "613.831048235", "4.174925254", "29.743125167"),
-    "6E92ZMYYFZ": ("8.990000000", "7.952233525", "12.030138876", "1005.162317560", "6.836535161", "48.705044670"),
-}  # fmt: skip
+# §4.1: converted unit prices ("units.nanos") in USD, EUR, CAD, JPY, GBP and TRY.
+TABLE = """
+OLJCESPC7Z 19.990000000 17.682441398 26.749997346 2235.060592707 15.201594869 108.299648830
+66VCHSJNUP 18.990000000 16.797877046 25.411828395 2123.251658614 14.441134896 102.881957543
+0PUK6V6EV0 18.990000000 16.797877046 25.411828395 2123.251658614 14.441134896 102.881957543
+1YMWWN1N4O 109.990000000 97.293233083 147.185203007 12297.864661691 83.642992481 595.891864663
+L9ECAV7KIM 89.990000000 79.601946042 120.421823972 10061.685979708 68.433793012 487.538038923
+2ZYFJ3GM2N 24.990000000 22.105263158 33.440842105 2794.105263171 19.003894736 135.388105263
+LS4PSXUNUM 18.490000000 16.355594870 24.742743919 2067.347191568 14.060904909 100.173111900
+9SIQT8TOJO 5.490000000 4.856258293 7.346547545 613.831048235 4.174925254 29.743125167
+6E92ZMYYFZ 8.990000000 7.952233525 12.030138876 1005.162317560 6.836535161 48.705044670
+"""
+CONVERTED = {line.split()[0]: tuple(line.split()[1:]) for line in TABLE.strip().splitlines()}
 CODES = ("USD", "EUR", "CAD", "JPY", "GBP", "TRY")
 
 
@@ -73,20 +73,28 @@ def money(code: str, text: str) -> Money:
 
 
 def test_sum_carries_nanos_into_units() -> None:
-    assert money_sum(Money("USD", 1, 600_000_000), Money("USD", 2, 700_000_000)) == Money("USD", 4, 300_000_000)
+    assert money_sum(Money("USD", 1, 600_000_000), Money("USD", 2, 700_000_000)) == Money(
+        "USD", 4, 300_000_000
+    )
     assert money_sum(Money("USD", 0, 0), Money("USD", 0, 0)) == Money("USD", 0, 0)
 
 
 def test_sum_truncates_toward_zero_for_negative_amounts() -> None:
     # -1.75 + -0.5 = -2.25: Go's truncating division, not Python's floor.
-    assert money_sum(Money("USD", -1, -750_000_000), Money("USD", 0, -500_000_000)) == Money("USD", -2, -250_000_000)
+    assert money_sum(Money("USD", -1, -750_000_000), Money("USD", 0, -500_000_000)) == Money(
+        "USD", -2, -250_000_000
+    )
 
 
 def test_sum_with_differing_signs_borrows() -> None:
     # 2.1 + -0.5 = 1.6
-    assert money_sum(Money("USD", 2, 100_000_000), Money("USD", 0, -500_000_000)) == Money("USD", 1, 600_000_000)
+    assert money_sum(Money("USD", 2, 100_000_000), Money("USD", 0, -500_000_000)) == Money(
+        "USD", 1, 600_000_000
+    )
     # -2.1 + 0.5 = -1.6
-    assert money_sum(Money("USD", -2, -100_000_000), Money("USD", 0, 500_000_000)) == Money("USD", -1, -600_000_000)
+    assert money_sum(Money("USD", -2, -100_000_000), Money("USD", 0, 500_000_000)) == Money(
+        "USD", -1, -600_000_000
+    )
 
 
 def test_sum_rejects_invalid_values_and_mixed_currencies() -> None:
@@ -191,7 +199,7 @@ def test_card_types_follow_the_validator_table() -> None:
 def test_validate_card_accepts_visa_and_mastercard_only() -> None:
     assert validate_card(card("4432-8015-6152-0454"), TODAY) == "visa"
     assert validate_card(card("5555555555554444"), TODAY) == "mastercard"
-    with pytest.raises(PaymentError, match="^Credit card info is invalid$"):
+    with pytest.raises(PaymentError, match=r"^Credit card info is invalid$"):
         validate_card(card("4432-8015-6152-0455"), TODAY)
     with pytest.raises(PaymentError, match="cannot process amex credit cards"):
         validate_card(card("378282246310005"), TODAY)
@@ -207,7 +215,9 @@ def test_a_card_is_good_through_its_expiry_month() -> None:
 
 async def test_charge_returns_a_uuid_and_does_not_check_the_cvv() -> None:
     payment = Payment(today=lambda: TODAY)
-    transaction = await payment.charge(Money("EUR", 1, 0), CreditCardInfo("5555555555554444", 0, 2030, 1))
+    transaction = await payment.charge(
+        Money("EUR", 1, 0), CreditCardInfo("5555555555554444", 0, 2030, 1)
+    )
     assert re.fullmatch(r"[0-9a-f-]{36}", transaction)
 
 
@@ -312,7 +322,10 @@ async def test_checkout_calls_in_the_original_order_and_totals_correctly() -> No
     ]  # fmt: skip
     assert len(calls) == 7 + 2 * 2
     assert order.shipping_cost == Money("EUR", 7, 952_233_525)
-    assert [i.cost for i in order.items] == [Money("EUR", 17, 682_441_398), Money("EUR", 7, 952_233_525)]
+    assert [i.cost for i in order.items] == [
+        Money("EUR", 17, 682_441_398),
+        Money("EUR", 7, 952_233_525),
+    ]
     # 2 x 17.682441398 + 7.952233525 + 7.952233525
     assert order_total(order) == Money("EUR", 51, 269_349_846)
     assert await cart.get_cart("u") == []

@@ -26,7 +26,11 @@ def run_demo(*args: str) -> str:
     env = {**os.environ, "DEMO_ONCE": "1", "DEMO_PORT": "0", "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(
         [sys.executable, str(EXAMPLE / "demo.py"), *args],
-        capture_output=True, text=True, timeout=240, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
@@ -76,7 +80,9 @@ def test_python_app_py_serves_the_store_in_one_process(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, str(EXAMPLE / "app.py")],
         env={**os.environ, "PYWEAVER_CONFIG": str(config)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
     )
     try:
         page = ""

@@ -298,9 +298,7 @@ class Frontend:
     async def view_cart(self, request: Request) -> Response:
         currencies = await self.currencies()
         cart = await self.cart_items(request)
-        recommendations = await self.recommendations(
-            request, [item.product_id for item in cart]
-        )
+        recommendations = await self.recommendations(request, [item.product_id for item in cart])
         shipping_usd = await self.services.shipping.get_quote(Address(), cart)
         shipping = await self.services.currency.convert(shipping_usd, request.currency)
         lines = []

@@ -68,7 +68,9 @@ def load_products(path: Path = DATA / "products.json") -> list[Product]:
             description=p["description"],
             picture=p["picture"],
             price_usd=Money(
-                p["priceUsd"]["currencyCode"], int(p["priceUsd"]["units"]), int(p["priceUsd"]["nanos"])
+                p["priceUsd"]["currencyCode"],
+                int(p["priceUsd"]["units"]),
+                int(p["priceUsd"]["nanos"]),
             ),
             categories=list(p["categories"]),
         )
@@ -146,7 +148,7 @@ SHIPPING_COST_USD = Money("USD", 8, 990_000_000)
 
 
 def tracking_id(address: Address, rng: random.Random | None = None) -> str:
-    """``QK-44512-223456789``: two letters A–Y, len(salt) and 3 digits, len(salt)//2 and
+    """``QK-44512-223456789``: two letters A-Y, len(salt) and 3 digits, len(salt)//2 and
     7 digits, where salt is "<street>, <city>, <state>"."""
     rng = rng or random.Random()
     salt = f"{address.street_address}, {address.city}, {address.state}"
@@ -419,7 +421,7 @@ class Checkout:
 
 
 def order_total(order: Order) -> Money:
-    """What the order page shows as paid: shipping + Σ unit cost × quantity."""
+    """What the order page shows as paid: shipping + Σ unit cost x quantity."""
     total = order.shipping_cost
     for item in order.items:
         total = money_sum(total, multiply_slow(item.cost, item.item.quantity))
