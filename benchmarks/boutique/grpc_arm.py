@@ -232,10 +232,10 @@ class CartCacheClient:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.stub = pb_grpc.CartCacheStub(channel)
 
-    async def add(self, user_id: str, items: list[CartItem]) -> None:
+    async def put(self, user_id: str, items: list[CartItem]) -> None:
         await call(self.stub.Add, pb.CacheAddRequest(user_id=user_id, items=items_pb(items)))
 
-    async def get(self, user_id: str) -> list[CartItem] | None:
+    async def lookup(self, user_id: str) -> list[CartItem] | None:
         reply = await call(self.stub.Get, pb.GetCartRequest(user_id=user_id))
         return items_py(reply.items) if reply.found else None
 
@@ -405,12 +405,12 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
         class CartCacheServicer(pb_grpc.CartCacheServicer):  # type: ignore[misc,name-defined]
             @handled
             async def Add(self, request: Any, context: Any) -> Any:
-                await store.add(request.user_id, items_py(request.items))
+                await store.put(request.user_id, items_py(request.items))
                 return pb.Empty()
 
             @handled
             async def Get(self, request: Any, context: Any) -> Any:
-                items = await store.get(request.user_id)
+                items = await store.lookup(request.user_id)
                 return pb.CacheGetResponse(found=items is not None, items=items_pb(items or []))
 
             @handled

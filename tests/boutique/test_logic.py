@@ -259,11 +259,12 @@ async def test_cart_merges_quantities_keeps_order_and_empties() -> None:
 
 async def test_cart_cache_evicts_the_least_recently_used() -> None:
     cache = CartLRU(size=2)
-    await cache.add("a", [])
-    await cache.add("b", [])
-    await cache.get("a")
-    await cache.add("c", [])
-    assert await cache.get("b") is None and await cache.get("a") == [] and await cache.remove("c")
+    await cache.put("a", [])
+    await cache.put("b", [])
+    await cache.lookup("a")
+    await cache.put("c", [])
+    assert await cache.lookup("b") is None and await cache.lookup("a") == []
+    assert await cache.remove("c")
     assert not await cache.remove("c")
 
 

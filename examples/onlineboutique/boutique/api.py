@@ -32,11 +32,14 @@ class CartService(Protocol):
 
 
 class CartCache(Protocol):
-    """An in-memory LRU of carts; routed by user id, so a user's cart stays on one replica."""
+    """An in-memory LRU of carts; routed by user id, so a user's cart stays on one replica.
 
-    async def add(self, user_id: str, items: list[CartItem]) -> None: ...
+    (The Go port calls these Add, Get and Remove; ``get`` would shadow ``Instance.get`` on
+    the implementation, hence other names.)"""
 
-    async def get(self, user_id: str) -> list[CartItem] | None: ...
+    async def put(self, user_id: str, items: list[CartItem]) -> None: ...
+
+    async def lookup(self, user_id: str) -> list[CartItem] | None: ...
 
     async def remove(self, user_id: str) -> bool: ...
 

@@ -153,7 +153,10 @@ def tracking_id(address: Address, rng: random.Random | None = None) -> str:
     rng = rng or random.Random()
     salt = f"{address.street_address}, {address.city}, {address.state}"
     letters = "".join(chr(65 + rng.randrange(25)) for _ in range(2))
-    digits = lambda n: "".join(str(rng.randrange(10)) for _ in range(n))  # noqa: E731
+
+    def digits(n: int) -> str:
+        return "".join(str(rng.randrange(10)) for _ in range(n))
+
     return f"{letters}-{len(salt)}{digits(3)}-{len(salt) // 2}{digits(7)}"
 
 
@@ -312,13 +315,13 @@ class CartLRU:
         self.size = size
         self.carts: OrderedDict[str, list[CartItem]] = OrderedDict()
 
-    async def add(self, user_id: str, items: list[CartItem]) -> None:
+    async def put(self, user_id: str, items: list[CartItem]) -> None:
         self.carts[user_id] = list(items)
         self.carts.move_to_end(user_id)
         while len(self.carts) > self.size:
             self.carts.popitem(last=False)
 
-    async def get(self, user_id: str) -> list[CartItem] | None:
+    async def lookup(self, user_id: str) -> list[CartItem] | None:
         items = self.carts.get(user_id)
         if items is not None:
             self.carts.move_to_end(user_id)
@@ -335,17 +338,17 @@ class Cart:
         self.cache = cache
 
     async def add_item(self, user_id: str, item: CartItem) -> None:
-        items = list(await self.cache.get(user_id) or [])
+        items = list(await self.cache.lookup(user_id) or [])
         for i, existing in enumerate(items):
             if existing.product_id == item.product_id:
                 items[i] = CartItem(item.product_id, existing.quantity + item.quantity)
                 break
         else:
             items.append(item)
-        await self.cache.add(user_id, items)
+        await self.cache.put(user_id, items)
 
     async def get_cart(self, user_id: str) -> list[CartItem]:
-        return list(await self.cache.get(user_id) or [])
+        return list(await self.cache.lookup(user_id) or [])
 
     async def empty_cart(self, user_id: str) -> None:
         await self.cache.remove(user_id)
