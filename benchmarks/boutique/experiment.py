@@ -200,7 +200,8 @@ def run_layout(
             log(
                 f"{layout:>9} {rate:>6.0f}/s: p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms  "
                 f"errors {row['errors']}+{row['dropped']}  cores {row['cores']}  "
-                f"CPU {row['cpu_ms_per_task']} ms/task  {'ok' if row['sustained'] else 'NOT sustained'}"
+                f"CPU {row['cpu_ms_per_task']} ms/task  (load generator {row['loadgen_cores']}, "
+                f"others {row['foreign_cores']} cores)  {'ok' if row['sustained'] else 'NOT sustained'}"
             )
             if not row["sustained"]:
                 break
@@ -326,12 +327,13 @@ def report(rows: list[dict[str, Any]], prof: dict[str, Any] | None, slowest: str
     ]
     lines.append(
         f"{'layout':<10} {'procs':>5} {'rate/s':>7} {'done/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'errors':>7} {'cores':>6} {'CPU ms/task':>11}  sustained"
+        f"{'errors':>7} {'cores':>6} {'CPU ms/task':>11} {'loadgen':>7} {'others':>6}  sustained"
     )
     lines.extend(
         f"{row['layout']:<10} {row['processes']:>5} {row['rate']:>7.0f} {row['achieved_rate']:>7.1f} "
         f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['errors'] + row['dropped']:>7} "
-        f"{row['cores'] or 0:>6.2f} {row['cpu_ms_per_task'] or 0:>11.2f}  {'yes' if row['sustained'] else 'no'}"
+        f"{row['cores'] or 0:>6.2f} {row['cpu_ms_per_task'] or 0:>11.2f} {row['loadgen_cores']:>7.2f} "
+        f"{row['foreign_cores']:>6.2f}  {'yes' if row['sustained'] else 'no'}"
         for row in rows
     )
     best = {

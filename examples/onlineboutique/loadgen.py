@@ -98,6 +98,18 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs of the machine spent busy since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+def own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
     """user + system CPU seconds of each live pid (utime and stime of /proc/PID/stat)."""
     result = {}
@@ -186,6 +198,8 @@ class Report:
     latencies_ms: dict[str, list[float]] = attrs.field(factory=dict)
     cpu_seconds: float | None = None
     cpu_by_process: dict[str, float] = attrs.field(factory=dict)
+    loadgen_cpu_seconds: float = 0.0
+    machine_cpu_seconds: float = 0.0
     achieved_rate: float = 0.0
 
     def percentile(self, q: float, task: str | None = None) -> float:
@@ -234,6 +248,13 @@ class Report:
             if self.cpu_seconds is not None
             else None,
             "cpu_by_process": self.cpu_by_process,
+            "loadgen_cores": round(self.loadgen_cpu_seconds / self.duration, 3),
+            # Everything else the machine ran meanwhile (other users, the OS): noise.
+            "foreign_cores": round(
+                (self.machine_cpu_seconds - self.loadgen_cpu_seconds - (self.cpu_seconds or 0.0))
+                / self.duration,
+                3,
+            ),
         }
 
 
@@ -276,6 +297,7 @@ async def run_load(
         measure_from = start + warmup
         end = measure_from + duration
         cpu_start: dict[int, float] = {}
+        own_start, machine_start = own_cpu_seconds(), machine_busy_seconds()
         measuring = False
 
         async def one(task: str, due: float, measured: bool) -> None:
@@ -314,6 +336,7 @@ async def run_load(
                     await anyio.sleep(delay)
                 if not measuring and due >= measure_from:
                     measuring = True
+                    own_start, machine_start = own_cpu_seconds(), machine_busy_seconds()
                     if pid is not None:
                         cpu_start = cpu_seconds(process_tree(pid))
                 measured = due >= measure_from
@@ -328,6 +351,8 @@ async def run_load(
             remaining = end - time.monotonic()
             if remaining > 0:
                 await anyio.sleep(remaining)
+            report.loadgen_cpu_seconds = round(own_cpu_seconds() - own_start, 3)
+            report.machine_cpu_seconds = round(machine_busy_seconds() - machine_start, 3)
             if pid is not None:
                 cpu_end = cpu_seconds(process_tree(pid))
                 spent = {p: cpu_end[p] - cpu_start.get(p, 0.0) for p in cpu_end}
@@ -361,6 +386,9 @@ def print_report(summary: dict[str, Any]) -> None:
         )
         for name, seconds in summary["cpu_by_process"].items():
             print(f"  {seconds:>8.3f} s  {name}")
+    print(
+        f"load generator: {s['loadgen_cores']} cores; other processes: {s['foreign_cores']} cores"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
