@@ -70,15 +70,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_python_app_py_serves_the_store_in_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["python app.py", "pyweaver single deploy"])
+def test_the_store_serves_in_one_process(tmp_path: Path, how: str) -> None:
     port = free_port()
     config = tmp_path / "weaver.toml"
     config.write_text(
         f'[serviceweaver]\nbinary = "{EXAMPLE / "app.py"}"\n'
         f'[single]\nlisteners.boutique = {{address = "127.0.0.1:{port}"}}\n'
     )
+    argv = (
+        [str(EXAMPLE / "app.py")]
+        if how == "python app.py"
+        else ["-m", "pyweaver", "single", "deploy", str(config)]
+    )
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLE / "app.py")],
+        [sys.executable, *argv],
         env={**os.environ, "PYWEAVER_CONFIG": str(config)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
