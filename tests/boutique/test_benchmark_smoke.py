@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 RUNNER = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "run.py"
 
 
+@pytest.mark.timeout(300)  # three deployments, one of 12 processes, on a busy 2-core box
 def test_tiny_boutique_run_produces_rows_for_every_layout(tmp_path: Path) -> None:
     pytest.importorskip(
         "grpc_tools", reason="grpcio-tools is not installed (pip install -e '.[bench]')"

@@ -19,7 +19,7 @@ import pytest
 
 from .conftest import EXAMPLE
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def run_demo(*args: str) -> str:
