@@ -312,19 +312,29 @@ CATEGORIES = [
 ]
 
 
+IDLE = re.compile(r"^(EpollSelector\.select|select) \(selectors\.py|^wait \(threading\.py")
+
+
 def summarize_stacks(raw: str) -> dict[str, Any]:
-    """Collapsed stacks (``a;b;c N`` lines) -> leaf functions and categories by share."""
+    """Collapsed stacks (``a;b;c N`` lines) -> leaf functions and categories by share.
+
+    Samples sitting in the event loop's ``epoll`` wait are the process waiting for I/O
+    (py-spy cannot always tell that from work): they are counted apart as idle, and the
+    shares are of the busy samples."""
     leaves: Counter[str] = Counter()
     categories: Counter[str] = Counter()
-    total = 0
+    busy = idle = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        total += count
         frames = stack.split(";")
         leaf = frames[-1]
+        if IDLE.search(leaf):
+            idle += count
+            continue
+        busy += count
         leaves[leaf] += count
         # Charge the sample to the category of the innermost frame that has one.
         for frame in reversed(frames):
@@ -334,12 +344,13 @@ def summarize_stacks(raw: str) -> dict[str, Any]:
                 break
         else:
             categories["other"] += count
-    if not total:
-        return {"samples": 0, "leaves": [], "categories": []}
+    if not busy:
+        return {"samples": 0, "idle_samples": idle, "leaves": [], "categories": []}
     return {
-        "samples": total,
-        "leaves": [(leaf, round(100 * n / total, 1)) for leaf, n in leaves.most_common(15)],
-        "categories": [(c, round(100 * n / total, 1)) for c, n in categories.most_common()],
+        "samples": busy,
+        "idle_samples": idle,
+        "leaves": [(leaf, round(100 * n / busy, 1)) for leaf, n in leaves.most_common(15)],
+        "categories": [(c, round(100 * n / busy, 1)) for c, n in categories.most_common()],
     }
 
 
@@ -423,7 +434,8 @@ def report(rows: list[dict[str, Any]], prof: dict[str, Any] | None, slowest: str
             lines.append(f"  unavailable: {prof['error']}")
         else:
             lines.append(
-                f"  {prof['samples']} samples; where the time goes (innermost recognised frame):"
+                f"  {prof['samples']} busy samples (+{prof['idle_samples']} waiting in epoll); "
+                "where the busy time goes (innermost recognised frame):"
             )
             lines += [f"  {share:5.1f}%  {category}" for category, share in prof["categories"]]
             lines.append("  hottest functions (self time):")
