@@ -181,6 +181,8 @@ class Quiet:
     def wait(self, deployment: Deployment | None = None) -> float:
         """Wait until the machine (minus ``deployment``) uses < QUIET_CORES, or the time
         allowed is up; return the last sample's foreign cores."""
+        if self.per_wait <= 0:
+            return 0.0
         started = time.monotonic()
         foreign = 0.0
         while True:
@@ -357,6 +359,19 @@ def summarize_stacks(raw: str) -> dict[str, Any]:
 # ------------------------------------------------------------------ report
 
 
+def common_rate(rows: list[dict[str, Any]], layouts: list[str]) -> float | None:
+    """The highest rate every one of ``layouts`` sustained."""
+    rates = [
+        rate
+        for rate in {row["rate"] for row in rows}
+        if all(
+            any(r["layout"] == layout and r["rate"] == rate and r["sustained"] for r in rows)
+            for layout in layouts
+        )
+    ]
+    return max(rates, default=None)
+
+
 def ratio(a: float | None, b: float | None) -> str:
     if not a or not b:
         return "n/a"
@@ -394,16 +409,8 @@ def report(rows: list[dict[str, Any]], prof: dict[str, Any] | None, slowest: str
             for layout in LAYOUTS
         ),
     ]
-    common_rates = [
-        r
-        for r in {row["rate"] for row in rows}
-        if all(
-            any(x["layout"] == layout and x["rate"] == r and x["sustained"] for x in rows)
-            for layout in LAYOUTS
-        )
-    ]
-    if common_rates:
-        rate = max(common_rates)
+    rate = common_rate(rows, LAYOUTS)
+    if rate is not None:
         at = {row["layout"]: row for row in rows if row["rate"] == rate}
         lines += [
             "",
@@ -497,11 +504,13 @@ def main(argv: list[str] | None = None) -> int:
         for layout in layouts:
             rows += run_layout(layout, rates, duration, args.warmup, tmp, quiet)
         if args.profile_seconds > 0 and rows:
-            first = min(r["rate"] for r in rows)
-            at_first = [r for r in rows if r["rate"] == first]
-            slowest = max(at_first, key=lambda r: r["p50_ms"])["layout"]
-            log(f"profiling {slowest} at {first:.0f} tasks/s for {args.profile_seconds:.0f} s")
-            prof = profile(slowest, first, args.profile_seconds, tmp)
+            # The slowest layout at the highest rate every layout sustained (else the
+            # lowest rate), profiled under that same load.
+            rate = common_rate(rows, layouts) or min(r["rate"] for r in rows)
+            at_rate = [r for r in rows if r["rate"] == rate]
+            slowest = max(at_rate, key=lambda r: r["p50_ms"])["layout"]
+            log(f"profiling {slowest} at {rate:.0f} tasks/s for {args.profile_seconds:.0f} s")
+            prof = profile(slowest, rate, args.profile_seconds, tmp)
     print(report(rows, prof, slowest))
     print(
         f"\nWaited {quiet.waited:.0f} s in all for a quiet machine (others under {QUIET_CORES} cores)."
