@@ -9,9 +9,11 @@
     grpc       grpc_arm.py: 10 gRPC services + the frontend, 11 processes, grpc.aio and
                protobuf, the same business logic and pages (the paper's baseline)
 
-For each layout, the store is deployed on 127.0.0.1, then the open-loop load generator
-(examples/onlineboutique/loadgen.py: the 2023 locustfile mix, Poisson arrivals) offers
-each rate in turn, lowest first, until the layout stops keeping up. Per rate: median
+The three are deployed side by side on 127.0.0.1 (an idle deployment costs next to
+nothing). The open-loop load generator (examples/onlineboutique/loadgen.py: the 2023
+locustfile mix, Poisson arrivals) offers each rate, lowest first, to each layout in turn
+(the order rotating from rate to rate, so that noise from other work on the machine
+weighs on all alike), until a layout stops keeping up. Per rate: median
 and p99 latency of a task (Locust's view: a followed redirect is part of its request),
 errors, and the CPU seconds per task of every process of the deployment (deployer and
 all its children, from /proc; the load generator excluded). A rate is *sustained* when
@@ -26,6 +28,7 @@ Defaults take a few minutes on 2 cores; ``--long`` uses more rates and longer wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -53,7 +56,7 @@ import loadgen  # noqa: E402
 
 PYTHON = sys.executable
 LAYOUTS = ["colocated", "split", "grpc"]
-DEFAULT_RATES = [10.0, 20.0, 40.0, 80.0, 160.0, 320.0]
+DEFAULT_RATES = [10.0, 20.0, 40.0, 60.0, 80.0, 120.0, 160.0, 240.0]
 LONG_RATES = [
     10.0,
     20.0,
@@ -178,15 +181,15 @@ class Quiet:
     def __init__(self, per_wait: float, budget: float) -> None:
         self.per_wait, self.budget, self.waited = per_wait, budget, 0.0
 
-    def wait(self, deployment: Deployment | None = None) -> float:
-        """Wait until the machine (minus ``deployment``) uses < QUIET_CORES, or the time
+    def wait(self, deployments: list[Deployment]) -> float:
+        """Wait until the machine (minus ``deployments``) uses < QUIET_CORES, or the time
         allowed is up; return the last sample's foreign cores."""
         if self.per_wait <= 0:
             return 0.0
         started = time.monotonic()
         foreign = 0.0
         while True:
-            mine = loadgen.process_tree(deployment.pid) if deployment else []
+            mine = [pid for d in deployments for pid in loadgen.process_tree(d.pid)]
             busy0, own0 = loadgen.machine_busy_seconds(), loadgen.cpu_seconds(mine)
             time.sleep(0.5)
             busy1, own1 = loadgen.machine_busy_seconds(), loadgen.cpu_seconds(mine)
@@ -221,26 +224,47 @@ def measure(deployment: Deployment, rate: float, duration: float, warmup: float)
     return row
 
 
-def run_layout(
-    layout: str, rates: list[float], duration: float, warmup: float, tmp: Path, quiet: Quiet
+def log_row(row: dict[str, Any]) -> None:
+    log(
+        f"{row['layout']:>9} {row['rate']:>6.0f}/s: p50 {row['p50_ms']:8.2f} ms  "
+        f"p99 {row['p99_ms']:8.2f} ms  errors {row['errors']}+{row['dropped']}  "
+        f"cores {row['cores']}  CPU {row['cpu_ms_per_task']} ms/task  "
+        f"(load generator {row['loadgen_cores']}, others {row['foreign_cores']} cores)  "
+        f"{'ok' if row['sustained'] else 'NOT sustained'}"
+    )
+
+
+def run_interleaved(
+    layouts: list[str], rates: list[float], duration: float, warmup: float, tmp: Path, quiet: Quiet
 ) -> list[dict[str, Any]]:
-    rows = []
-    with Deployment(layout, tmp) as deployment:
-        warm(deployment.url, 3.0)
-        log(f"{layout}: {len(loadgen.process_tree(deployment.pid))} processes, {deployment.url}")
-        for rate in rates:
-            quiet.wait(deployment)
-            row = measure(deployment, rate, duration, warmup)
-            rows.append(row)
-            log(
-                f"{layout:>9} {rate:>6.0f}/s: p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms  "
-                f"errors {row['errors']}+{row['dropped']}  cores {row['cores']}  "
-                f"CPU {row['cpu_ms_per_task']} ms/task  (load generator {row['loadgen_cores']}, "
-                f"others {row['foreign_cores']} cores)  {'ok' if row['sustained'] else 'NOT sustained'}"
-            )
-            if not row["sustained"]:
+    """Every layout deployed at once (idle ones cost next to nothing); each rate is offered
+    to each layout in turn, the order rotating from rate to rate, so that whatever else
+    the machine is doing weighs on every layout alike. A layout that did not sustain a
+    rate is not offered the next ones."""
+    rows: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        deployments = {layout: stack.enter_context(Deployment(layout, tmp)) for layout in layouts}
+        for layout, deployment in deployments.items():
+            warm(deployment.url, 3.0)
+            processes = len(loadgen.process_tree(deployment.pid))
+            log(f"{layout}: {processes} processes, {deployment.url}")
+        active = list(layouts)
+        for index, rate in enumerate(rates):
+            shift = index % len(active)
+            for layout in active[shift:] + active[:shift]:
+                quiet.wait(list(deployments.values()))
+                row = measure(deployments[layout], rate, duration, warmup)
+                rows.append(row)
+                log_row(row)
+            active = [
+                layout
+                for layout in active
+                if any(r["layout"] == layout and r["rate"] == rate and r["sustained"] for r in rows)
+            ]
+            if not active:
                 break
-    return rows
+    order = {layout: i for i, layout in enumerate(LAYOUTS)}
+    return sorted(rows, key=lambda r: (order[r["layout"]], r["rate"]))
 
 
 # ------------------------------------------------------------------ profile
@@ -476,10 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quiet-wait",
         type=float,
-        default=30.0,
+        default=20.0,
         metavar="S",
         help=f"before each rate, wait up to S s for other processes to use < {QUIET_CORES} cores "
-        "(0: do not wait; at most 10x S in all)",
+        "(0: do not wait; at most 5x S in all)",
     )
     args = parser.parse_args(argv)
     rates = (
@@ -498,11 +522,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[dict[str, Any]] = []
     prof = slowest = None
-    quiet = Quiet(args.quiet_wait, 10 * args.quiet_wait)
+    quiet = Quiet(args.quiet_wait, 5 * args.quiet_wait)
     with tempfile.TemporaryDirectory(prefix="boutique-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        for layout in layouts:
-            rows += run_layout(layout, rates, duration, args.warmup, tmp, quiet)
+        rows = run_interleaved(layouts, rates, duration, args.warmup, tmp, quiet)
         if args.profile_seconds > 0 and rows:
             # The slowest layout at the highest rate every layout sustained (else the
             # lowest rate), profiled under that same load.
