@@ -110,3 +110,14 @@ def test_the_store_serves_in_one_process(tmp_path: Path, how: str) -> None:
             proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+@pytest.mark.parametrize("config", ["weaver.toml", "colocated.toml"])
+def test_pyweaver_check_validates_both_configs(config: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pyweaver", "check", str(EXAMPLE / config)],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok: 10 component(s), no errors" in result.stdout
+    assert "boutique.api.CartCache" in result.stdout and "[not retriable]" in result.stdout
