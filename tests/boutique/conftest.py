@@ -17,7 +17,7 @@ from pyweaver._component import isolated_registrations
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "onlineboutique"
 APP = EXAMPLE / "app.py"
 if str(EXAMPLE) not in sys.path:
-    sys.path.insert(0, str(EXAMPLE))
+    sys.path.append(str(EXAMPLE))  # after everything else: only `boutique` is wanted from it
 
 
 @pytest.fixture
