@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent.parent / "examples" / "onlineboutique"
 sys.path.insert(0, str(EXAMPLE))
 
-import grpc  # noqa: E402
+import grpc  # type: ignore[import-untyped]  # noqa: E402
 from boutique.frontend import Services, make_frontend  # noqa: E402
 from boutique.model import (  # noqa: E402
     Ad,
@@ -74,7 +74,7 @@ GRACE_S = 10.0
 def generate(build: Path) -> tuple[ModuleType, ModuleType]:
     """``boutique_pb2`` and ``boutique_pb2_grpc``, generated into ``build`` if absent."""
     if not (build / "boutique_pb2_grpc.py").exists():
-        from grpc_tools import protoc
+        from grpc_tools import protoc  # type: ignore[import-untyped]
 
         build.mkdir(parents=True, exist_ok=True)
         status = protoc.main(
@@ -402,7 +402,7 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
     if name == "cartcache":
         store = logic.CartLRU()
 
-        class CartCacheServicer(pb_grpc.CartCacheServicer):  # type: ignore[misc,name-defined]
+        class CartCacheServicer(pb_grpc.CartCacheServicer):  # type: ignore[misc]
             @handled
             async def Add(self, request: Any, context: Any) -> Any:
                 await store.put(request.user_id, items_py(request.items))
@@ -421,7 +421,7 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
     if name == "cart":
         cart = logic.Cart(client(peers, "cartcache"))
 
-        class CartServicer(pb_grpc.CartServiceServicer):  # type: ignore[misc,name-defined]
+        class CartServicer(pb_grpc.CartServiceServicer):  # type: ignore[misc]
             @handled
             async def AddItem(self, request: Any, context: Any) -> Any:
                 await cart.add_item(
@@ -444,7 +444,7 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
     if name == "catalog":
         catalog = logic.Catalog()
 
-        class CatalogServicer(pb_grpc.ProductCatalogServiceServicer):  # type: ignore[misc,name-defined]
+        class CatalogServicer(pb_grpc.ProductCatalogServiceServicer):  # type: ignore[misc]
             @handled
             async def ListProducts(self, request: Any, context: Any) -> Any:
                 return pb.ListProductsResponse(
@@ -464,7 +464,7 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
     if name == "currency":
         currency = logic.Currency()
 
-        class CurrencyServicer(pb_grpc.CurrencyServiceServicer):  # type: ignore[misc,name-defined]
+        class CurrencyServicer(pb_grpc.CurrencyServiceServicer):  # type: ignore[misc]
             @handled
             async def GetSupportedCurrencies(self, request: Any, context: Any) -> Any:
                 return pb.GetSupportedCurrenciesResponse(
@@ -481,7 +481,7 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
     if name == "shipping":
         shipping = logic.Shipping()
 
-        class ShippingServicer(pb_grpc.ShippingServiceServicer):  # type: ignore[misc,name-defined]
+        class ShippingServicer(pb_grpc.ShippingServiceServicer):  # type: ignore[misc]
             @handled
             async def GetQuote(self, request: Any, context: Any) -> Any:
                 cost = await shipping.get_quote(
@@ -500,7 +500,7 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
     if name == "payment":
         payment = logic.Payment(log=log)
 
-        class PaymentServicer(pb_grpc.PaymentServiceServicer):  # type: ignore[misc,name-defined]
+        class PaymentServicer(pb_grpc.PaymentServiceServicer):  # type: ignore[misc]
             @handled
             async def Charge(self, request: Any, context: Any) -> Any:
                 transaction = await payment.charge(
@@ -512,7 +512,7 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
     if name == "email":
         email = logic.Email(log=log)
 
-        class EmailServicer(pb_grpc.EmailServiceServicer):  # type: ignore[misc,name-defined]
+        class EmailServicer(pb_grpc.EmailServiceServicer):  # type: ignore[misc]
             @handled
             async def SendOrderConfirmation(self, request: Any, context: Any) -> Any:
                 await email.send_order_confirmation(request.email, order_py(request.order))
@@ -522,7 +522,7 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
     if name == "recommendation":
         recommendations = logic.Recommendations(client(peers, "catalog"))
 
-        class RecommendationServicer(pb_grpc.RecommendationServiceServicer):  # type: ignore[misc,name-defined]
+        class RecommendationServicer(pb_grpc.RecommendationServiceServicer):  # type: ignore[misc]
             @handled
             async def ListRecommendations(self, request: Any, context: Any) -> Any:
                 ids = await recommendations.list_recommendations(
@@ -534,7 +534,7 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
     if name == "ad":
         ads = logic.Ads()
 
-        class AdServicer(pb_grpc.AdServiceServicer):  # type: ignore[misc,name-defined]
+        class AdServicer(pb_grpc.AdServiceServicer):  # type: ignore[misc]
             @handled
             async def GetAds(self, request: Any, context: Any) -> Any:
                 found = await ads.get_ads(list(request.context_keys))
@@ -554,7 +554,7 @@ def servicer(name: str, peers: dict[str, int]) -> tuple[Any, Any]:
             log=log,
         )
 
-        class CheckoutServicer(pb_grpc.CheckoutServiceServicer):  # type: ignore[misc,name-defined]
+        class CheckoutServicer(pb_grpc.CheckoutServiceServicer):  # type: ignore[misc]
             @handled
             async def PlaceOrder(self, request: Any, context: Any) -> Any:
                 order = await checkout.place_order(
