@@ -94,6 +94,14 @@ def log(message: str) -> None:
     print(time.strftime("%H:%M:%S ") + message, flush=True)
 
 
+def start_time(pid: int) -> str | None:
+    """When ``pid`` started (field 22 of /proc/PID/stat), or None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 class Deployment:
     """One layout of the store, started as a process tree and stopped by PID."""
 
@@ -156,7 +164,7 @@ class Deployment:
     def __exit__(self, *exc: object) -> None:
         if self.proc is None:
             return
-        family = loadgen.process_tree(self.proc.pid)[1:]
+        family = {pid: start_time(pid) for pid in loadgen.process_tree(self.proc.pid)[1:]}
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -164,7 +172,9 @@ class Deployment:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        for pid in family:  # anything the deployer left behind
+        for pid, started in family.items():  # anything the deployer left behind
+            if started is None or start_time(pid) != started:
+                continue  # gone, or the PID was reused by another process
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

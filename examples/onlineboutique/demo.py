@@ -54,22 +54,30 @@ def write_config(source: Path, directory: Path, port: int) -> Path:
     return config
 
 
-def descendants(pid: int) -> list[int]:
-    """The PIDs of ``pid``'s children, grandchildren, ... (from /proc)."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """``pid``'s children, grandchildren, ... (from /proc), each with its start time, so
+    that a PID the system has since reused for another process is never signalled."""
     children: dict[int, list[int]] = {}
+    start: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [pid]
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+                start[int(entry.name)] = fields[19]
+    found: dict[int, str] = {}
+    todo = [pid]
     while todo:
         for child in children.get(todo.pop(), []):
-            found.append(child)
+            found[child] = start[child]
             todo.append(child)
     return found
 
@@ -84,7 +92,10 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
     except subprocess.TimeoutExpired:
         proc.kill()
         status = proc.wait()
-    for pid in family:
+    for pid, started in family.items():
+        fields = _stat(pid)
+        if fields is None or fields[19] != started:
+            continue  # gone (or the PID now belongs to someone else)
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
