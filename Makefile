@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The Online Boutique under `pyweaver multi deploy`: one shopper's walk, then it serves
+# until Ctrl-C (DEMO_ONCE=1 stops after the walk).
 demo: $(STAMP)
-	$(PY) examples/hello/demo.py
+	$(PY) examples/onlineboutique/demo.py
 
 $(TEST_DEPS_STAMP): $(TEST_DEPS_SCRIPTS) | $(STAMP)
 	@for script in $(TEST_DEPS_SCRIPTS); do bash $$script || exit 1; done

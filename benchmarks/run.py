@@ -14,6 +14,9 @@ Suites (first argument; default ``all``):
     tracing  the cost of tracing per call, off vs on, local and remote (issue 9;
              runs tracing_cost.py, not part of ``all``)
     all      remote, local and collatz
+    boutique the HotOS'23 experiment on the Online Boutique (issue 11): colocated vs
+             split pyweaver vs gRPC microservices under the same open-loop load; its own
+             flags (``run.py boutique --help``); not part of ``all``
 
 Theory of operation (the methodology of research/peer-baselines.md):
 - Every remote measurement uses separate server and client processes.  The
@@ -693,7 +696,7 @@ def select_jobs(suite: str, only: str | None) -> list[Job]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run pyweaver's benchmarks and print ratios against peers measured in the same run.")
-    parser.add_argument("suite", nargs="?", default="all", choices=["remote", "local", "collatz", "tracing", "all"])
+    parser.add_argument("suite", nargs="?", default="all", choices=["remote", "local", "collatz", "tracing", "all", "boutique"])
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds, each running every job once (3: quick; 5-7: careful)")
     parser.add_argument("--seconds", type=float, default=2.0,
@@ -721,6 +724,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["boutique"]:
+        # Its own runner and flags (benchmarks/boutique/experiment.py), in its own process.
+        return subprocess.call([PYTHON, str(HERE / "boutique" / "experiment.py"), *arguments[1:]])
     args = parse_args(argv)
     if args.suite == "tracing":
         return subprocess.call([PYTHON, str(HERE / "tracing_cost.py")])

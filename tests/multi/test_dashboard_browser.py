@@ -4,7 +4,7 @@ through chromium-driver, loads the dashboard of the factors example deployed wit
 the call graph and a trace that opens in Perfetto. The screenshot is kept in
 ``tests/artifacts/`` (its path is printed).
 
-``scripts/install-browser-deps.sh`` installs chromium and its driver (``make test`` runs
+``scripts/install-test-deps.sh`` installs chromium and its driver (``make test`` runs
 it); without them this test skips, saying so.
 """
 
@@ -84,7 +84,7 @@ def test_dashboard_in_chromium(dashboard_url: str) -> None:
     chromium = shutil.which("chromium")
     driver_path = shutil.which("chromedriver")
     if not chromium or not driver_path:
-        pytest.skip("chromium and chromedriver are needed: run scripts/install-browser-deps.sh")
+        pytest.skip("chromium and chromedriver are needed: run scripts/install-test-deps.sh")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
