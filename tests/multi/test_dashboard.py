@@ -17,6 +17,7 @@ import pytest
 from pyweaver.contract._metrics import METHOD_COUNT, METHOD_ERRORS, METHOD_LATENCY
 from pyweaver.deployers._registry import Deployment
 from pyweaver.deployers._traces import chrome_trace, read_spans, recent_traces
+from pyweaver.deployers.multi import _dashboard
 from pyweaver.deployers.multi._dashboard import Dashboard, method_rows, percentile
 from pyweaver.deployers.multi._groups import Group, Slot
 from pyweaver.deployers.multi._status import REPLICA_METRICS, STATUS
@@ -307,3 +308,33 @@ def test_a_replica_is_starting_until_every_activated_component_finished_init() -
     assert (failed["starting"], replica_status("ready", failed)) == ([], "failed")
     assert replica_status("restarting", {}) == "restarting"
     assert replica_status("ready", {"healthy": False, "error": "gone"}) == "unhealthy"
+
+
+async def test_a_group_links_a_profile_of_its_replicas(
+    source: FakeSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sampled: list[tuple[list[str], float]] = []
+
+    async def fake_profile(targets: Any, seconds: float) -> dict[str, Any]:
+        sampled.append(([t.name for t in targets], seconds))
+        return {"$schema": "https://www.speedscope.app/file-format-schema.json", "profiles": []}
+
+    monkeypatch.setattr(_dashboard, "profile_targets", fake_profile)
+    async with client(Dashboard(source)) as http:
+        page = await http.get(f"/deployment/{DEPLOYMENT_ID}")
+        profile = await http.get(
+            f"/profile/{DEPLOYMENT_ID}.speedscope.json",
+            params={"group": "main", "seconds": "2"},
+        )
+        bad = await http.get(f"/profile/{DEPLOYMENT_ID}.speedscope.json?seconds=soon")
+        unknown = await http.get("/profile/nope.speedscope.json")
+    assert f"/profile/{DEPLOYMENT_ID}.speedscope.json?group=app.Factorer" in page.text
+    assert profile.status_code == 200, profile.text
+    assert profile.json()["profiles"] == []
+    assert "attachment" in profile.headers["content-disposition"]
+    ((names, seconds),) = sampled
+    (name,) = names  # main's one replica (the fake's other group has no live pid)
+    assert name.startswith("main ") and name.endswith(f"pid {os.getpid()}")
+    assert seconds == 2.0
+    assert bad.status_code == 400
+    assert unknown.status_code == 404

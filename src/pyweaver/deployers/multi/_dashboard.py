@@ -55,6 +55,7 @@ from pyweaver.deployers._logstore import LogStore, level_rank
 from pyweaver.deployers._procstat import process_usage
 from pyweaver.deployers._registry import Deployment, Registry
 from pyweaver.deployers._traces import chrome_trace, read_spans, recent_traces
+from pyweaver.deployers.multi._profile import profile_targets, targets_from_status
 from pyweaver.deployers.multi._status import METRICS, REPLICA_METRICS, STATUS, fetch
 
 __all__ = [
@@ -74,6 +75,8 @@ _WINDOW: Final = 60.0  # seconds: "the last minute"
 _RING: Final = 40  # snapshots kept per deployment (every 5 s: a bit over 3 minutes)
 _SAMPLE_EVERY: Final = 5.0  # seconds between metric snapshots while the dashboard runs
 _STALE: Final = 2.0  # seconds after which a page view takes a fresh snapshot
+_PROFILE_SECONDS: Final = 10.0  # a profile link samples this long by default
+_PROFILE_MAX_SECONDS: Final = 60.0
 _TRACES: Final = 50  # traces listed
 _ERROR_LOGS: Final = 30  # error log entries listed
 _HERE: Final = Path(__file__).parent
@@ -555,6 +558,14 @@ class Dashboard:
                 extra.append((b"access-control-allow-origin", _PERFETTO.encode()))
                 disposition = f'inline; filename="trace-{trace_id}.json"'
                 extra.append((b"content-disposition", disposition.encode()))
+        elif path.startswith("/profile/") and path.endswith(".speedscope.json"):
+            deployment_id = path.removeprefix("/profile/").removesuffix(".speedscope.json")
+            status, kind, body = await self.profile(
+                deployment_id, query.get("group") or None, query.get("seconds", "")
+            )
+            if status == 200:
+                name = f"profile-{deployment_id[:8]}.speedscope.json"
+                extra.append((b"content-disposition", f'attachment; filename="{name}"'.encode()))
         elif path == "/static/dashboard.css":
             kind, body = "text/css", (_HERE / "templates" / "dashboard.css").read_bytes()
         elif path == "/api/status":
@@ -573,6 +584,27 @@ class Dashboard:
         headers = [(b"content-type", kind.encode()), *extra]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def profile(
+        self, deployment_id: str, group: str | None, seconds: str
+    ) -> tuple[int, str, bytes]:
+        """``/profile/<id>.speedscope.json?group=G&seconds=N``: sample every replica of
+        a group (or of the deployment) of a multi deployment with py-spy, as ``pyweaver
+        multi profile`` does, and answer the merged speedscope document."""
+        deployment = self._find(deployment_id)
+        if deployment is None or deployment.deployer != "multi":
+            return 404, "text/plain", b"no such live multi deployment\n"
+        try:
+            duration = min(max(float(seconds or _PROFILE_SECONDS), 1.0), _PROFILE_MAX_SECONDS)
+        except ValueError:
+            return 400, "text/plain", b"seconds must be a number\n"
+        try:
+            report = await self.source.ask(deployment, STATUS)
+            targets = targets_from_status(report, group)
+            document = await profile_targets(targets, duration)
+        except PyWeaverError as exc:
+            return 503, "text/plain", f"cannot profile: {exc}\n".encode()
+        return 200, "application/json", _json(document)
 
     async def _status_all(self) -> list[dict[str, Any]]:
         results = []
@@ -654,7 +686,9 @@ def _commands(deployer: str, deployment: Deployment) -> list[dict[str, str]]:
             ("error logs", f"pyweaver {deployer} logs 'level == \"error\"' # deployment {short}"),
         ]
     if deployer == "multi":
-        commands.append(("profile", "pyweaver multi profile --duration 10s"))
+        commands.append(
+            ("profile", f"pyweaver multi profile --deployment {deployment.id} --duration 10s")
+        )
     if deployer == "ray":
         commands.append(("stop", f"pyweaver ray stop {deployment.id}"))
     if deployment.config_path:
