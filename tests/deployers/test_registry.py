@@ -150,3 +150,20 @@ def test_purge_removes_only_data_of_deployments_not_running(tmp_path: Path) -> N
 def test_purge_on_an_empty_dir(tmp_path: Path) -> None:
     result = Registry(tmp_path / "nothing-here").purge()
     assert result.removed == () and result.running == ()
+
+
+@pytest.mark.slow
+def test_a_zombie_is_not_alive() -> None:
+    # A deployer that exited but was never waited for (an orphan, where PID 1 does not
+    # reap) is a zombie: it must not count as a running deployment.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        stat = Path(f"/proc/{child.pid}/stat").read_text()
+        if stat[stat.rfind(")") + 2] == "Z":
+            break
+        time.sleep(0.01)
+    try:
+        assert not pid_alive(child.pid)
+    finally:
+        child.wait()

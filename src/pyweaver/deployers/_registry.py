@@ -51,7 +51,9 @@ _SUFFIX = ".json"
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (zombies count as alive)."""
+    """Whether a process with this id runs: it exists and is no zombie (a process that
+    exited stays a zombie until its parent waits for it; an orphan's stays one for good
+    where PID 1 does not reap, as in some containers)."""
     if pid <= 0:
         return False
     try:
@@ -59,8 +61,13 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # it exists, it is just not ours
-    return True
+        pass  # it exists, it is just not ours
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True  # no /proc: trust the signal probe
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return not fields or fields[0] != "Z"
 
 
 @attrs.frozen(kw_only=True)

@@ -272,23 +272,10 @@ def deploy(
     sys.exit(anyio.run(run))
 
 
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` runs: exists and is no zombie (a deploying process that
-    exited stays one until whoever started it waits for it)."""
-    if not pid_alive(pid):
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return True  # no /proc: trust the signal probe
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return not fields or fields[0] != "Z"
-
-
 def _wait_exit(pid: int, timeout: float) -> bool:
     """Whether process ``pid`` ended within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while _running(pid):
+    while pid_alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
