@@ -53,12 +53,14 @@ CONFIG_DIR: Final = "/etc/pyweaver"
 
 @attrs.frozen(kw_only=True)
 class AppInfo:
-    """What the app declares: its components, the routed ones, and its listener
-    fields (listener name -> declaring component)."""
+    """What the app declares: its components, the routed ones, its listener
+    fields (listener name -> declaring component) and its call graph's Ref edges,
+    ``[caller, callee]`` (what mTLS authorization allows)."""
 
     components: list[str]
     routed: list[str] = attrs.field(factory=list)
     listeners: dict[str, str] = attrs.field(factory=dict)
+    edges: list[list[str]] = attrs.field(factory=list)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AppInfo:
@@ -66,6 +68,7 @@ class AppInfo:
             components=sorted(data["components"]),
             routed=sorted(data.get("routed", [])),
             listeners=dict(sorted(data.get("listeners", {}).items())),
+            edges=sorted([list(edge) for edge in data.get("edges", [])]),
         )
 
 
