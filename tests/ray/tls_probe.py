@@ -59,7 +59,9 @@ def probe(address: str) -> dict[str, Any]:
                     san = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
                         x509.SubjectAlternativeName
                     )
-                    identity = ",".join(san.value.get_values_for_type(x509.UniformResourceIdentifier))
+                    identity = ",".join(
+                        san.value.get_values_for_type(x509.UniformResourceIdentifier)
+                    )
                 result["server_identity"] = identity
                 try:
                     tls.sendall(b"\x00\x00\x00\x04ping")

@@ -162,9 +162,7 @@ def _free_port(host: str) -> int:
 class Replica:
     """The replica actor (made a Ray actor class by the deployer: ``ray.remote``)."""
 
-    def __init__(
-        self, spec: dict[str, Any], slot: str, tls: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, spec: dict[str, Any], slot: str, tls: dict[str, Any] | None = None) -> None:
         self.spec = ReplicaSpec(**spec)
         self._tls = _node_tls(tls) if tls else None
         self.slot = slot
