@@ -306,8 +306,9 @@ def render_secrets_yaml(plan: Plan, objects: list[Object]) -> str:
         "# PRIVATE KEYS: the mTLS Secrets of this deployment (a new CA and keys each time",
         "# `pyweaver kube deploy` runs). Keep this file private; do not commit it.",
         "# Apply it before kube.yaml:  kubectl apply -f secret.yaml -f kube.yaml",
-        "# Rotation = a new `pyweaver kube deploy` and a redeploy (certificates expire after",
-        "# 30 days); cert-manager is the production alternative (docs/security.md).",
+        "# Never re-apply a newly generated secret.yaml over a running version (its pods",
+        "# would hold two CAs). Rotation = deploy a new version (--version-id) before the",
+        "# certificates expire (30 days); cert-manager is the production alternative.",
     ]
     return _render(header, objects)
 
