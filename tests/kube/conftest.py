@@ -35,6 +35,7 @@ def app_infos() -> dict[str, AppInfo]:
                     components=sorted(facts["components"]),
                     routed=sorted(facts["routed"]),
                     listeners=dict(sorted(facts["listener_fields"].items())),
+                    edges=sorted([list(edge) for edge in facts["edges"]]),
                 )
             finally:
                 sys.modules.pop("app", None)

@@ -4,12 +4,17 @@ names are mapped to loopback ports by the fake resolver (``PYWEAVER_KUBE_RESOLVE
 and each pod binds its own ports on 127.0.0.1. The pods must find each other, route,
 serve the listener, and survive losing a replica of a group.
 
+mTLS is on by default: each pod gets its group's Secret from ``secret.yaml`` written to
+a directory of its own (``PYWEAVER_KUBE_TLS_DIR``, what the kubelet's Secret mount
+would be), and a plain client to a pod's data port is refused.
+
 What this does not cover (needs a real cluster): the image, the kubelet, probes being
 acted on, kube-dns answering the headless names, Services and the HPA.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -25,7 +30,10 @@ from pathlib import Path
 import pytest
 
 from pyweaver.contract import parse_config
+from pyweaver.deployers._ca import DeploymentCA
 from pyweaver.deployers.kube import AppInfo, manifests, parse_kube, plan
+from pyweaver.deployers.kube._manifests import secrets
+from tests.ray.tls_probe import probe
 
 from .conftest import EXAMPLES
 
@@ -64,7 +72,13 @@ def wait_for(check: object, what: str, timeout: float = 60.0) -> None:
 
 class Pod:
     def __init__(
-        self, name: str, group: str, config_dir: Path, resolve: Path, log_dir: Path
+        self,
+        name: str,
+        group: str,
+        config_dir: Path,
+        resolve: Path,
+        log_dir: Path,
+        tls_dir: Path | None,
     ) -> None:
         self.name = name
         self.group = group
@@ -80,6 +94,8 @@ class Pod:
             "PYWEAVER_KUBE_RESOLVE_FILE": str(resolve),
             "POD_NAME": name,
         }
+        if tls_dir is not None:
+            env["PYWEAVER_KUBE_TLS_DIR"] = str(tls_dir)
         env.pop("PYWEAVER_CONFIG", None)
         self.process = subprocess.Popen(
             [
@@ -116,12 +132,18 @@ class Pod:
         return status
 
 
+@pytest.fixture(params=[True, False], ids=["mtls", "plain"])
+def mtls(request: pytest.FixtureRequest) -> bool:
+    on: bool = request.param
+    return on
+
+
 @pytest.fixture
-def pods(tmp_path: Path) -> Iterator[tuple[list[Pod], Path, int]]:
+def pods(tmp_path: Path, mtls: bool) -> Iterator[tuple[list[Pod], Path, int]]:
     listener_port = free_port()
-    text = (
-        FACTORS / "weaver.toml"
-    ).read_text() + f"\n[kube.listeners.factors]\nport = {listener_port}\n"
+    text = (FACTORS / "weaver.toml").read_text() + (
+        f"\n[kube]\nmtls = {str(mtls).lower()}\n[kube.listeners.factors]\nport = {listener_port}\n"
+    )
     config = parse_config(text, path=str(FACTORS / "weaver.toml"))
     app = AppInfo(components=["app.Factorer"], routed=["app.Factorer"])
     deployment = plan(config, text, parse_kube(config.deployers["kube"]), app)
@@ -130,6 +152,18 @@ def pods(tmp_path: Path) -> Iterator[tuple[list[Pod], Path, int]]:
     config_map = manifests(deployment)[0]
     for file, content in config_map["data"].items():  # what the kubelet mounts
         (config_dir / file).write_text(content)
+    tls_dirs: dict[str, Path] = {}
+    if mtls:
+        by_name = {
+            s["metadata"]["name"]: s
+            for s in secrets(deployment, DeploymentCA.create(deployment.deployment_id))
+        }
+        for planned in deployment.groups:  # each group's pods mount only their Secret
+            directory = tls_dirs[planned.name] = tmp_path / f"tls-{planned.resource}"
+            directory.mkdir(mode=0o700)
+            for file, data in by_name[deployment.secret_name(planned)]["data"].items():
+                (directory / file).write_bytes(base64.b64decode(data))
+                (directory / file).chmod(0o400)
     resolve = tmp_path / "resolve.json"
     started: list[Pod] = []
     try:
@@ -138,7 +172,7 @@ def pods(tmp_path: Path) -> Iterator[tuple[list[Pod], Path, int]]:
             ("factorer-0", "app.Factorer"),
             ("factorer-1", "app.Factorer"),
         ]:
-            started.append(Pod(name, group, config_dir, resolve, tmp_path))
+            started.append(Pod(name, group, config_dir, resolve, tmp_path, tls_dirs.get(group)))
         services = {g.name: deployment.service_dns(g) for g in deployment.groups}
         table = {services[g]: [p.endpoint for p in started if p.group == g] for g in services}
         resolve.write_text(json.dumps(table))
@@ -149,13 +183,24 @@ def pods(tmp_path: Path) -> Iterator[tuple[list[Pod], Path, int]]:
 
 
 def test_pods_find_each_other_serve_and_survive_a_lost_replica(
-    pods: tuple[list[Pod], Path, int], tmp_path: Path
+    pods: tuple[list[Pod], Path, int], tmp_path: Path, mtls: bool
 ) -> None:
     started, resolve, listener_port = pods
     for pod in started:
         wait_for(pod.healthy, f"pod {pod.name} to be ready")
     url = f"http://127.0.0.1:{listener_port}/?x="
     assert get(url + "12") == (200, "1 2 3 4 6 12\n")
+    # A client that is no pod of the deployment, at a Factorer pod's data port.
+    found = probe(started[1].endpoint)
+    if mtls:
+        # Only TLS is spoken there, and without a certificate of the deployment the
+        # connection is refused: plain bytes get nothing or a TLS alert (0x15) back.
+        assert found["plain"] == "" or found["plain"].startswith("15"), found
+        assert found["tls_speaks"], found
+        assert found["server_identity"].endswith("/group/app.Factorer"), found
+        assert found["no_cert_read"].startswith("refused"), found
+    else:
+        assert not found["tls_speaks"], found
     for x in range(20, 30):
         status, body = get(url + str(x))
         assert status == 200 and body.split()[-1] == str(x)

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from pyweaver.deployers._ca import DeploymentCA
 from pyweaver.deployers.kube import AppInfo, manifests
 from pyweaver.deployers.kube._lint import lint
+from pyweaver.deployers.kube._manifests import secrets
 
 from .conftest import KUBE_EXAMPLES, example_plan
 
@@ -25,8 +27,15 @@ KUBERNETES_VERSIONS = ("1.27.0", "1.30.0", "1.33.0", "1.37.0")
 def test_every_object_is_valid_for_the_version(
     name: str, version: str, app_infos: dict[str, AppInfo]
 ) -> None:
-    for obj in manifests(example_plan(name, app_infos[name])):
+    for obj in everything(name, app_infos):
         kubernetes_validate.validate(obj, version, strict=True)
+
+
+def everything(name: str, app_infos: dict[str, AppInfo]) -> list[dict[str, Any]]:
+    """kube.yaml's objects, then secret.yaml's (mTLS is on by default)."""
+    deployment = example_plan(name, app_infos[name])
+    assert deployment.mtls
+    return [*manifests(deployment), *secrets(deployment, DeploymentCA.create("test"))]
 
 
 def test_the_validator_does_refuse_a_wrong_object(app_infos: dict[str, AppInfo]) -> None:
@@ -47,7 +56,18 @@ def test_the_validator_does_refuse_a_wrong_object(app_infos: dict[str, AppInfo])
 
 @pytest.mark.parametrize("name", KUBE_EXAMPLES)
 def test_the_generated_objects_pass_the_lint(name: str, app_infos: dict[str, AppInfo]) -> None:
-    assert lint(manifests(example_plan(name, app_infos[name]))) == []
+    objects = everything(name, app_infos)
+    assert [o["kind"] for o in objects].count("Secret") == len(
+        example_plan(name, app_infos[name]).groups
+    )
+    assert lint(objects) == []
+
+
+def test_kube_yaml_alone_has_unresolved_secret_references(app_infos: dict[str, AppInfo]) -> None:
+    """The Secrets live in secret.yaml: the lint sees kube.yaml's references to them
+    resolve only when both files are linted together."""
+    problems = lint(manifests(example_plan("factors", app_infos["factors"])))
+    assert problems and all("names no Secret of the output" in p for p in problems), problems
 
 
 def _first(objects: list[dict[str, Any]], kind: str, **spec: Any) -> dict[str, Any]:
@@ -117,12 +137,35 @@ MUTATIONS: dict[str, tuple[Mutation, str]] = {
         "names no headless Service",
     ),
     "duplicate name": (lambda o: o.append(copy.deepcopy(o[1])), "two objects of this kind"),
+    "missing secret": (
+        lambda o: o.remove(_kind(o, "Secret")),
+        "names no Secret of the output",
+    ),
+    "secret item not in the secret": (
+        lambda o: _tls_volume(o)["secret"].update(items=[{"key": "gone.pem", "path": "x"}]),
+        "asks for key 'gone.pem'",
+    ),
+    "bad secret key": (
+        lambda o: _kind(o, "Secret")["data"].update({"a/b": ""}),
+        "data key 'a/b' is not a valid file name",
+    ),
 }
+
+
+def _kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == kind)
+
+
+def _tls_volume(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    volumes = _first(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    volume: dict[str, Any] = next(v for v in volumes if "secret" in v)
+    return volume
 
 
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
 def test_the_lint_finds_what_schemas_miss(mutation: str, app_infos: dict[str, AppInfo]) -> None:
-    objects = manifests(example_plan("factors", app_infos["factors"]))
+    objects = everything("factors", app_infos)
+    assert lint(objects) == []
     change, expected = MUTATIONS[mutation]
     change(objects)
     problems = lint(objects)

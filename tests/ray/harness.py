@@ -8,6 +8,7 @@ its status endpoint (a Unix socket: the filesystem is shared) and the registry.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -144,6 +145,24 @@ def http_client(host: Host, timeout_s: float = 300.0) -> Driver:
         start_new_session=True,
     )
     return Driver(process, timeout_s)
+
+
+def tls_probe(host: Host, address: str) -> dict[str, Any]:
+    """What a client that is no part of the deployment gets at ``address`` (a
+    weavelet's data address), probed from inside ``host`` (``tests.ray.tls_probe``)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        Network.exec_argv(host, [sys.executable, "-m", "tests.ray.tls_probe", address]),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def ask(client: Driver, address: str, xs: list[int], until_ok: float = 0.0) -> dict[str, Any]:

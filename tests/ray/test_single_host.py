@@ -3,7 +3,9 @@
 Runs inside one netns host (Ray binds every interface; in a namespace it cannot reach
 anything else on the machine). The factors example as it is in ``examples/factors``:
 deploy, call through its proxy, the same dashboard as ``multi`` (listing, replicas,
-methods, traces), stop: nothing is left running in the host afterwards. And an app
+methods, traces), stop: nothing is left running in the host afterwards. mTLS is on by
+default on Ray: the replicas call each other over mutual TLS, and a client that is no
+part of the deployment is refused at a replica's data address. And an app
 whose main returns: the deployment ends with main's exit status, as in ``multi``.
 """
 
@@ -28,6 +30,7 @@ from tests.ray.harness import (
     factors_of,
     http_client,
     pyweaver_processes,
+    tls_probe,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
@@ -79,6 +82,14 @@ def test_factors_example_through_its_proxy_and_the_dashboard(
         assert all(r["node_ip"] == host.address for r in factorers)
         assert all(r["usage"]["rss_bytes"] > 0 for r in factorers)
         assert len({r["pid"] for r in factorers}) == 2
+
+        # mTLS (the default): main reached the Factorers over TLS (answers above); a
+        # client without the deployment's certificate gets nothing from their port.
+        found = tls_probe(host, factorers[0]["address"])
+        assert found["plain"] == "" or found["plain"].startswith("15"), found
+        assert found["tls_speaks"], found
+        assert found["server_identity"].endswith("/group/app.Factorer"), found
+        assert found["no_cert_read"].startswith("refused"), found
 
         # The dashboard multi has lists the Ray deployment, with its replicas...
         listed = dashboard_get(data, "/api/deployments")
@@ -152,8 +163,10 @@ def test_main_returning_ends_the_deployment_with_its_status(
     app = tmp_path / "app"
     app.mkdir()
     (app / "app.py").write_text(RETURNING_APP)
+    # With mTLS off (the default is on): main's call to Echo goes over plain TCP.
     (app / "weaver.toml").write_text(
         '[serviceweaver]\nname = "returning"\nbinary = "app.py"\n[ray]\nreplicas = 1\n'
+        "mtls = false\n"
     )
     deploy = Deploy(host, app / "weaver.toml", tmp_path / "data", log_dir=tmp_path)
     try:

@@ -21,6 +21,16 @@ Services on Kubernetes (``deployers/kube/_pod.py``), long-polls of a manager act
 Ray (``deployers/ray/_replica.py``). What a replica does with listeners and log
 entries is the subclass's business (:meth:`NodeDeployer.get_listener_address`,
 :meth:`NodeDeployer.export_listener`, the ``log_sink``).
+
+**mTLS** (``[ray] mtls`` / ``[kube] mtls``, on by default; see ``docs/security.md``):
+given a :class:`NodeTls` (its group's certificate, the deployer's, the deployment's CA
+and who may call which of the group's components), the replica hands the weavelet the
+paths of its group's files in its bootstrap, and the envelope uses the deployer's
+certificate on the control channel, exactly as ``multi`` does: the weavelet's data
+server (the TCP port peers dial) then answers only TLS 1.3 with a certificate of the
+deployment, and each calling group only the components its code references. Material
+that arrives as bytes (Ray: the actor's arguments) is written, mode 0600, into the
+replica's private temporary directory (0700), removed when the replica ends.
 """
 
 from __future__ import annotations
@@ -40,9 +50,10 @@ from pyweaver._errors import PyWeaverError
 from pyweaver.contract import MAIN, AppConfig
 from pyweaver.contract import messages as m
 from pyweaver.contract._logentry import LogEntry
+from pyweaver.contract._tls import TlsFiles, TlsMaterial
 from pyweaver.envelope import Child, Envelope
 
-__all__ = ["ACTIVATION_WAIT", "Discovery", "LogSink", "NodeDeployer", "SpanSink"]
+__all__ = ["ACTIVATION_WAIT", "Discovery", "LogSink", "NodeDeployer", "NodeTls", "SpanSink"]
 
 ACTIVATION_WAIT: Final = 10.0  # seconds an activation waits for a first live peer
 _HEALTH_TIMEOUT: Final = 2.0  # seconds a health check waits for the weavelet's answer
@@ -62,6 +73,26 @@ class Discovery(Protocol):
         is routed, so the info must carry an assignment.
         """
         ...
+
+
+@attrs.frozen(kw_only=True)
+class NodeTls:
+    """A replica's mTLS: its group's certificate, the deployer's (the envelope's side
+    of the control channel), each with the deployment's CA, as files already on disk
+    (Kubernetes: the mounted Secret) or as bytes to write (Ray); and calling group ->
+    the components of this group it may call (:func:`pyweaver.contract._tls.callers_of`).
+    """
+
+    group: TlsFiles | TlsMaterial
+    deployer: TlsFiles | TlsMaterial
+    callers: dict[str, list[str]] = attrs.field(factory=dict)
+
+
+def _files(tls: TlsFiles | TlsMaterial, directory: Path, stem: str) -> TlsFiles:
+    if isinstance(tls, TlsFiles):
+        return tls
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return tls.write(directory, stem)
 
 
 @attrs.define(eq=False)
@@ -96,6 +127,7 @@ class NodeDeployer(anyio.AsyncContextManagerMixin):
         activation_wait: seconds an activation waits for a first live peer.
         ready_timeout: seconds the app process may take to register.
         trace_sample_ratio: the fraction of new traces the weavelet records (0: off).
+        tls: with mTLS, the replica's certificates (None: plain TCP).
     """
 
     log_source: str = "node"
@@ -119,6 +151,7 @@ class NodeDeployer(anyio.AsyncContextManagerMixin):
         activation_wait: float = ACTIVATION_WAIT,
         ready_timeout: float = 120.0,
         trace_sample_ratio: float = 0.0,
+        tls: NodeTls | None = None,
     ) -> None:
         if group not in groups:
             raise PyWeaverError(f"{group!r} is no group of the app (groups: {', '.join(groups)})")
@@ -137,6 +170,7 @@ class NodeDeployer(anyio.AsyncContextManagerMixin):
         self.activation_wait = activation_wait
         self.ready_timeout = ready_timeout
         self.trace_sample_ratio = trace_sample_ratio
+        self.tls = tls
         self.envelope: Envelope | None = None
         self._watches: dict[str, _Watch] = {}
         self._tasks: anyio.abc.TaskGroup | None = None
@@ -147,6 +181,11 @@ class NodeDeployer(anyio.AsyncContextManagerMixin):
     async def __asynccontextmanager__(self) -> AsyncIterator[NodeDeployer]:
         components = self.groups[self.group]
         with tempfile.TemporaryDirectory(prefix="pyweaver-node-") as sockets:
+            deployer_tls = weavelet_tls = None
+            if self.tls is not None:
+                private = Path(sockets) / "tls"
+                deployer_tls = _files(self.tls.deployer, private, "deployer")
+                weavelet_tls = _files(self.tls.group, private, "group")
             envelope = Envelope(
                 deployment_id=self.deployment_id,
                 replica_id=self.replica_id,
@@ -160,6 +199,9 @@ class NodeDeployer(anyio.AsyncContextManagerMixin):
                 socket_dir=Path(sockets),
                 name="w",
                 ready_timeout=self.ready_timeout,
+                tls=deployer_tls,
+                weavelet_tls=weavelet_tls,
+                tls_callers=self.tls.callers if self.tls is not None else None,
             )
             envelope.bootstrap = attrs.evolve(envelope.bootstrap, data_address=self.data_address)
             async with anyio.create_task_group() as tasks:

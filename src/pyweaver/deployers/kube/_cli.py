@@ -3,7 +3,8 @@
 Nothing here talks to a cluster. ``deploy`` imports the app in a subprocess (as every
 deployer does, with a timeout) to learn its components and listeners, computes
 the deployment's plan, checks the objects with pyweaver's own lint, and writes
-``kube.yaml`` and ``Dockerfile`` into DIR.
+``kube.yaml`` and ``Dockerfile`` into DIR; with ``[kube] mtls`` (the default) also
+``secret.yaml`` (mode 0600): each group's TLS Secret, from a CA made for this run.
 """
 
 from __future__ import annotations
@@ -15,12 +16,21 @@ import click
 from pyweaver._errors import ConfigError, PyWeaverError
 from pyweaver.contract import AppConfig, load_config
 from pyweaver.contract._appfacts import check_deployment
+from pyweaver.contract._tls import write_private
+from pyweaver.deployers._ca import DeploymentCA
 from pyweaver.deployers.kube._config import parse_kube
 from pyweaver.deployers.kube._lint import lint
-from pyweaver.deployers.kube._manifests import dockerfile, manifests, render_yaml
+from pyweaver.deployers.kube._manifests import (
+    dockerfile,
+    manifests,
+    render_secrets_yaml,
+    render_yaml,
+    secrets,
+)
 from pyweaver.deployers.kube._plan import AppInfo, Plan, plan
 
 __all__ = ["describe_app", "kube", "write_deployment"]
+
 
 def describe_app(path: Path, config: AppConfig) -> AppInfo:
     """What the app of weaver.toml ``path`` declares, learned the way every deployer
@@ -35,6 +45,7 @@ def describe_app(path: Path, config: AppConfig) -> AppInfo:
         components=sorted(facts.components),
         routed=sorted(facts.routed),
         listeners=dict(sorted(facts.listener_fields.items())),
+        edges=sorted([list(edge) for edge in facts.edges]),
     )
 
 
@@ -47,7 +58,12 @@ def write_deployment(
     kube_config = parse_kube(config.deployers.get("kube", {}), file=str(path))
     deployment = plan(config, text, kube_config, app, version=version)
     objects = manifests(deployment)
-    problems = lint(objects)
+    tls = (
+        secrets(deployment, DeploymentCA.create(deployment.deployment_id))
+        if deployment.mtls
+        else []
+    )
+    problems = lint([*objects, *tls])
     if problems:
         raise ConfigError("the manifests would be refused:\n" + "\n".join(problems))
     directory = (
@@ -56,6 +72,11 @@ def write_deployment(
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "kube.yaml").write_text(render_yaml(deployment, objects), encoding="utf-8")
     (directory / "Dockerfile").write_text(dockerfile(deployment), encoding="utf-8")
+    if tls:
+        secret_text = render_secrets_yaml(deployment, tls)
+        write_private(directory / "secret.yaml", secret_text.encode("utf-8"))
+    elif (directory / "secret.yaml").exists():
+        (directory / "secret.yaml").unlink()  # an earlier run's, with mtls on
     return deployment, directory
 
 
@@ -88,8 +109,11 @@ def deploy(config: Path, output: Path | None, version_id: str) -> None:
     )
     click.echo(f"app {deployment.app}, version {deployment.version}: groups {groups}")
     click.echo(f"wrote {directory / 'kube.yaml'}")
+    if deployment.mtls:
+        click.echo(f"wrote {directory / 'secret.yaml'} (private keys: keep it private)")
     click.echo(f"wrote {directory / 'Dockerfile'}")
+    apply = f"-f {directory / 'secret.yaml'} " if deployment.mtls else ""
     click.echo(
         f"next: docker build -f {directory / 'Dockerfile'} -t {deployment.image} {path.parent}"
-        f" && docker push {deployment.image} && kubectl apply -f {directory / 'kube.yaml'}"
+        f" && docker push {deployment.image} && kubectl apply {apply}-f {directory / 'kube.yaml'}"
     )

@@ -17,6 +17,7 @@ Every key is optional::
     health_port = 10001                      # /healthz of every pod
     cluster_domain = "cluster.local"
     discovery_interval = 2.0                 # seconds between DNS look-ups of peer groups
+    mtls = true                              # mutual TLS between pods (docs/security.md)
 
     [kube.groups."app.Factorer"]             # one group (named as in [multi])
     replicas = 2
@@ -106,6 +107,7 @@ class KubeConfig:
     health_port: int = 10001
     cluster_domain: str = "cluster.local"
     discovery_interval: float = 2.0
+    mtls: bool = True
     #: group name -> its raw overrides (checked by :meth:`group`).
     groups: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     #: listener name -> its raw settings (checked by :meth:`listener`).
@@ -167,6 +169,7 @@ _KEYS: Final = (
     "health_port",
     "cluster_domain",
     "discovery_interval",
+    "mtls",
     "groups",
     "listeners",
 )
@@ -201,6 +204,9 @@ def parse_kube(raw: Mapping[str, Any], *, file: str = "<config>") -> KubeConfig:
     interval = raw.get("discovery_interval", defaults.discovery_interval)
     if type(interval) not in (int, float) or interval <= 0:
         raise reader.error(section, "discovery_interval", "expected a positive number of seconds")
+    mtls = raw.get("mtls", defaults.mtls)
+    if type(mtls) is not bool:
+        raise reader.error(section, "mtls", f"expected true or false, got {mtls!r}")
     tables: dict[str, dict[str, dict[str, Any]]] = {}
     for key in ("groups", "listeners"):
         table = raw.get(key, {})
@@ -225,6 +231,7 @@ def parse_kube(raw: Mapping[str, Any], *, file: str = "<config>") -> KubeConfig:
         data_port=reader.port(raw, "data_port", section, defaults.data_port),
         health_port=reader.port(raw, "health_port", section, defaults.health_port),
         discovery_interval=float(interval),
+        mtls=mtls,
         groups=tables["groups"],
         listeners=tables["listeners"],
         file=file,

@@ -10,7 +10,9 @@ those in the objects this deployer writes:
 - Deployments: the selector matches the pod template's labels; container port names
   are IANA service names, unique, with unique numbers; probes and Service target ports
   name a port the container has; every mounted volume exists; every ConfigMap volume
-  names a ConfigMap of the output;
+  names a ConfigMap of the output, and every Secret volume a Secret of the output
+  (``kube.yaml`` and ``secret.yaml`` are linted together) whose data has every key
+  the volume's ``items`` ask for;
 - HorizontalPodAutoscalers target an existing Deployment, with min <= max;
 - Services select the pods of some Deployment, and their named target ports exist
   there;
@@ -89,8 +91,9 @@ def lint(objects: Sequence[Mapping[str, Any]]) -> list[str]:
     config_maps = by_kind.get("ConfigMap", {})
     deployments = by_kind.get("Deployment", {})
     services = by_kind.get("Service", {})
+    secrets = by_kind.get("Secret", {})
     pods: dict[str, tuple[dict[str, str], set[str], set[int]]] = {}
-    for obj in config_maps.values():
+    for obj in [*config_maps.values(), *secrets.values()]:
         problems.extend(
             f"{_where(obj)}: data key {key!r} is not a valid file name"
             for key in obj.get("data", {})
@@ -110,6 +113,22 @@ def lint(objects: Sequence[Mapping[str, Any]]) -> list[str]:
         pod = template["spec"]
         volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
         for volume in volumes.values():
+            secret_name = volume.get("secret", {}).get("secretName")
+            if secret_name is not None:
+                secret = secrets.get(secret_name)
+                if secret is None:
+                    problems.append(
+                        f"{where}: volume {volume['name']!r} names no Secret of the output "
+                        f"({secret_name!r})"
+                    )
+                else:
+                    data = {*secret.get("data", {}), *secret.get("stringData", {})}
+                    problems.extend(
+                        f"{where}: volume {volume['name']!r} asks for key {item.get('key')!r}, "
+                        f"which Secret {secret_name!r} does not have"
+                        for item in volume["secret"].get("items", [])
+                        if item.get("key") not in data
+                    )
             config_map = volume.get("configMap", {}).get("name")
             if config_map is not None and config_map not in config_maps:
                 problems.append(

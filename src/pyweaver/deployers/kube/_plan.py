@@ -18,6 +18,13 @@ listeners, the image and pyweaver's version): the same inputs give byte-identica
 manifests, and any change gives a new version whose objects sit beside the old ones.
 The deployment id (``<app>-<version>``) is in every call-protocol handshake, so two
 versions never call each other.
+
+With ``[kube] mtls`` (the default) each group's pods mount a Secret named
+``<group resource>-tls`` (:meth:`Plan.secret_name`) at :data:`TLS_DIR`; the Secrets
+themselves hold fresh keys each run, so they are written apart from the deterministic
+manifests (``secret.yaml``, :func:`._manifests.secrets`). Who may call which of a
+group's components (from the app's Ref edges) is deterministic and travels in
+``kube.json`` (:attr:`PodGroup.callers`).
 """
 
 from __future__ import annotations
@@ -31,12 +38,14 @@ import attrs
 from pyweaver._errors import ConfigError
 from pyweaver._version import __version__
 from pyweaver.contract import MAIN, AppConfig
+from pyweaver.contract._tls import callers_of
 from pyweaver.deployers.kube._config import GroupSettings, KubeConfig, ListenerSettings
 from pyweaver.deployers.kube._names import dns_label, short_hash
 
 __all__ = [
     "APP_DIR",
     "CONFIG_DIR",
+    "TLS_DIR",
     "AppInfo",
     "GroupPlan",
     "ListenerPlan",
@@ -49,16 +58,27 @@ __all__ = [
 APP_DIR: Final = "/app"
 #: Where pods mount the ConfigMap.
 CONFIG_DIR: Final = "/etc/pyweaver"
+#: Where pods mount their group's TLS Secret (with ``[kube] mtls``).
+TLS_DIR: Final = "/var/run/pyweaver/tls"
+#: The files of a group's TLS Secret: the deployment CA's certificate, the group's
+#: certificate and key, and the certificate and key of the pod's own control plane.
+TLS_CA: Final = "ca.crt"
+TLS_CERT: Final = "tls.crt"
+TLS_KEY: Final = "tls.key"
+DEPLOYER_CERT: Final = "deployer.crt"
+DEPLOYER_KEY: Final = "deployer.key"
 
 
 @attrs.frozen(kw_only=True)
 class AppInfo:
-    """What the app declares: its components, the routed ones, and its listener
-    fields (listener name -> declaring component)."""
+    """What the app declares: its components, the routed ones, its listener
+    fields (listener name -> declaring component) and its call graph's Ref edges,
+    ``[caller, callee]`` (what mTLS authorization allows)."""
 
     components: list[str]
     routed: list[str] = attrs.field(factory=list)
     listeners: dict[str, str] = attrs.field(factory=dict)
+    edges: list[list[str]] = attrs.field(factory=list)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AppInfo:
@@ -66,6 +86,7 @@ class AppInfo:
             components=sorted(data["components"]),
             routed=sorted(data.get("routed", [])),
             listeners=dict(sorted(data.get("listeners", {}).items())),
+            edges=sorted([list(edge) for edge in data.get("edges", [])]),
         )
 
 
@@ -77,6 +98,8 @@ class PodGroup:
     components: list[str]
     routed: bool
     service: str
+    #: with mTLS: calling group -> the components of this group it may call.
+    callers: dict[str, list[str]] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)
@@ -99,6 +122,8 @@ class PodConfig:
     discovery_interval: float
     groups: dict[str, PodGroup]
     listeners: dict[str, PodListener]
+    #: with mTLS: where the group's Secret is mounted ("": no mTLS).
+    tls_dir: str = ""
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self), indent=2, sort_keys=True) + "\n"
@@ -128,6 +153,8 @@ class GroupPlan:
     #: the name of its Deployment, HPA and headless Service (a DNS-1123 label).
     resource: str
     settings: GroupSettings
+    #: with mTLS: calling group -> the components of this group it may call.
+    callers: dict[str, list[str]] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)
@@ -151,6 +178,14 @@ class Plan:
     groups: list[GroupPlan]
     listeners: list[ListenerPlan]
 
+    @property
+    def mtls(self) -> bool:
+        return self.kube.mtls
+
+    def secret_name(self, group: GroupPlan) -> str:
+        """The name of ``group``'s TLS Secret (a DNS-1123 subdomain)."""
+        return f"{group.resource}-tls"
+
     def service_dns(self, group: GroupPlan) -> str:
         return f"{group.resource}.{self.kube.namespace}.svc.{self.kube.cluster_domain}"
 
@@ -166,13 +201,17 @@ class Plan:
             discovery_interval=self.kube.discovery_interval,
             groups={
                 g.name: PodGroup(
-                    components=g.components, routed=g.routed, service=self.service_dns(g)
+                    components=g.components,
+                    routed=g.routed,
+                    service=self.service_dns(g),
+                    callers=g.callers,
                 )
                 for g in self.groups
             },
             listeners={
                 lp.name: PodListener(group=lp.group, port=lp.settings.port) for lp in self.listeners
             },
+            tls_dir=TLS_DIR if self.mtls else "",
         )
 
 
@@ -227,6 +266,7 @@ def plan(
             routed=any(c in routed for c in components),
             resource=f"{dns_label(config.name, name, limit=54)}-{version}",
             settings=kube.group(name),
+            callers=callers_of(name, layout, app.edges) if kube.mtls else {},
         )
         for name, components in layout.items()
     ]

@@ -21,13 +21,21 @@ cluster, so each pod runs a small one of its own, :class:`PodDeployer`, beside t
    200 once the weavelet has registered and reports itself healthy, 503 before;
 5. it prints the app's log entries on stdout as JSON lines (``kubectl logs``).
 
+With mTLS (``kube.json``'s ``tls_dir`` is set: ``[kube] mtls``, the default) the pod
+reads its group's mounted TLS Secret there (the CA certificate, the group's certificate
+and key, and its control plane's) and its group's ``callers`` from ``kube.json``: the
+weavelet's data port then speaks only mutual TLS 1.3, each calling group may call only
+the components its code references, and the control channel uses the deployer's
+certificate (:class:`~pyweaver.deployers._node.NodeTls`).
+
 When the app process ends (``main`` returned, or it crashed) the pod's entrypoint
 exits with its status and Kubernetes restarts the container. On SIGTERM (pod deletion,
 scale-down, rollout) the app is stopped politely: SIGTERM, a grace period, SIGKILL.
 
 For running pods as local processes (tests), ``PYWEAVER_KUBE_BIND_HOST``,
 ``PYWEAVER_KUBE_DATA_PORT`` and ``PYWEAVER_KUBE_HEALTH_PORT`` override the bind host
-and ports, and ``PYWEAVER_KUBE_RESOLVE_FILE`` replaces DNS (:class:`FileResolver`).
+and ports, ``PYWEAVER_KUBE_TLS_DIR`` the Secret's mount point, and
+``PYWEAVER_KUBE_RESOLVE_FILE`` replaces DNS (:class:`FileResolver`).
 """
 
 from __future__ import annotations
@@ -51,7 +59,8 @@ from pyweaver._net import format_address
 from pyweaver.contract import AppConfig, load_config
 from pyweaver.contract import messages as m
 from pyweaver.contract._logentry import LogEntry, format_json
-from pyweaver.deployers._node import ACTIVATION_WAIT, NodeDeployer
+from pyweaver.contract._tls import TlsFiles
+from pyweaver.deployers._node import ACTIVATION_WAIT, NodeDeployer, NodeTls
 from pyweaver.deployers.kube._discovery import (
     RESOLVE_FILE_ENV,
     DnsResolver,
@@ -60,7 +69,15 @@ from pyweaver.deployers.kube._discovery import (
     routing_info,
 )
 from pyweaver.deployers.kube._manifests import GROUP_ENV
-from pyweaver.deployers.kube._plan import CONFIG_DIR, PodConfig
+from pyweaver.deployers.kube._plan import (
+    CONFIG_DIR,
+    DEPLOYER_CERT,
+    DEPLOYER_KEY,
+    TLS_CA,
+    TLS_CERT,
+    TLS_KEY,
+    PodConfig,
+)
 from pyweaver.envelope import Child, Envelope, ProcessChild
 
 __all__ = ["PodDeployer", "main"]
@@ -68,6 +85,7 @@ __all__ = ["PodDeployer", "main"]
 BIND_HOST_ENV: Final = "PYWEAVER_KUBE_BIND_HOST"
 DATA_PORT_ENV: Final = "PYWEAVER_KUBE_DATA_PORT"
 HEALTH_PORT_ENV: Final = "PYWEAVER_KUBE_HEALTH_PORT"
+TLS_DIR_ENV: Final = "PYWEAVER_KUBE_TLS_DIR"
 _HEALTH_TIMEOUT: Final = 2.0  # seconds /healthz waits for the weavelet's answer
 _MAX_REQUEST: Final = 8192  # bytes of an HTTP request head /healthz reads at most
 
@@ -96,6 +114,30 @@ class ResolverDiscovery:
                 self._found[group] = (version + 1, found)
 
 
+def pod_tls(pod: PodConfig, group: str, directory: str) -> NodeTls | None:
+    """The pod's mTLS from its mounted Secret in ``directory`` ("": none); an error
+    naming the Secret's missing file if it is not all there."""
+    if not directory:
+        return None
+    base = Path(directory)
+    missing = [
+        name
+        for name in (TLS_CA, TLS_CERT, TLS_KEY, DEPLOYER_CERT, DEPLOYER_KEY)
+        if not (base / name).is_file()
+    ]
+    if missing:
+        raise PyWeaverError(
+            f"mTLS is on but {', '.join(missing)} is missing in {directory} (was the "
+            "group's Secret from secret.yaml applied?)"
+        )
+    ca = str(base / TLS_CA)
+    return NodeTls(
+        group=TlsFiles(ca=ca, cert=str(base / TLS_CERT), key=str(base / TLS_KEY)),
+        deployer=TlsFiles(ca=ca, cert=str(base / DEPLOYER_CERT), key=str(base / DEPLOYER_KEY)),
+        callers={k: list(v) for k, v in pod.groups[group].callers.items()},
+    )
+
+
 class PodDeployer(NodeDeployer):
     """One pod's deployer (see the module docstring); the envelope's handler.
 
@@ -109,6 +151,8 @@ class PodDeployer(NodeDeployer):
             the ports of ``kube.json``).
         replica_id: this pod's id (default: the pod's name).
         log: where log lines go (default: stdout).
+        tls_dir: where the group's TLS Secret is mounted (default: ``kube.json``'s
+            ``tls_dir``; "" there: no mTLS).
     """
 
     log_source = "pod"
@@ -126,6 +170,7 @@ class PodDeployer(NodeDeployer):
         health_port: int | None = None,
         replica_id: str = "",
         log: Any = None,
+        tls_dir: str | None = None,
     ) -> None:
         if group not in pod.groups:
             raise PyWeaverError(
@@ -151,6 +196,7 @@ class PodDeployer(NodeDeployer):
             log_sink=self._print_logs,
             routed=[name for name, spec in pod.groups.items() if spec.routed],
             activation_wait=ACTIVATION_WAIT,
+            tls=pod_tls(pod, group, pod.tls_dir if tls_dir is None else tls_dir),
         )
 
     @contextlib.asynccontextmanager
@@ -256,6 +302,7 @@ async def _run(pod: PodConfig, config: AppConfig, group: str) -> int:
         data_port=_port_override(DATA_PORT_ENV),
         health_port=_port_override(HEALTH_PORT_ENV),
         replica_id=os.environ.get("POD_NAME", ""),
+        tls_dir=(os.environ.get(TLS_DIR_ENV) or pod.tls_dir) if pod.tls_dir else "",
     )
     async with deployer, anyio.create_task_group() as tasks:
         status = 0

@@ -9,6 +9,7 @@
     memory_mb = 0                   # memory each replica actor requests (0: none)
     max_restarts = -1               # Ray restarts of a crashed replica (-1: forever)
     ship_pyweaver = false           # ship this pyweaver with the app (py_modules)
+    mtls = true                     # mutual TLS between replicas (docs/security.md)
     runtime_env = {env_vars = {LOG = "1"}, pip = ["requests"]}   # merged into Ray's
     listeners.factors = {address = "0.0.0.0:8080"}               # the proxy's address
 
@@ -43,6 +44,7 @@ _TOP_KEYS: Final = (
     "memory_mb",
     "max_restarts",
     "ship_pyweaver",
+    "mtls",
     "runtime_env",
     "listeners",
     "groups",
@@ -69,6 +71,7 @@ class RayConfig:
     memory_mb: int = 0
     max_restarts: int = -1
     ship_pyweaver: bool = False
+    mtls: bool = True
     runtime_env: dict[str, Any] = attrs.field(factory=dict)
     listeners: dict[str, str] = attrs.field(factory=dict)
     groups: dict[str, GroupSettings] = attrs.field(factory=dict)
@@ -144,6 +147,9 @@ def parse_ray(raw: Mapping[str, Any], *, file: str = "weaver.toml") -> RayConfig
     ship = raw.get("ship_pyweaver", False)
     if not isinstance(ship, bool):
         raise ConfigError(f"{file}: [ray] ship_pyweaver must be true or false")
+    mtls = raw.get("mtls", True)
+    if not isinstance(mtls, bool):
+        raise ConfigError(f"{file}: [ray] mtls: expected true or false, got {mtls!r}")
     runtime_env = raw.get("runtime_env", {})
     if not isinstance(runtime_env, Mapping):
         raise ConfigError(f"{file}: [ray] runtime_env must be a table")
@@ -170,6 +176,7 @@ def parse_ray(raw: Mapping[str, Any], *, file: str = "weaver.toml") -> RayConfig
         memory_mb=_integer(file, "ray", "memory_mb", raw.get("memory_mb", 0), least=0),
         max_restarts=_integer(file, "ray", "max_restarts", raw.get("max_restarts", -1), least=-1),
         ship_pyweaver=ship,
+        mtls=mtls,
         runtime_env=dict(runtime_env),
         listeners=listeners,
     )

@@ -27,6 +27,16 @@ Theory of operation
 6. on exit, stops every replica (the weavelet politely, then the actor, no restart)
    and the manager.
 
+**mTLS** (``[ray] mtls``, on by default: calls cross machines). The deploying process
+makes the deployment's CA (:class:`~pyweaver.deployers._ca.DeploymentCA`, its key only
+in this process's memory), a certificate per group and one for the replicas'
+envelopes, and passes each replica actor its group's material (PEM bytes, in the
+actor's constructor arguments: never in env vars or logs; a restarted actor gets the
+same arguments) with who may call which of its group's components (the app's Ref
+edges). The replica writes them 0600 into its private directory
+(:class:`~pyweaver.deployers._node.NodeTls`); weavelets then call each other over
+TCP with TLS 1.3, verified both ways.
+
 With ``detached`` the actors are Ray *detached* actors: they outlive this process and
 ``pyweaver ray stop DEPLOYMENT`` (:func:`stop_by_name`) ends them through the manager.
 """
@@ -43,6 +53,7 @@ from typing import Any, Final
 
 import anyio
 import anyio.abc
+import attrs
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -50,6 +61,8 @@ from pyweaver._errors import DeploymentFailed, PyWeaverError
 from pyweaver.contract import MAIN, AppConfig
 from pyweaver.contract._logentry import LogEntry
 from pyweaver.contract._metrics import add_labels, merge_snapshots
+from pyweaver.contract._tls import callers_of
+from pyweaver.deployers._ca import DeploymentCA
 from pyweaver.deployers._proxy import TcpProxy
 from pyweaver.deployers.kube._plan import AppInfo, group_layout
 from pyweaver.deployers.ray._config import RayConfig
@@ -209,6 +222,7 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
 
     async def _start_replicas(self) -> None:
         assert self.config.path is not None
+        tls = self._tls_material()
         spec = ReplicaSpec(
             deployment_id=self.deployment_id,
             app=self.config.name,
@@ -236,7 +250,7 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
             for slot in slot_ids(group, self.replicas[group]):
                 self.actors[slot] = actor_class.options(
                     name=f"{self.deployment_id}:{slot}", **options
-                ).remote(spec, slot)
+                ).remote(spec, slot, tls.get(group))
         pending = {slot: actor.info.remote() for slot, actor in self.actors.items()}
         deadline = time.monotonic() + READY_TIMEOUT
         for slot, ref in pending.items():
@@ -253,6 +267,22 @@ class RayDeployment(anyio.AsyncContextManagerMixin):
                 ]
                 detail = "\n".join(errors) or str(exc)
                 raise DeploymentFailed(f"replica {slot} did not come up:\n{detail}") from exc
+
+    def _tls_material(self) -> dict[str, dict[str, Any]]:
+        """With ``[ray] mtls``: group -> what its replica actors are given (a fresh CA
+        per deployment); empty without."""
+        if not self.ray_config.mtls:
+            return {}
+        ca = DeploymentCA.create(self.deployment_id)
+        deployer = ca.issue_deployer()
+        return {
+            group: {
+                "group": attrs.asdict(ca.issue_group(group)),
+                "deployer": attrs.asdict(deployer),
+                "callers": callers_of(group, self.layout, self.app_info.edges),
+            }
+            for group in self.layout
+        }
 
     async def _wait_for_listeners(self) -> None:
         """Until every proxied listener has a backend (bounded): a listener is exported

@@ -28,8 +28,11 @@ manager, whose proxies (in the deploying process) add them as backends. The acto
 renews its lease at the manager every second and ships its log entries and spans there
 in batches.
 
-A later ``tls`` for the data plane (issue 12) goes where ``data_address`` is made and
-into the envelope's bootstrap; nothing else here depends on the transport.
+With ``[ray] mtls`` (the default) the constructor's third argument is the group's TLS
+material (PEM bytes made by the deploying process) and who may call which of its
+components; the :class:`~pyweaver.deployers._node.NodeDeployer` writes it 0600 into
+its private directory and the weavelet's data port then speaks only mutual TLS 1.3.
+The material is never logged nor put in an environment variable.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ from pyweaver._net import format_address
 from pyweaver.contract import MAIN, AppConfig, load_config
 from pyweaver.contract import messages as m
 from pyweaver.contract._logentry import LogEntry
-from pyweaver.deployers._node import NodeDeployer
+from pyweaver.contract._tls import TlsMaterial
+from pyweaver.deployers._node import NodeDeployer, NodeTls
 from pyweaver.deployers._procstat import process_usage
 from pyweaver.envelope import Child, Envelope, ProcessChild
 
@@ -138,6 +142,16 @@ class RayNodeDeployer(NodeDeployer):
         return m.ExportListenerReply(proxy_address=str(proxy))
 
 
+def _node_tls(data: dict[str, Any]) -> NodeTls:
+    """The deploying process's ``{"group": {ca, cert, key}, "deployer": {...},
+    "callers": {...}}`` as a :class:`NodeTls`."""
+    return NodeTls(
+        group=TlsMaterial(**data["group"]),
+        deployer=TlsMaterial(**data["deployer"]),
+        callers={str(k): [str(c) for c in v] for k, v in data["callers"].items()},
+    )
+
+
 def _free_port(host: str) -> int:
     """A port free on ``host`` now (the weavelet binds it moments later)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -148,8 +162,9 @@ def _free_port(host: str) -> int:
 class Replica:
     """The replica actor (made a Ray actor class by the deployer: ``ray.remote``)."""
 
-    def __init__(self, spec: dict[str, Any], slot: str) -> None:
+    def __init__(self, spec: dict[str, Any], slot: str, tls: dict[str, Any] | None = None) -> None:
         self.spec = ReplicaSpec(**spec)
+        self._tls = _node_tls(tls) if tls else None
         self.slot = slot
         self.group = slot.rpartition("#")[0]
         self.manager: Any = ray.get_actor(self.spec.manager, namespace=self.spec.namespace)
@@ -219,6 +234,7 @@ class Replica:
             span_sink=spans.extend,
             routed=self.spec.routed,
             trace_sample_ratio=self.spec.trace_sample_ratio,
+            tls=self._tls,
         )
         async with deployer, anyio.create_task_group() as tasks:
             self._deployer = deployer
