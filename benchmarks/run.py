@@ -89,7 +89,22 @@ class RowsJob:
     missing_reason: str = "script not written yet"
 
 
-Job = RemoteVariant | RowsJob
+@dataclass(frozen=True)
+class DeployVariant:
+    """A component echo in a real 2-process deployment: one script run per round makes
+    seq/16, inflight/16 and inflight/65536 and prints ``{"measurements": {...}}``."""
+
+    name: str
+    script: str
+    backend: str
+    about: str
+    extra: tuple[str, ...] = ()
+    kind: str = "component"
+    transport: str = "unix"
+    suite: str = "remote"
+
+
+Job = RemoteVariant | RowsJob | DeployVariant
 
 REMOTE_VARIANTS: tuple[RemoteVariant, ...] = (
     RemoteVariant("pyweaver-asyncio", "pyweaver", "remote_pyweaver.py", "asyncio",
@@ -100,6 +115,12 @@ REMOTE_VARIANTS: tuple[RemoteVariant, ...] = (
                   "pyweaver.call client and server on trio"),
     RemoteVariant("pyweaver-uvloop-unix", "pyweaver", "remote_pyweaver.py", "asyncio+uvloop",
                   "pyweaver-uvloop over a Unix socket", transport="unix"),
+    RemoteVariant("pyweaver-asyncio-unix", "pyweaver", "remote_pyweaver.py", "asyncio",
+                  "pyweaver-asyncio over a Unix socket (the multi deployer's transport)",
+                  transport="unix"),
+    RemoteVariant("pyweaver-trio-unix", "pyweaver", "remote_pyweaver.py", "trio",
+                  "pyweaver-trio over a Unix socket (the multi deployer's transport)",
+                  transport="unix"),
     RemoteVariant("grpc-aio", "peer", "remote_grpc.py", "asyncio",
                   "gRPC aio, generic handler, raw bytes, one channel"),
     RemoteVariant("pyro5-msgpack", "peer", "remote_pyro5.py", "threads",
@@ -119,6 +140,24 @@ REMOTE_VARIANTS: tuple[RemoteVariant, ...] = (
     RemoteVariant("floor-protocol-uvloop-unix", "floor", "remote_floor.py", "asyncio+uvloop",
                   "floor-protocol-uvloop over a Unix socket", transport="unix",
                   extra=("--impl", "protocol")),
+)
+
+COMPONENT_SCRIPT = "remote_component.py"
+COMPONENT_VARIANTS: tuple[DeployVariant, ...] = (
+    DeployVariant("component-asyncio", COMPONENT_SCRIPT, "asyncio",
+                  "await stub.echo(x), 2-process multi deploy, asyncio"),
+    DeployVariant("component-uvloop", COMPONENT_SCRIPT, "asyncio+uvloop",
+                  "await stub.echo(x), 2-process multi deploy, asyncio + uvloop"),
+    DeployVariant("component-trio", COMPONENT_SCRIPT, "trio",
+                  "await stub.echo(x), 2-process multi deploy, trio"),
+    DeployVariant("component-uvloop-traced", COMPONENT_SCRIPT, "asyncio+uvloop",
+                  "component-uvloop with every call traced (--trace 1)", extra=("--trace", "1")),
+    # Controls: the raw protocol between the same two deployed processes (no stubs,
+    # codec, metrics or weavelet client): what the deployment's processes cost by themselves.
+    *(DeployVariant(f"deployed-protocol-{name}", COMPONENT_SCRIPT, backend,
+                    f"pyweaver.call client/server between the deployment's two processes, {name}",
+                    extra=("--variant", "raw"), kind="pyweaver")
+      for name, backend in (("asyncio", "asyncio"), ("uvloop", "asyncio+uvloop"), ("trio", "trio"))),
 )
 
 LOCAL_JOBS: tuple[RowsJob, ...] = (
@@ -185,9 +224,37 @@ TARGETS: tuple[Target, ...] = (
     _t("64 KiB x64: pyweaver-trio / grpc-aio", "pyweaver-trio", "grpc-aio", "calls_per_s_64k", ">=", 1.5, False),
     _t("seq p50: pyweaver-uvloop-unix / floor-protocol-uvloop-unix", "pyweaver-uvloop-unix", "floor-protocol-uvloop-unix", "p50_us", "<=", 1.5, False),
     _t("64 in flight: pyweaver-uvloop-unix / floor-protocol-uvloop-unix", "pyweaver-uvloop-unix", "floor-protocol-uvloop-unix", "calls_per_s", ">=", 0.5, False),
-    # issue 2: in-process
-    _t("colocated call / plain await, asyncio", "local-asyncio/pyweaver-call", "local-asyncio/plain-await", "ns_per_call", "<=", 3),
-    _t("colocated call / plain await, trio", "local-trio/pyweaver-call", "local-trio/plain-await", "ns_per_call", "<=", 3),
+    # issue 8: component calls as fast as the protocol under them (same backend, Unix socket)
+    *(t for backend, raw in (("asyncio", "pyweaver-asyncio-unix"), ("uvloop", "pyweaver-uvloop-unix"),
+                             ("trio", "pyweaver-trio-unix"))
+      for t in (
+          _t(f"seq p50: component-{backend} / {raw}", f"component-{backend}", raw, "p50_us", "<=", 1.25),
+          _t(f"64 in flight: component-{backend} / {raw}", f"component-{backend}", raw, "calls_per_s", ">=", 0.7),
+          _t(f"64 KiB x64: component-{backend} / {raw}", f"component-{backend}", raw, "calls_per_s_64k", ">=", 0.7,
+             False),
+      )),
+    *(_t(f"{label}: component-{b} / deployed-protocol-{b}", f"component-{b}", f"deployed-protocol-{b}", metric,
+         op, bound, False)
+      for b in ("asyncio", "uvloop", "trio")
+      for label, metric, op, bound in (("seq p50", "p50_us", "<=", 1.25), ("64 in flight", "calls_per_s", ">=", 0.7),
+                                       ("64 KiB x64", "calls_per_s_64k", ">=", 0.7))),
+    _t("seq p50: component-uvloop / pyro5-msgpack", "component-uvloop", "pyro5-msgpack", "p50_us", "<=", 0.65),
+    _t("seq p50: component-uvloop / rpyc", "component-uvloop", "rpyc", "p50_us", "<=", 0.65),
+    _t("64 KiB x64: component-asyncio / pyweaver-asyncio-unix", "component-asyncio", "pyweaver-asyncio-unix",
+       "calls_per_s_64k", ">=", 0.6),
+    _t("64 KiB x64: component-asyncio / component-trio", "component-asyncio", "component-trio",
+       "calls_per_s_64k", ">=", 1.0),
+    _t("seq p50: component-uvloop-traced / component-uvloop", "component-uvloop-traced", "component-uvloop",
+       "p50_us", "<=", 1.5),
+    _t("64 in flight: component-uvloop / component-uvloop-traced", "component-uvloop",
+       "component-uvloop-traced", "calls_per_s", "<=", 1.5),
+    # issue 2 (bound tightened by issue 8): in-process
+    _t("colocated call / plain await, asyncio", "local-asyncio/pyweaver-call", "local-asyncio/plain-await", "ns_per_call", "<=", 2),
+    _t("colocated call / plain await, trio", "local-trio/pyweaver-call", "local-trio/plain-await", "ns_per_call", "<=", 2),
+    _t("tracing off / tracing hooks removed, colocated, asyncio", "local-asyncio/pyweaver-call",
+       "local-asyncio/pyweaver-call-nohooks", "ns_per_call", "<=", 1.02),
+    _t("tracing off / tracing hooks removed, colocated, trio", "local-trio/pyweaver-call",
+       "local-trio/pyweaver-call-nohooks", "ns_per_call", "<=", 1.02),
     _t("codec round trip / pickle, medium message", "codec-medium/pyweaver-codec", "codec-medium/pickle", "us_per_round_trip", "<=", 0.8),
     # issue 4: the colocation argument (information, no target)
     _t("collatz: multi all colocated / one process", "collatz/multi-all-colocated", "collatz/single-process", "us_per_step", "<=", 1.5, False),
@@ -411,6 +478,7 @@ def run_remote(job: RemoteVariant, round_no: int, ctx: Context) -> None:
             started = time.perf_counter()
             result, error = run_client(argv, ctx, timeout=3 * ctx.seconds + 60)
             record["wall_s"] = time.perf_counter() - started
+            record["loadavg_1m"] = os.getloadavg()[0]
             record["foreign_cores"] = ctx.foreign.cores(before, ctx.foreign.snapshot())
             missing = [key for key in metrics if not isinstance((result or {}).get(key), int | float)]
             if result is None or missing:
@@ -422,6 +490,39 @@ def run_remote(job: RemoteVariant, round_no: int, ctx: Context) -> None:
     finally:
         server.stop()
     done = [r for r in ctx.records[-len(measurements):] if r["job"] == job.name]
+    ctx.log(f"r{round_no} {job.name}: " + "  ".join(_describe(r) for r in done))
+
+
+def run_deploy(job: DeployVariant, round_no: int, ctx: Context) -> None:
+    """One deployment of the component echo; its three measurements become three records
+    of the same shape as a RemoteVariant's, so they share the remote table and targets."""
+    script = HERE / job.script
+    base = {"suite": job.suite, "job": job.name, "row": job.name, "round": round_no}
+    measurements = [(f"{mode}/{size}", metrics) for mode, size, metrics in REMOTE_MEASUREMENTS]
+    pre = ctx.wait_quiet()
+    # Pinning is done inside the deployment (main on CPU 0, Echo on CPU 1), like a
+    # RemoteVariant's client and server.
+    argv = [PYTHON, str(script), "--backend", job.backend, *job.extra, "--pin", ctx.pin,
+            "--seconds", f"{ctx.seconds:g}"]
+    before = ctx.foreign.snapshot()
+    started = time.perf_counter()
+    result, error = run_client(argv, ctx, timeout=10 * ctx.seconds + 120)
+    wall = time.perf_counter() - started
+    foreign = ctx.foreign.cores(before, ctx.foreign.snapshot())
+    found = (result or {}).get("measurements") or {}
+    for m, metrics in measurements:
+        record: dict[str, Any] = {**base, "measurement": m, "pre_foreign_cores": pre,
+                                  "foreign_cores": foreign, "wall_s": wall,
+                                  "loadavg_1m": os.getloadavg()[0]}
+        values = found.get(m)
+        missing = [key for key in metrics if not isinstance((values or {}).get(key), int | float)]
+        if values is None or missing:
+            record.update(status="failed", error=error or f"no {m} in {result}")
+        else:
+            record.update(status="ok", raw=values,
+                          metrics={name: float(values[key]) for key, name in metrics.items()})
+        ctx.records.append(record)
+    done = ctx.records[-len(measurements):]
     ctx.log(f"r{round_no} {job.name}: " + "  ".join(_describe(r) for r in done))
 
 
@@ -486,6 +587,8 @@ def run_all(jobs: list[Job], ctx: Context) -> None:
         for job in schedule(jobs, round_no):
             if isinstance(job, RemoteVariant):
                 run_remote(job, round_no, ctx)
+            elif isinstance(job, DeployVariant):
+                run_deploy(job, round_no, ctx)
             else:
                 run_rows(job, round_no, ctx)
 
@@ -584,10 +687,13 @@ def row_state(row: dict[str, Any] | None) -> str:
 
 def report(rows: dict[str, dict[str, Any]], ratios: list[dict[str, Any]], jobs: list[Job],
            meta: dict[str, Any]) -> str:
+    loads = [r["loadavg_1m"] for r in meta.get("_records", []) if "loadavg_1m" in r]
+    load = (f" Load average (1 min) during the measurements: median {statistics.median(loads):.2f}, "
+            f"[{min(loads):.2f}..{max(loads):.2f}]." if loads else "")
     parts = [f"pyweaver benchmarks: {meta['rounds']} round(s), {meta['seconds']:g} s windows, "
              f"pin={meta['pin']}, {meta['cpus']} CPUs, Python {meta['python']}. "
-             "Cells: median across rounds [min..max]."]
-    remote = [j for j in jobs if isinstance(j, RemoteVariant)]
+             "Cells: median across rounds [min..max]." + load]
+    remote = [j for j in jobs if isinstance(j, RemoteVariant | DeployVariant)]
     if remote:
         body = []
         for job in remote:
@@ -678,6 +784,7 @@ def select_jobs(suite: str, only: str | None) -> list[Job]:
     jobs: list[Job] = []
     if suite in ("remote", "all"):
         jobs += REMOTE_VARIANTS
+        jobs += COMPONENT_VARIANTS
     if suite in ("local", "all"):
         jobs += LOCAL_JOBS
     if suite in ("collatz", "all"):
@@ -691,7 +798,10 @@ def select_jobs(suite: str, only: str | None) -> list[Job]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run pyweaver's benchmarks and print ratios against peers measured in the same run.")
-    parser.add_argument("suite", nargs="?", default="all", choices=["remote", "local", "collatz", "all"])
+    parser.add_argument("suite", nargs="?", default="all",
+                        choices=["remote", "local", "collatz", "all", "breakdown"],
+                        help="breakdown: where the microseconds of one component call go "
+                             "(benchmarks/breakdown.py; options after -- go to it)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds, each running every job once (3: quick; 5-7: careful)")
     parser.add_argument("--seconds", type=float, default=2.0,
@@ -719,6 +829,11 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["breakdown"]:
+        # The per-layer breakdown of one component call: its own script, its own options.
+        rest = argv[2:] if argv[1:2] == ["--"] else argv[1:]
+        return subprocess.call([PYTHON, str(HERE / "breakdown.py"), *rest], cwd=HERE)
     args = parse_args(argv)
     jobs = select_jobs(args.suite, args.only)
     if args.list:
@@ -755,7 +870,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = evaluate([t for t in TARGETS if _job_of(t.numerator[0]) in ran
                        and _job_of(t.denominator[0]) in ran], rows)
     print()
-    print(report(rows, ratios, jobs, meta))
+    print(report(rows, ratios, jobs, {**meta, "_records": ctx.records}))
     print(f"\nElapsed {meta['elapsed_s']:.0f} s (of which {ctx.quiet_waited_s:.0f} s waiting for a quiet machine).")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
