@@ -17,10 +17,11 @@ callee:  server session + framing + dispatch (request parse, queue, context copy
          cancel scope, response frame) | handler (codec decode args, the method,
          codec encode result) | one event-loop wake of the dispatcher
 
-With ``--no-end-to-end`` unset, the same run also measures the real thing: the raw
-protocol's sequential p50 (``remote_pyweaver.py`` over a Unix socket) and the component
-call's (``remote_component.py``: a 2-process ``pyweaver multi deploy``), both on the same
-backend. What the CPU layers above do not explain (drivers, syscalls, the kernel's
+With ``--no-end-to-end`` unset, the same run also measures the real thing (``--rounds``
+interleaved rounds, medians): the raw protocol's sequential p50 (``remote_pyweaver.py``
+over a Unix socket), the component call's (``remote_component.py``: a 2-process
+``pyweaver multi deploy``) and the raw protocol's between that deployment's two
+processes, all on the same backend. What the CPU layers above do not explain (drivers, syscalls, the kernel's
 loopback, waking the other process: twice per call) is printed as the remainder.
 Prints a table, then one JSON line.
 """
@@ -275,30 +276,38 @@ def run_async(backend: str, fn: Callable[[], Awaitable[Any]]) -> Any:
     return anyio.run(fn, backend="asyncio", backend_options={"use_uvloop": backend == "asyncio+uvloop"})
 
 
-def end_to_end(backend: str, payload_size: int, seconds: float) -> dict[str, float]:
-    """Sequential p50 of the raw protocol and of the component call, same backend, Unix socket."""
-    out: dict[str, float] = {}
-    server = subprocess.Popen([sys.executable, os.path.join(HERE, "remote_pyweaver.py"), "--serve",
-                               "--transport", "unix", "--backend", backend],
-                              stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        endpoint = line.split(maxsplit=1)[1].strip()
-        client = subprocess.run([sys.executable, os.path.join(HERE, "remote_pyweaver.py"), "--connect",
-                                 endpoint, "--backend", backend, "--mode", "seq", "--payload",
-                                 str(payload_size), "--seconds", f"{seconds:g}"],
-                                capture_output=True, text=True, timeout=60 + 3 * seconds)
-        out["protocol p50"] = json.loads(client.stdout.strip().splitlines()[-1])["p50_us"] * 1000
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    component = subprocess.run([sys.executable, os.path.join(HERE, "remote_component.py"), "--backend",
-                                backend, "--seconds", f"{seconds:g}", "--measure", f"seq/{payload_size}"],
-                               capture_output=True, text=True, timeout=120 + 10 * seconds)
-    result = json.loads(component.stdout.strip().splitlines()[-1])
-    out["component p50"] = result["measurements"][f"seq/{payload_size}"]["p50_us"] * 1000
-    return out
+def end_to_end(backend: str, payload_size: int, seconds: float, rounds: int) -> dict[str, float]:
+    """Sequential p50s on the same backend over a Unix socket, medians of ``rounds``
+    interleaved rounds: the raw protocol between two fresh processes; the component
+    call in a 2-process ``pyweaver multi deploy``; and the raw protocol between that
+    deployment's two processes (the control that cancels what the deployment's
+    processes cost by themselves, so component - deployed protocol is what the
+    layers above the protocol cost in place)."""
+    samples: dict[str, list[float]] = {"protocol p50": [], "component p50": [],
+                                       "deployed protocol p50": []}
+    shape = f"seq/{payload_size}"
+    for _ in range(rounds):
+        server = subprocess.Popen([sys.executable, os.path.join(HERE, "remote_pyweaver.py"), "--serve",
+                                   "--transport", "unix", "--backend", backend],
+                                  stdout=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            assert server.stdout is not None
+            endpoint = server.stdout.readline().split(maxsplit=1)[1].strip()
+            client = subprocess.run([sys.executable, os.path.join(HERE, "remote_pyweaver.py"), "--connect",
+                                     endpoint, "--backend", backend, "--mode", "seq", "--payload",
+                                     str(payload_size), "--seconds", f"{seconds:g}"],
+                                    capture_output=True, text=True, timeout=60 + 3 * seconds)
+            samples["protocol p50"].append(json.loads(client.stdout.strip().splitlines()[-1])["p50_us"] * 1000)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+        component = subprocess.run([sys.executable, os.path.join(HERE, "remote_component.py"), "--backend",
+                                    backend, "--seconds", f"{seconds:g}", "--measure", f"{shape},{shape}@raw"],
+                                   capture_output=True, text=True, timeout=120 + 10 * seconds)
+        found = json.loads(component.stdout.strip().splitlines()[-1])["measurements"]
+        samples["component p50"].append(found[shape]["p50_us"] * 1000)
+        samples["deployed protocol p50"].append(found[f"{shape}@raw"]["p50_us"] * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -306,13 +315,14 @@ def main() -> None:
     parser.add_argument("--backend", choices=["asyncio", "asyncio+uvloop", "trio"], default="asyncio+uvloop")
     parser.add_argument("--payload", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the end-to-end p50s")
     parser.add_argument("--no-end-to-end", action="store_true")
     args = parser.parse_args()
     measured = run_async(args.backend, lambda: layers(args.payload, args.seconds))
     loop_ns = measured.pop("loop")
     total_cpu = sum(measured.values())
     rows = [(name, ns) for name, ns in measured.items()]
-    e2e = {} if args.no_end_to_end else end_to_end(args.backend, args.payload, args.seconds)
+    e2e = {} if args.no_end_to_end else end_to_end(args.backend, args.payload, args.seconds, args.rounds)
     print(f"Per-layer cost of one remote component call: backend {args.backend}, "
           f"{args.payload}-byte payload, ns (median of {BATCHES} batches; loop cost {loop_ns:.0f} ns "
           f"subtracted; load average {os.getloadavg()[0]:.2f})")
@@ -321,10 +331,14 @@ def main() -> None:
         print(f"  {name:<{width}} {ns / 1000:8.2f} us")
     print(f"  {'sum of the CPU layers above':<{width}} {total_cpu / 1000:8.2f} us")
     if e2e:
-        proto, comp = e2e["protocol p50"], e2e["component p50"]
-        print(f"  {'raw protocol seq p50 (same backend, Unix socket)':<{width}} {proto / 1000:8.2f} us")
-        print(f"  {'component call seq p50 (2-process multi deploy)':<{width}} {comp / 1000:8.2f} us")
+        proto, comp, deployed = e2e["protocol p50"], e2e["component p50"], e2e["deployed protocol p50"]
+        print(f"End to end, seq p50, medians of {args.rounds} interleaved rounds:")
+        print(f"  {'raw protocol (two fresh processes, Unix socket)':<{width}} {proto / 1000:8.2f} us")
+        print(f"  {'raw protocol between the two deployed processes':<{width}} {deployed / 1000:8.2f} us")
+        print(f"  {'component call (2-process multi deploy)':<{width}} {comp / 1000:8.2f} us")
         print(f"  {'component - protocol':<{width}} {(comp - proto) / 1000:8.2f} us")
+        print(f"  {'component - deployed protocol (the layers, in place)':<{width}} "
+              f"{(comp - deployed) / 1000:8.2f} us")
         print(f"  {'remainder: drivers, syscalls, wake-ups (p50 - CPU layers)':<{width}} "
               f"{(comp - total_cpu) / 1000:8.2f} us")
     print(json.dumps({"backend": args.backend, "payload": args.payload, "layers_ns": measured,
