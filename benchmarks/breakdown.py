@@ -276,7 +276,8 @@ def run_async(backend: str, fn: Callable[[], Awaitable[Any]]) -> Any:
     return anyio.run(fn, backend="asyncio", backend_options={"use_uvloop": backend == "asyncio+uvloop"})
 
 
-def end_to_end(backend: str, payload_size: int, seconds: float, rounds: int) -> dict[str, float]:
+def end_to_end(backend: str, payload_size: int, seconds: float, rounds: int,
+               pin: str = "none") -> dict[str, float]:
     """Sequential p50s on the same backend over a Unix socket, medians of ``rounds``
     interleaved rounds: the raw protocol between two fresh processes; the component
     call in a 2-process ``pyweaver multi deploy``; and the raw protocol between that
@@ -286,14 +287,17 @@ def end_to_end(backend: str, payload_size: int, seconds: float, rounds: int) -> 
     samples: dict[str, list[float]] = {"protocol p50": [], "component p50": [],
                                        "deployed protocol p50": []}
     shape = f"seq/{payload_size}"
+    server_cpu = ["taskset", "-c", "1"] if pin == "cross" else []
+    client_cpu = ["taskset", "-c", "0"] if pin == "cross" else []
     for _ in range(rounds):
-        server = subprocess.Popen([sys.executable, os.path.join(HERE, "remote_pyweaver.py"), "--serve",
+        server = subprocess.Popen([*server_cpu, sys.executable, os.path.join(HERE, "remote_pyweaver.py"), "--serve",
                                    "--transport", "unix", "--backend", backend],
                                   stdout=subprocess.PIPE, text=True, start_new_session=True)
         try:
             assert server.stdout is not None
             endpoint = server.stdout.readline().split(maxsplit=1)[1].strip()
-            client = subprocess.run([sys.executable, os.path.join(HERE, "remote_pyweaver.py"), "--connect",
+            client = subprocess.run([*client_cpu, sys.executable, os.path.join(HERE, "remote_pyweaver.py"),
+                                     "--connect",
                                      endpoint, "--backend", backend, "--mode", "seq", "--payload",
                                      str(payload_size), "--seconds", f"{seconds:g}"],
                                     capture_output=True, text=True, timeout=60 + 3 * seconds)
@@ -302,7 +306,8 @@ def end_to_end(backend: str, payload_size: int, seconds: float, rounds: int) -> 
             server.terminate()
             server.wait(timeout=10)
         component = subprocess.run([sys.executable, os.path.join(HERE, "remote_component.py"), "--backend",
-                                    backend, "--seconds", f"{seconds:g}", "--measure", f"{shape},{shape}@raw"],
+                                    backend, "--seconds", f"{seconds:g}", "--measure", f"{shape},{shape}@raw",
+                                    "--pin", pin],
                                    capture_output=True, text=True, timeout=120 + 10 * seconds)
         found = json.loads(component.stdout.strip().splitlines()[-1])["measurements"]
         samples["component p50"].append(found[shape]["p50_us"] * 1000)
@@ -316,14 +321,18 @@ def main() -> None:
     parser.add_argument("--payload", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the end-to-end p50s")
+    parser.add_argument("--pin", choices=["none", "cross"], default="none",
+                        help="cross: this process and clients on CPU 0, servers (Echo) on CPU 1")
     parser.add_argument("--no-end-to-end", action="store_true")
     args = parser.parse_args()
+    if args.pin == "cross":
+        os.sched_setaffinity(0, {0})
     measured = run_async(args.backend, lambda: layers(args.payload, args.seconds))
     loop_ns = measured.pop("loop")
     total_cpu = sum(measured.values())
     rows = [(name, ns) for name, ns in measured.items()]
-    e2e = {} if args.no_end_to_end else end_to_end(args.backend, args.payload, args.seconds, args.rounds)
-    print(f"Per-layer cost of one remote component call: backend {args.backend}, "
+    e2e = {} if args.no_end_to_end else end_to_end(args.backend, args.payload, args.seconds, args.rounds, args.pin)
+    print(f"Per-layer cost of one remote component call: backend {args.backend}, pin {args.pin}, "
           f"{args.payload}-byte payload, ns (median of {BATCHES} batches; loop cost {loop_ns:.0f} ns "
           f"subtracted; load average {os.getloadavg()[0]:.2f})")
     width = max(len(name) for name, _ in rows) + 2

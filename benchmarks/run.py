@@ -75,6 +75,7 @@ class RemoteVariant:
     transport: str = "tcp"
     extra: tuple[str, ...] = ()
     suite: str = "remote"
+    pythonpath: str = ""  # run against another source tree (--baseline-src)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class RowsJob:
     args: tuple[str, ...] = ()
     suite: str = "local"
     missing_reason: str = "script not written yet"
+    pythonpath: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class DeployVariant:
     kind: str = "component"
     transport: str = "unix"
     suite: str = "remote"
+    pythonpath: str = ""
 
 
 Job = RemoteVariant | RowsJob | DeployVariant
@@ -336,10 +339,12 @@ class Context:
     def server_prefix(self) -> list[str]:
         return ["taskset", "-c", "1"] if self.pin == "cross" else []
 
-    def env(self) -> dict[str, str]:
+    def env(self, pythonpath: str = "") -> dict[str, str]:
         env = dict(os.environ)
         env["TMPDIR"] = self.tmpdir
         env["PYTHONUNBUFFERED"] = "1"
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
         return env
 
     def wait_quiet(self) -> float:
@@ -380,10 +385,10 @@ def tail(text: str, chars: int = 600) -> str:
 class Server:
     """A benchmark server process in its own session, stopped by its pid: SIGTERM, grace, SIGKILL."""
 
-    def __init__(self, argv: list[str], ctx: Context) -> None:
+    def __init__(self, argv: list[str], ctx: Context, pythonpath: str = "") -> None:
         self.log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 -- closed in stop()
             "w+", dir=ctx.tmpdir, prefix="server-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(argv, cwd=HERE, env=ctx.env(), stdout=self.log_file,
+        self.process = subprocess.Popen(argv, cwd=HERE, env=ctx.env(pythonpath), stdout=self.log_file,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
 
@@ -421,9 +426,10 @@ class Server:
             os.unlink(self.log_file.name)
 
 
-def run_client(argv: list[str], ctx: Context, timeout: float) -> tuple[dict[str, Any] | None, str]:
+def run_client(argv: list[str], ctx: Context, timeout: float,
+               pythonpath: str = "") -> tuple[dict[str, Any] | None, str]:
     """Run one client process; return (its JSON line, error text if none)."""
-    process = subprocess.Popen(argv, cwd=HERE, env=ctx.env(), stdout=subprocess.PIPE,
+    process = subprocess.Popen(argv, cwd=HERE, env=ctx.env(pythonpath), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                                start_new_session=True)
     try:
@@ -457,7 +463,7 @@ def run_remote(job: RemoteVariant, round_no: int, ctx: Context) -> None:
     pre = ctx.wait_quiet()
     common = ["--backend", job.backend, *job.extra]
     server = Server([*ctx.server_prefix(), PYTHON, str(script), "--serve",
-                     "--transport", job.transport, *common], ctx)
+                     "--transport", job.transport, *common], ctx, job.pythonpath)
     try:
         try:
             endpoint = server.wait_ready()
@@ -476,7 +482,7 @@ def run_remote(job: RemoteVariant, round_no: int, ctx: Context) -> None:
                     "--mode", mode, "--payload", str(size), "--seconds", f"{ctx.seconds:g}"]
             before = ctx.foreign.snapshot()
             started = time.perf_counter()
-            result, error = run_client(argv, ctx, timeout=3 * ctx.seconds + 60)
+            result, error = run_client(argv, ctx, timeout=3 * ctx.seconds + 60, pythonpath=job.pythonpath)
             record["wall_s"] = time.perf_counter() - started
             record["loadavg_1m"] = os.getloadavg()[0]
             record["foreign_cores"] = ctx.foreign.cores(before, ctx.foreign.snapshot())
@@ -506,7 +512,7 @@ def run_deploy(job: DeployVariant, round_no: int, ctx: Context) -> None:
             "--seconds", f"{ctx.seconds:g}"]
     before = ctx.foreign.snapshot()
     started = time.perf_counter()
-    result, error = run_client(argv, ctx, timeout=10 * ctx.seconds + 120)
+    result, error = run_client(argv, ctx, timeout=10 * ctx.seconds + 120, pythonpath=job.pythonpath)
     wall = time.perf_counter() - started
     foreign = ctx.foreign.cores(before, ctx.foreign.snapshot())
     found = (result or {}).get("measurements") or {}
@@ -544,7 +550,7 @@ def run_rows(job: RowsJob, round_no: int, ctx: Context) -> None:
     argv = [*ctx.client_prefix(), PYTHON, str(script), *job.args, "--seconds", f"{ctx.seconds:g}"]
     before = ctx.foreign.snapshot()
     started = time.perf_counter()
-    result, error = run_client(argv, ctx, timeout=20 * ctx.seconds + 120)
+    result, error = run_client(argv, ctx, timeout=20 * ctx.seconds + 120, pythonpath=job.pythonpath)
     wall = time.perf_counter() - started
     foreign = ctx.foreign.cores(before, ctx.foreign.snapshot())
     rows = (result or {}).get("rows")
@@ -795,6 +801,36 @@ def select_jobs(suite: str, only: str | None) -> list[Job]:
     return jobs
 
 
+def baseline_jobs(jobs: list[Job], source: str) -> list[Job]:
+    """VARIANT@before for each pyweaver and component remote variant: the same job run
+    against another source tree, so before and after share the run's rounds and noise."""
+    import dataclasses
+
+    return [dataclasses.replace(job, name=f"{job.name}@before", pythonpath=source)
+            for job in jobs if (isinstance(job, RemoteVariant | DeployVariant)
+                                and job.kind in ("pyweaver", "component"))
+            or (isinstance(job, RowsJob) and job.name.startswith("local-"))]
+
+
+def before_after_targets(rows: dict[str, dict[str, Any]]) -> list[Target]:
+    """Information rows: each VARIANT / VARIANT@before measured in the run."""
+    out = []
+    for name in rows:
+        job = rows[name]["job"]
+        if job.endswith("@before") and "/" in name:  # a row of an in-process job
+            after = f"{job[: -len('@before')]}/{name.split('/', 1)[1]}"
+            if after in rows:
+                out.append(_t(f"after/before: {after}", after, name, "ns_per_call", "<=", 1.0, False))
+            continue
+        if not name.endswith("@before") or name[: -len("@before")] not in rows:
+            continue
+        after = name[: -len("@before")]
+        for label, metric, op in (("seq p50", "p50_us", "<="), ("64 in flight", "calls_per_s", ">="),
+                                  ("64 KiB x64", "calls_per_s_64k", ">=")):
+            out.append(_t(f"after/before {label}: {after}", after, name, metric, op, 1.0, False))
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run pyweaver's benchmarks and print ratios against peers measured in the same run.")
@@ -814,6 +850,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quiet-wait", type=float, default=10.0, metavar="S",
                         help=f"wait up to S seconds before each job for foreign CPU < {QUIET_CORES} cores "
                              f"(0: do not wait; total waiting is capped at {QUIET_TOTAL_BUDGET_S:.0f} s)")
+    parser.add_argument("--baseline-src", metavar="DIR", type=Path,
+                        help="also run every selected pyweaver/component remote variant against the "
+                             "pyweaver sources in DIR (e.g. a `git archive` of the commit before a "
+                             "change), as rows named VARIANT@before, interleaved in the same rounds")
     parser.add_argument("--list", action="store_true", help="list the jobs and exit")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.seconds <= 0:
@@ -836,6 +876,8 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.call([PYTHON, str(HERE / "breakdown.py"), *rest], cwd=HERE)
     args = parse_args(argv)
     jobs = select_jobs(args.suite, args.only)
+    if args.baseline_src:
+        jobs += baseline_jobs(jobs, str(args.baseline_src.resolve()))
     if args.list:
         for job in jobs:
             print(f"{job.name:32} {job.suite:8} {job.about}")
@@ -868,7 +910,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(ctx.records)
     ran = {job.name for job in jobs}
     ratios = evaluate([t for t in TARGETS if _job_of(t.numerator[0]) in ran
-                       and _job_of(t.denominator[0]) in ran], rows)
+                       and _job_of(t.denominator[0]) in ran] + before_after_targets(rows), rows)
     print()
     print(report(rows, ratios, jobs, {**meta, "_records": ctx.records}))
     print(f"\nElapsed {meta['elapsed_s']:.0f} s (of which {ctx.quiet_waited_s:.0f} s waiting for a quiet machine).")
