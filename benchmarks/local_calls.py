@@ -6,6 +6,11 @@ the target differs:
     pyweaver-call  the stub ``await weaver.get(Echo, root)`` returns in a
                    single-process app (``root = await weaver.init()``), with the
                    runtime's defaults: metrics recorded, tracing off.
+    pyweaver-call-nohooks  the same stub built with its tracing hooks removed
+                   (``make_stub(..., tracing_hooks=False)``): the yardstick for
+                   "tracing off costs almost nothing".
+    pyweaver-call-traced   pyweaver-call with tracing on, every call sampled (spans
+                   kept, not exported); measured last, after tracing is turned on.
 Batches of the two alternate in one process (3 each after calibration), so they
 see the same CPU state; each row reports the median batch (ns per call,
 including the loop) and the batch min..max.
@@ -74,6 +79,10 @@ async def measure(seconds: float) -> dict[str, Any]:
         if await stub.echo(7) != 7:
             raise RuntimeError("the component stub returned a wrong value")
         targets["pyweaver-call"] = stub
+        try:
+            targets["pyweaver-call-nohooks"] = await stub_without_hooks(root)
+        except Exception as exc:
+            rows["pyweaver-call-nohooks"] = {"failed": f"no stub without tracing hooks: {exc!r}"}
     except Exception as exc:
         rows["pyweaver-call"] = {"failed": f"weaver.init()/get() failed: {exc!r}"}
     batch_s = seconds / (2 * BATCHES + 2)
@@ -83,6 +92,8 @@ async def measure(seconds: float) -> dict[str, Any]:
         for name, target in targets.items():
             samples[name].append(await loop(target, sizes[name]))
     rows.update({name: row(values) for name, values in samples.items()})
+    if "pyweaver-call" in targets:
+        rows["pyweaver-call-traced"] = await traced(targets["pyweaver-call"], sizes["pyweaver-call"])
     if "pyweaver-call" in samples:
         rows["pyweaver-call"]["tracing"] = tracing_state()
     empty_start = time.perf_counter_ns()
@@ -90,6 +101,33 @@ async def measure(seconds: float) -> dict[str, Any]:
         pass
     rows["plain-await"]["empty_loop_ns"] = (time.perf_counter_ns() - empty_start) / 1_000_000
     return {"rows": rows}
+
+
+async def stub_without_hooks(root: Any) -> Any:
+    """The colocated stub of Echo built like the runtime's, minus its tracing hooks."""
+    from pyweaver._runtime import _init
+    from pyweaver._runtime._stubs import make_stub
+
+    weavelet = _init._process_weavelet
+    assert weavelet is not None
+    spec = weavelet.registry.spec(Echo)
+    stub = make_stub(spec, "bench.nohooks", remote=False, get_impl=weavelet.get_impl,
+                     placement=weavelet.placement, tracing_hooks=False)
+    if await stub.echo(7) != 7:
+        raise RuntimeError("the stub without hooks returned a wrong value")
+    return stub
+
+
+async def traced(stub: Any, n: int) -> dict[str, Any]:
+    """Every call sampled: spans made and kept (not exported)."""
+    from pyweaver._runtime import _tracing
+
+    _tracing.enable_tracing(None, sample_ratio=1.0, set_global=False)
+    try:
+        samples = [await loop(stub, max(1000, n // 4)) for _ in range(BATCHES)]
+    finally:
+        _tracing.disable_tracing()
+    return row(samples)
 
 
 def tracing_state() -> str:

@@ -80,6 +80,7 @@ class RemoteVariant:
     transport: str = "tcp"
     extra: tuple[str, ...] = ()
     suite: str = "remote"
+    pythonpath: str = ""  # run against another source tree (--baseline-src)
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,26 @@ class RowsJob:
     args: tuple[str, ...] = ()
     suite: str = "local"
     missing_reason: str = "script not written yet"
+    pythonpath: str = ""
 
 
-Job = RemoteVariant | RowsJob
+@dataclass(frozen=True)
+class DeployVariant:
+    """A component echo in a real 2-process deployment: one script run per round makes
+    seq/16, inflight/16 and inflight/65536 and prints ``{"measurements": {...}}``."""
+
+    name: str
+    script: str
+    backend: str
+    about: str
+    extra: tuple[str, ...] = ()
+    kind: str = "component"
+    transport: str = "unix"
+    suite: str = "remote"
+    pythonpath: str = ""
+
+
+Job = RemoteVariant | RowsJob | DeployVariant
 
 REMOTE_VARIANTS: tuple[RemoteVariant, ...] = (
     RemoteVariant("pyweaver-asyncio", "pyweaver", "remote_pyweaver.py", "asyncio",
@@ -105,6 +123,12 @@ REMOTE_VARIANTS: tuple[RemoteVariant, ...] = (
                   "pyweaver.call client and server on trio"),
     RemoteVariant("pyweaver-uvloop-unix", "pyweaver", "remote_pyweaver.py", "asyncio+uvloop",
                   "pyweaver-uvloop over a Unix socket", transport="unix"),
+    RemoteVariant("pyweaver-asyncio-unix", "pyweaver", "remote_pyweaver.py", "asyncio",
+                  "pyweaver-asyncio over a Unix socket (the multi deployer's transport)",
+                  transport="unix"),
+    RemoteVariant("pyweaver-trio-unix", "pyweaver", "remote_pyweaver.py", "trio",
+                  "pyweaver-trio over a Unix socket (the multi deployer's transport)",
+                  transport="unix"),
     RemoteVariant("grpc-aio", "peer", "remote_grpc.py", "asyncio",
                   "gRPC aio, generic handler, raw bytes, one channel"),
     RemoteVariant("pyro5-msgpack", "peer", "remote_pyro5.py", "threads",
@@ -124,6 +148,24 @@ REMOTE_VARIANTS: tuple[RemoteVariant, ...] = (
     RemoteVariant("floor-protocol-uvloop-unix", "floor", "remote_floor.py", "asyncio+uvloop",
                   "floor-protocol-uvloop over a Unix socket", transport="unix",
                   extra=("--impl", "protocol")),
+)
+
+COMPONENT_SCRIPT = "remote_component.py"
+COMPONENT_VARIANTS: tuple[DeployVariant, ...] = (
+    DeployVariant("component-asyncio", COMPONENT_SCRIPT, "asyncio",
+                  "await stub.echo(x), 2-process multi deploy, asyncio"),
+    DeployVariant("component-uvloop", COMPONENT_SCRIPT, "asyncio+uvloop",
+                  "await stub.echo(x), 2-process multi deploy, asyncio + uvloop"),
+    DeployVariant("component-trio", COMPONENT_SCRIPT, "trio",
+                  "await stub.echo(x), 2-process multi deploy, trio"),
+    DeployVariant("component-uvloop-traced", COMPONENT_SCRIPT, "asyncio+uvloop",
+                  "component-uvloop with every call traced (--trace 1)", extra=("--trace", "1")),
+    # Controls: the raw protocol between the same two deployed processes (no stubs,
+    # codec, metrics or weavelet client): what the deployment's processes cost by themselves.
+    *(DeployVariant(f"deployed-protocol-{name}", COMPONENT_SCRIPT, backend,
+                    f"pyweaver.call client/server between the deployment's two processes, {name}",
+                    extra=("--variant", "raw"), kind="pyweaver")
+      for name, backend in (("asyncio", "asyncio"), ("uvloop", "asyncio+uvloop"), ("trio", "trio"))),
 )
 
 LOCAL_JOBS: tuple[RowsJob, ...] = (
@@ -190,9 +232,37 @@ TARGETS: tuple[Target, ...] = (
     _t("64 KiB x64: pyweaver-trio / grpc-aio", "pyweaver-trio", "grpc-aio", "calls_per_s_64k", ">=", 1.5, False),
     _t("seq p50: pyweaver-uvloop-unix / floor-protocol-uvloop-unix", "pyweaver-uvloop-unix", "floor-protocol-uvloop-unix", "p50_us", "<=", 1.5, False),
     _t("64 in flight: pyweaver-uvloop-unix / floor-protocol-uvloop-unix", "pyweaver-uvloop-unix", "floor-protocol-uvloop-unix", "calls_per_s", ">=", 0.5, False),
-    # issue 2: in-process
-    _t("colocated call / plain await, asyncio", "local-asyncio/pyweaver-call", "local-asyncio/plain-await", "ns_per_call", "<=", 3),
-    _t("colocated call / plain await, trio", "local-trio/pyweaver-call", "local-trio/plain-await", "ns_per_call", "<=", 3),
+    # issue 8: component calls as fast as the protocol under them (same backend, Unix socket)
+    *(t for backend, raw in (("asyncio", "pyweaver-asyncio-unix"), ("uvloop", "pyweaver-uvloop-unix"),
+                             ("trio", "pyweaver-trio-unix"))
+      for t in (
+          _t(f"seq p50: component-{backend} / {raw}", f"component-{backend}", raw, "p50_us", "<=", 1.25),
+          _t(f"64 in flight: component-{backend} / {raw}", f"component-{backend}", raw, "calls_per_s", ">=", 0.7),
+          _t(f"64 KiB x64: component-{backend} / {raw}", f"component-{backend}", raw, "calls_per_s_64k", ">=", 0.7,
+             False),
+      )),
+    *(_t(f"{label}: component-{b} / deployed-protocol-{b}", f"component-{b}", f"deployed-protocol-{b}", metric,
+         op, bound, False)
+      for b in ("asyncio", "uvloop", "trio")
+      for label, metric, op, bound in (("seq p50", "p50_us", "<=", 1.25), ("64 in flight", "calls_per_s", ">=", 0.7),
+                                       ("64 KiB x64", "calls_per_s_64k", ">=", 0.7))),
+    _t("seq p50: component-uvloop / pyro5-msgpack", "component-uvloop", "pyro5-msgpack", "p50_us", "<=", 0.65),
+    _t("seq p50: component-uvloop / rpyc", "component-uvloop", "rpyc", "p50_us", "<=", 0.65),
+    _t("64 KiB x64: component-asyncio / pyweaver-asyncio-unix", "component-asyncio", "pyweaver-asyncio-unix",
+       "calls_per_s_64k", ">=", 0.6),
+    _t("64 KiB x64: component-asyncio / component-trio", "component-asyncio", "component-trio",
+       "calls_per_s_64k", ">=", 1.0),
+    _t("seq p50: component-uvloop-traced / component-uvloop", "component-uvloop-traced", "component-uvloop",
+       "p50_us", "<=", 1.5),
+    _t("64 in flight: component-uvloop / component-uvloop-traced", "component-uvloop",
+       "component-uvloop-traced", "calls_per_s", "<=", 1.5),
+    # issue 2 (bound tightened by issue 8): in-process
+    _t("colocated call / plain await, asyncio", "local-asyncio/pyweaver-call", "local-asyncio/plain-await", "ns_per_call", "<=", 2),
+    _t("colocated call / plain await, trio", "local-trio/pyweaver-call", "local-trio/plain-await", "ns_per_call", "<=", 2),
+    _t("tracing off / tracing hooks removed, colocated, asyncio", "local-asyncio/pyweaver-call",
+       "local-asyncio/pyweaver-call-nohooks", "ns_per_call", "<=", 1.02),
+    _t("tracing off / tracing hooks removed, colocated, trio", "local-trio/pyweaver-call",
+       "local-trio/pyweaver-call-nohooks", "ns_per_call", "<=", 1.02),
     _t("codec round trip / pickle, medium message", "codec-medium/pyweaver-codec", "codec-medium/pickle", "us_per_round_trip", "<=", 0.8),
     # issue 4: the colocation argument (information, no target)
     _t("collatz: multi all colocated / one process", "collatz/multi-all-colocated", "collatz/single-process", "us_per_step", "<=", 1.5, False),
@@ -274,10 +344,12 @@ class Context:
     def server_prefix(self) -> list[str]:
         return ["taskset", "-c", "1"] if self.pin == "cross" else []
 
-    def env(self) -> dict[str, str]:
+    def env(self, pythonpath: str = "") -> dict[str, str]:
         env = dict(os.environ)
         env["TMPDIR"] = self.tmpdir
         env["PYTHONUNBUFFERED"] = "1"
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
         return env
 
     def wait_quiet(self) -> float:
@@ -318,10 +390,10 @@ def tail(text: str, chars: int = 600) -> str:
 class Server:
     """A benchmark server process in its own session, stopped by its pid: SIGTERM, grace, SIGKILL."""
 
-    def __init__(self, argv: list[str], ctx: Context) -> None:
+    def __init__(self, argv: list[str], ctx: Context, pythonpath: str = "") -> None:
         self.log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 -- closed in stop()
             "w+", dir=ctx.tmpdir, prefix="server-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(argv, cwd=HERE, env=ctx.env(), stdout=self.log_file,
+        self.process = subprocess.Popen(argv, cwd=HERE, env=ctx.env(pythonpath), stdout=self.log_file,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
 
@@ -359,9 +431,10 @@ class Server:
             os.unlink(self.log_file.name)
 
 
-def run_client(argv: list[str], ctx: Context, timeout: float) -> tuple[dict[str, Any] | None, str]:
+def run_client(argv: list[str], ctx: Context, timeout: float,
+               pythonpath: str = "") -> tuple[dict[str, Any] | None, str]:
     """Run one client process; return (its JSON line, error text if none)."""
-    process = subprocess.Popen(argv, cwd=HERE, env=ctx.env(), stdout=subprocess.PIPE,
+    process = subprocess.Popen(argv, cwd=HERE, env=ctx.env(pythonpath), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                                start_new_session=True)
     try:
@@ -395,7 +468,7 @@ def run_remote(job: RemoteVariant, round_no: int, ctx: Context) -> None:
     pre = ctx.wait_quiet()
     common = ["--backend", job.backend, *job.extra]
     server = Server([*ctx.server_prefix(), PYTHON, str(script), "--serve",
-                     "--transport", job.transport, *common], ctx)
+                     "--transport", job.transport, *common], ctx, job.pythonpath)
     try:
         try:
             endpoint = server.wait_ready()
@@ -414,8 +487,9 @@ def run_remote(job: RemoteVariant, round_no: int, ctx: Context) -> None:
                     "--mode", mode, "--payload", str(size), "--seconds", f"{ctx.seconds:g}"]
             before = ctx.foreign.snapshot()
             started = time.perf_counter()
-            result, error = run_client(argv, ctx, timeout=3 * ctx.seconds + 60)
+            result, error = run_client(argv, ctx, timeout=3 * ctx.seconds + 60, pythonpath=job.pythonpath)
             record["wall_s"] = time.perf_counter() - started
+            record["loadavg_1m"] = os.getloadavg()[0]
             record["foreign_cores"] = ctx.foreign.cores(before, ctx.foreign.snapshot())
             missing = [key for key in metrics if not isinstance((result or {}).get(key), int | float)]
             if result is None or missing:
@@ -427,6 +501,39 @@ def run_remote(job: RemoteVariant, round_no: int, ctx: Context) -> None:
     finally:
         server.stop()
     done = [r for r in ctx.records[-len(measurements):] if r["job"] == job.name]
+    ctx.log(f"r{round_no} {job.name}: " + "  ".join(_describe(r) for r in done))
+
+
+def run_deploy(job: DeployVariant, round_no: int, ctx: Context) -> None:
+    """One deployment of the component echo; its three measurements become three records
+    of the same shape as a RemoteVariant's, so they share the remote table and targets."""
+    script = HERE / job.script
+    base = {"suite": job.suite, "job": job.name, "row": job.name, "round": round_no}
+    measurements = [(f"{mode}/{size}", metrics) for mode, size, metrics in REMOTE_MEASUREMENTS]
+    pre = ctx.wait_quiet()
+    # Pinning is done inside the deployment (main on CPU 0, Echo on CPU 1), like a
+    # RemoteVariant's client and server.
+    argv = [PYTHON, str(script), "--backend", job.backend, *job.extra, "--pin", ctx.pin,
+            "--seconds", f"{ctx.seconds:g}"]
+    before = ctx.foreign.snapshot()
+    started = time.perf_counter()
+    result, error = run_client(argv, ctx, timeout=10 * ctx.seconds + 120, pythonpath=job.pythonpath)
+    wall = time.perf_counter() - started
+    foreign = ctx.foreign.cores(before, ctx.foreign.snapshot())
+    found = (result or {}).get("measurements") or {}
+    for m, metrics in measurements:
+        record: dict[str, Any] = {**base, "measurement": m, "pre_foreign_cores": pre,
+                                  "foreign_cores": foreign, "wall_s": wall,
+                                  "loadavg_1m": os.getloadavg()[0]}
+        values = found.get(m)
+        missing = [key for key in metrics if not isinstance((values or {}).get(key), int | float)]
+        if values is None or missing:
+            record.update(status="failed", error=error or f"no {m} in {result}")
+        else:
+            record.update(status="ok", raw=values,
+                          metrics={name: float(values[key]) for key, name in metrics.items()})
+        ctx.records.append(record)
+    done = ctx.records[-len(measurements):]
     ctx.log(f"r{round_no} {job.name}: " + "  ".join(_describe(r) for r in done))
 
 
@@ -448,7 +555,7 @@ def run_rows(job: RowsJob, round_no: int, ctx: Context) -> None:
     argv = [*ctx.client_prefix(), PYTHON, str(script), *job.args, "--seconds", f"{ctx.seconds:g}"]
     before = ctx.foreign.snapshot()
     started = time.perf_counter()
-    result, error = run_client(argv, ctx, timeout=20 * ctx.seconds + 120)
+    result, error = run_client(argv, ctx, timeout=20 * ctx.seconds + 120, pythonpath=job.pythonpath)
     wall = time.perf_counter() - started
     foreign = ctx.foreign.cores(before, ctx.foreign.snapshot())
     rows = (result or {}).get("rows")
@@ -491,6 +598,8 @@ def run_all(jobs: list[Job], ctx: Context) -> None:
         for job in schedule(jobs, round_no):
             if isinstance(job, RemoteVariant):
                 run_remote(job, round_no, ctx)
+            elif isinstance(job, DeployVariant):
+                run_deploy(job, round_no, ctx)
             else:
                 run_rows(job, round_no, ctx)
 
@@ -589,10 +698,13 @@ def row_state(row: dict[str, Any] | None) -> str:
 
 def report(rows: dict[str, dict[str, Any]], ratios: list[dict[str, Any]], jobs: list[Job],
            meta: dict[str, Any]) -> str:
+    loads = [r["loadavg_1m"] for r in meta.get("_records", []) if "loadavg_1m" in r]
+    load = (f" Load average (1 min) during the measurements: median {statistics.median(loads):.2f}, "
+            f"[{min(loads):.2f}..{max(loads):.2f}]." if loads else "")
     parts = [f"pyweaver benchmarks: {meta['rounds']} round(s), {meta['seconds']:g} s windows, "
              f"pin={meta['pin']}, {meta['cpus']} CPUs, Python {meta['python']}. "
-             "Cells: median across rounds [min..max]."]
-    remote = [j for j in jobs if isinstance(j, RemoteVariant)]
+             "Cells: median across rounds [min..max]." + load]
+    remote = [j for j in jobs if isinstance(j, RemoteVariant | DeployVariant)]
     if remote:
         body = []
         for job in remote:
@@ -683,6 +795,7 @@ def select_jobs(suite: str, only: str | None) -> list[Job]:
     jobs: list[Job] = []
     if suite in ("remote", "all"):
         jobs += REMOTE_VARIANTS
+        jobs += COMPONENT_VARIANTS
     if suite in ("local", "all"):
         jobs += LOCAL_JOBS
     if suite in ("collatz", "all"):
@@ -693,10 +806,43 @@ def select_jobs(suite: str, only: str | None) -> list[Job]:
     return jobs
 
 
+def baseline_jobs(jobs: list[Job], source: str) -> list[Job]:
+    """VARIANT@before for each pyweaver and component remote variant: the same job run
+    against another source tree, so before and after share the run's rounds and noise."""
+    import dataclasses
+
+    return [dataclasses.replace(job, name=f"{job.name}@before", pythonpath=source)
+            for job in jobs if (isinstance(job, RemoteVariant | DeployVariant)
+                                and job.kind in ("pyweaver", "component"))
+            or (isinstance(job, RowsJob) and job.name.startswith("local-"))]
+
+
+def before_after_targets(rows: dict[str, dict[str, Any]]) -> list[Target]:
+    """Information rows: each VARIANT / VARIANT@before measured in the run."""
+    out = []
+    for name in rows:
+        job = rows[name]["job"]
+        if job.endswith("@before") and "/" in name:  # a row of an in-process job
+            after = f"{job[: -len('@before')]}/{name.split('/', 1)[1]}"
+            if after in rows:
+                out.append(_t(f"after/before: {after}", after, name, "ns_per_call", "<=", 1.0, False))
+            continue
+        if not name.endswith("@before") or name[: -len("@before")] not in rows:
+            continue
+        after = name[: -len("@before")]
+        for label, metric, op in (("seq p50", "p50_us", "<="), ("64 in flight", "calls_per_s", ">="),
+                                  ("64 KiB x64", "calls_per_s_64k", ">=")):
+            out.append(_t(f"after/before {label}: {after}", after, name, metric, op, 1.0, False))
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run pyweaver's benchmarks and print ratios against peers measured in the same run.")
-    parser.add_argument("suite", nargs="?", default="all", choices=["remote", "local", "collatz", "tracing", "all", "boutique"])
+    parser.add_argument("suite", nargs="?", default="all",
+                        choices=["remote", "local", "collatz", "tracing", "all", "boutique", "breakdown"],
+                        help="breakdown: where the microseconds of one component call go "
+                             "(benchmarks/breakdown.py; options after -- go to it)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds, each running every job once (3: quick; 5-7: careful)")
     parser.add_argument("--seconds", type=float, default=2.0,
@@ -709,6 +855,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quiet-wait", type=float, default=10.0, metavar="S",
                         help=f"wait up to S seconds before each job for foreign CPU < {QUIET_CORES} cores "
                              f"(0: do not wait; total waiting is capped at {QUIET_TOTAL_BUDGET_S:.0f} s)")
+    parser.add_argument("--baseline-src", metavar="DIR", type=Path,
+                        help="also run every selected pyweaver/component remote variant against the "
+                             "pyweaver sources in DIR (e.g. a `git archive` of the commit before a "
+                             "change), as rows named VARIANT@before, interleaved in the same rounds")
     parser.add_argument("--list", action="store_true", help="list the jobs and exit")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.seconds <= 0:
@@ -724,14 +874,20 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else argv
-    if arguments[:1] == ["boutique"]:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["boutique"]:
         # Its own runner and flags (benchmarks/boutique/experiment.py), in its own process.
-        return subprocess.call([PYTHON, str(HERE / "boutique" / "experiment.py"), *arguments[1:]])
+        return subprocess.call([PYTHON, str(HERE / "boutique" / "experiment.py"), *argv[1:]])
+    if argv[:1] == ["breakdown"]:
+        # The per-layer breakdown of one component call: its own script, its own options.
+        rest = argv[2:] if argv[1:2] == ["--"] else argv[1:]
+        return subprocess.call([PYTHON, str(HERE / "breakdown.py"), *rest], cwd=HERE)
     args = parse_args(argv)
     if args.suite == "tracing":
         return subprocess.call([PYTHON, str(HERE / "tracing_cost.py")])
     jobs = select_jobs(args.suite, args.only)
+    if args.baseline_src:
+        jobs += baseline_jobs(jobs, str(args.baseline_src.resolve()))
     if args.list:
         for job in jobs:
             print(f"{job.name:32} {job.suite:8} {job.about}")
@@ -764,9 +920,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(ctx.records)
     ran = {job.name for job in jobs}
     ratios = evaluate([t for t in TARGETS if _job_of(t.numerator[0]) in ran
-                       and _job_of(t.denominator[0]) in ran], rows)
+                       and _job_of(t.denominator[0]) in ran] + before_after_targets(rows), rows)
     print()
-    print(report(rows, ratios, jobs, meta))
+    print(report(rows, ratios, jobs, {**meta, "_records": ctx.records}))
     print(f"\nElapsed {meta['elapsed_s']:.0f} s (of which {ctx.quiet_waited_s:.0f} s waiting for a quiet machine).")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

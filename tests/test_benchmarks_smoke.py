@@ -116,3 +116,41 @@ def test_summary_and_ratios_from_synthetic_records() -> None:
     assert gone["verdict"] == "n/a"
     order = [run.schedule(["a", "b", "c"], r) for r in range(3)]
     assert order == [["a", "b", "c"], ["a", "c", "b"], ["c", "a", "b"]]
+
+
+@pytest.mark.slow
+def test_deploy_variants_record_three_measurements_and_failures(tmp_path: Path) -> None:
+    run = load_runner()
+    fake = tmp_path / "fake_component.py"
+    fake.write_text(
+        "import json\n"
+        "print(json.dumps({'measurements': {'seq/16': {'p50_us': 100.0, 'p99_us': 200.0},\n"
+        "    'inflight/16': {'calls_per_s': 5000.0}, 'inflight/65536': {'calls_per_s': 900.0}}}))\n"
+    )
+    ctx = run.Context(rounds=1, seconds=0.2, pin="none", quiet_wait_s=0, log=lambda _msg: None,
+                      tmpdir=str(tmp_path))
+    good = run.DeployVariant("good", str(fake), "asyncio", "fake component rows")
+    bad = run.DeployVariant("bad", "benchlib.py", "asyncio", "prints no JSON")
+    run.run_deploy(good, 0, ctx)
+    run.run_deploy(bad, 0, ctx)
+    rows = run.summarize(ctx.records)
+    metrics = {name: stats["median"] for name, stats in rows["good"]["metrics"].items()}
+    assert metrics == {"p50_us": 100.0, "p99_us": 200.0, "calls_per_s": 5000.0,
+                       "calls_per_s_64k": 900.0}
+    assert rows["bad"]["status"] == "failed" and rows["bad"]["failed"] == 3
+
+
+@pytest.mark.slow
+def test_component_benchmark_deploys_and_measures_through_the_stub() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "remote_component.py"), "--backend", "asyncio",
+         "--seconds", "0.2", "--measure", "seq/16,inflight/65536,seq/16@raw"],
+        capture_output=True, text=True, timeout=180, env={**os.environ, "BENCH_SEQ_CALLS": "200"},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    found = data["measurements"]
+    assert found["seq/16"]["calls"] > 0 and math.isfinite(found["seq/16"]["p50_us"])
+    assert found["inflight/65536"]["calls_per_s"] > 0
+    assert found["seq/16@raw"]["calls"] > 0
+    assert data["deploy_exit"] == 0

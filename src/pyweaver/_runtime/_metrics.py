@@ -462,6 +462,16 @@ class MethodMetrics:
         if error:
             self.errors += 1
 
+    def record_remote(self, latency_ns: int, request: int, reply: int) -> None:
+        """Record one successful remote call: :meth:`record` and :meth:`record_bytes`
+        in one call (the remote stubs' success path)."""
+        self.latency_counts[latency_ns.bit_length()] += 1
+        self.latency_sum_ns += latency_ns
+        self.request_counts[request.bit_length()] += 1
+        self.request_sum += request
+        self.reply_counts[reply.bit_length()] += 1
+        self.reply_sum += reply
+
     def record_untimed(self, error: bool) -> None:
         """Count one call that was not timed."""
         self.untimed_calls += 1

@@ -429,7 +429,8 @@ class Connection:
         elif view is buffer:
             del buffer[:pos]
         else:
-            self._buffer = bytearray(view[pos:])
+            with memoryview(view) as whole:  # one copy of the partial frame, not two
+                self._buffer = bytearray(whole[pos:])
         return events
 
     def _reject(self, frame_type: int) -> None:

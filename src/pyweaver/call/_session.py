@@ -18,7 +18,9 @@ handler does suspend, the dispatcher leaves the rest of the queue to a fresh dis
 task and stays with that handler (and the scope, now its alone) until it finishes, so a
 slow handler never holds up the others. The method is then remembered as one that
 suspends, and its later requests each get a task and a scope up front, which lets many
-of them wait at once without handing the queue over again and again.
+of them wait at once without handing the queue over again and again; until one of them
+finishes without suspending (a handler that waited once, for its component to be built,
+say), which puts the method back on the inline path.
 
 Each handler runs in its own copy of the connection's ``contextvars.Context`` (driven
 step by step with ``Context.run``), so the metadata and trace context it gets, and
@@ -659,7 +661,9 @@ class ServerSession:
                     try:
                         yielded = context.run(runner.send, None)
                     except StopIteration:
-                        pass
+                        # It did not suspend this time (it suspended once while, say,
+                        # its component was still being built): run it inline again.
+                        self._suspending.discard(request.method_key)
                     else:
                         await _drive(runner, yielded, context)
                 finally:

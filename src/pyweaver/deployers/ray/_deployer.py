@@ -473,8 +473,13 @@ def stop_by_name(id_or_prefix: str, *, follower_wait: float = 60.0) -> str:
         )
     namespace, deployment_id = matches[0]
     manager: Any = ray.get_actor(manager_name(deployment_id), namespace=namespace)
-    ray.get(manager.request_stop.remote(), timeout=30)
-    slots: list[str] = ray.get(manager.slots.remote(), timeout=30)
+    try:
+        # The slots first: once told to stop, the deploying process may kill the
+        # manager at any moment.
+        slots: list[str] = ray.get(manager.slots.remote(), timeout=30)
+        ray.get(manager.request_stop.remote(), timeout=30)
+    except ray.exceptions.RayActorError:
+        return deployment_id  # the manager is gone: its deploying process stopped it
     deadline = time.monotonic() + follower_wait
     while time.monotonic() < deadline:
         if (namespace, deployment_id) not in list_managers():
