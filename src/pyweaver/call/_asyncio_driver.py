@@ -337,8 +337,9 @@ async def listen(
     raise ValueError(f"the asyncio driver has no {address.scheme}:// transport")
 
 
-def socket_file(address: Address) -> tuple[int, int] | None:
-    """The identity (device, inode) of a Unix socket's file just bound, so that closing
+def socket_file(address: Address) -> tuple[int, int, int] | None:
+    """The identity of a Unix socket's file just bound (device, inode and change time:
+    a file system may give a newer file the inode of a removed one), so that closing
     it later removes that file and not a newer server's socket at the same path."""
     if address.scheme != "unix":
         return None
@@ -346,10 +347,10 @@ def socket_file(address: Address) -> tuple[int, int] | None:
         info = os.stat(address.path)
     except OSError:
         return None
-    return info.st_dev, info.st_ino
+    return info.st_dev, info.st_ino, info.st_ctime_ns
 
 
-def unlink_socket(address: Address, identity: tuple[int, int] | None) -> None:
+def unlink_socket(address: Address, identity: tuple[int, int, int] | None) -> None:
     """Remove the socket file of ``address`` if it is still the one whose identity
     :func:`socket_file` recorded (a server that restarted at the same path owns the
     file now, and removing it would strand that server's clients)."""
@@ -357,7 +358,7 @@ def unlink_socket(address: Address, identity: tuple[int, int] | None) -> None:
         return
     try:
         info = os.stat(address.path)
-        if (info.st_dev, info.st_ino) == identity:
+        if (info.st_dev, info.st_ino, info.st_ctime_ns) == identity:
             os.unlink(address.path)
     except OSError:
         pass

@@ -334,12 +334,14 @@ async def _serve_protocol(
             for _ in range(3):
                 await anyio.lowlevel.checkpoint()
             listener.close()
+            # The path is free once nothing listens on it: remove our file now, before
+            # draining, so a server started meanwhile at the same path keeps its own.
+            if not isinstance(target, socket.socket):
+                _asyncio_driver.unlink_socket(bound, socket_file)
             await server._drain(grace)
             await tasks.cancel_and_wait()
             with anyio.move_on_after(1.0):
                 await listener.wait_closed()
-            if not isinstance(target, socket.socket):
-                _asyncio_driver.unlink_socket(bound, socket_file)
 
 
 @asynccontextmanager
@@ -380,26 +382,26 @@ async def _serve_streams(
         finally:
             server._accepted -= 1
 
-    async with anyio.create_task_group() as connections:
-        async with anyio.create_task_group() as acceptor:
-            acceptor.start_soon(accept_loop, connections)
-            try:
-                yield server
-            except BaseException:
-                grace = 0.0
-                raise
-            finally:
-                with anyio.CancelScope(shield=True):
-                    acceptor.cancel_scope.cancel()
-                    await listener.aclose()
-                    await server._drain(grace)
-                    # Connections end once their goodbyes are flushed; bounded anyway.
-                    with anyio.move_on_after(max(1.0, grace if math.isfinite(grace) else 1.0)):
-                        while server._sessions:
-                            await anyio.sleep(0.005)
-                    connections.cancel_scope.cancel()
-        if not isinstance(target, socket.socket):
-            _asyncio_driver.unlink_socket(bound, socket_file)
+    async with anyio.create_task_group() as connections, anyio.create_task_group() as acceptor:
+        acceptor.start_soon(accept_loop, connections)
+        try:
+            yield server
+        except BaseException:
+            grace = 0.0
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                acceptor.cancel_scope.cancel()
+                await listener.aclose()
+                # As above: our socket file goes as soon as nothing listens on it.
+                if not isinstance(target, socket.socket):
+                    _asyncio_driver.unlink_socket(bound, socket_file)
+                await server._drain(grace)
+                # Connections end once their goodbyes are flushed; bounded anyway.
+                with anyio.move_on_after(max(1.0, grace if math.isfinite(grace) else 1.0)):
+                    while server._sessions:
+                        await anyio.sleep(0.005)
+                connections.cancel_scope.cancel()
 
 
 async def _tls_handshake(
