@@ -202,6 +202,11 @@ class ConnectionLost(CallFailure):
     """The connection broke after the request was written: the method may have run."""
 
 
+class DefaultDeadlineExpired(CallFailure):
+    """The call had no deadline of its own and got no answer within the client's
+    ``call_timeout``: the method may have run."""
+
+
 class ServerError(CallFailure):
     """The server answered with an ERROR frame."""
 

@@ -124,3 +124,78 @@ async def test_in_flight_counts_calls_per_endpoint() -> None:
                     await anyio.sleep(0.01)
             group.cancel_scope.cancel()
         assert client.in_flight(endpoint) == 0
+
+
+async def test_the_default_deadline_reaches_the_server_which_cancels_the_late_call() -> None:
+    """No cancel scope per call: the default deadline is sent like any deadline, the
+    client's sweeper fails the call when it passes, and the server hears the cancel."""
+    seen: list[float] = []
+    cancelled = anyio.Event()
+
+    async def slow(payload: bytes) -> bytes:
+        seen.append(anyio.current_effective_deadline() - anyio.current_time())
+        try:
+            await anyio.sleep(30)
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+        return payload
+
+    async with (
+        call.serve(
+            "tcp://127.0.0.1:0", {ECHO: slow}, deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT
+        ) as server,
+        call.Client(
+            [server.address], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT, call_timeout=0.3
+        ) as client,
+    ):
+        with anyio.fail_after(10):
+            await client.wait_ready()
+        started = anyio.current_time()
+        # No deadline of the caller's own here (pytest's per-test timeout bounds it).
+        with pytest.raises(RemoteCallError, match="default call deadline of 0.3 s"):
+            await client.call(ECHO, b"x")
+        assert 0.25 <= anyio.current_time() - started < 5
+        with anyio.fail_after(10):
+            await cancelled.wait()
+        assert len(seen) == 1
+        assert 0 < seen[0] <= 0.3
+
+
+async def test_calls_that_answer_in_time_leave_nothing_for_the_sweeper() -> None:
+    release = anyio.Event()
+
+    async def echo(payload: bytes) -> bytes:
+        if payload.startswith(b"hold"):
+            await release.wait()
+        return payload
+
+    async with (
+        call.serve(
+            "tcp://127.0.0.1:0", {ECHO: echo}, deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT
+        ) as server,
+        call.Client(
+            [server.address], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT, call_timeout=5
+        ) as client,
+    ):
+        with anyio.fail_after(10):
+            await client.wait_ready()
+        async with anyio.create_task_group() as group:  # no deadline of their own
+            for index in range(50):
+                group.start_soon(client.call, ECHO, b"%d" % index)
+        session = client._live[server.address]
+        assert session.in_flight == 0
+        assert not session._expires  # every answered call took its default deadline back
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(client.call, ECHO, b"hold")
+            with anyio.fail_after(5):
+                while session.in_flight < 3:
+                    await anyio.sleep(0.01)
+            assert len(session._expires) == 3  # in flight: the sweeper's to watch
+            release.set()
+        assert not session._expires
+        # A call with a deadline of its own is bounded by its caller's scope instead.
+        with anyio.fail_after(5):
+            assert await client.call(ECHO, b"own") == b"own"
+        assert not session._expires

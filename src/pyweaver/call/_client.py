@@ -70,7 +70,13 @@ from pyweaver.call._backend import current_backend
 from pyweaver.call._balancer import Balancer, RoundRobin
 from pyweaver.call._retry import RetryBudget, RetryPolicy, backoff_delay
 from pyweaver.call._server import DriverName
-from pyweaver.call._session import CallFailure, ClientSession, ConnectionLost, ServerError
+from pyweaver.call._session import (
+    CallFailure,
+    ClientSession,
+    ConnectionLost,
+    DefaultDeadlineExpired,
+    ServerError,
+)
 from pyweaver.call._transport import Address, parse_address
 from pyweaver.call._wire import DEFAULT_MAX_FRAME
 
@@ -185,6 +191,8 @@ class Client(anyio.AsyncContextManagerMixin):
         async with anyio.create_task_group() as task_group:
             self._task_group = task_group
             self.update_endpoints(self._initial)
+            if self.call_timeout is not None:
+                task_group.start_soon(self._expire)
             try:
                 yield self
             finally:
@@ -369,21 +377,6 @@ class Client(anyio.AsyncContextManagerMixin):
         """
         if self._closed:
             raise RemoteCallError("the call client is closed")
-        timeout = self.call_timeout
-        if timeout is not None and self._effective_deadline() == _INF:
-            try:
-                with anyio.fail_after(timeout):
-                    return await self._call(method_key, payload, retriable, shard_key)
-            except TimeoutError:
-                raise RemoteCallError(
-                    f"call of method {method_key.hex()} got no answer within the default "
-                    f"call deadline of {timeout:g} s (the method may have run)"
-                ) from None
-        return await self._call(method_key, payload, retriable, shard_key)
-
-    async def _call(
-        self, method_key: bytes, payload: bytes, retriable: bool, shard_key: int
-    ) -> bytes:
         self._calls += 1
         metadata = _metadata.current() or None
         trace = _tracing.current() if _tracing.state.enabled else None
@@ -391,14 +384,21 @@ class Client(anyio.AsyncContextManagerMixin):
         clock = self._clock
         attempt = 1
         replica_wait_until = -_INF
+        expires = _INF  # the default deadline (call_timeout), if the call has none
         while True:
             deadline = effective_deadline()
+            if deadline == _INF and self.call_timeout is not None:
+                if expires == _INF:
+                    expires = clock() + self.call_timeout
+                deadline = expires
             if deadline == _INF:
                 deadline_us = 0
             else:
                 remaining = deadline - clock()
                 if remaining <= 0:
                     await anyio.lowlevel.checkpoint()  # the caller's scope cancels here
+                    if deadline == expires:
+                        raise self._default_deadline_error(method_key)
                     raise RetriableError(
                         f"deadline expired before calling method {method_key.hex()}; not sent"
                     )
@@ -409,23 +409,58 @@ class Client(anyio.AsyncContextManagerMixin):
             session = self._live.get(endpoint) if endpoint is not None else None
             if session is None:
                 if replica_wait_until == -_INF:
-                    replica_wait_until = clock() + self._replica_wait
+                    replica_wait_until = min(clock() + self._replica_wait, expires)
                 await self._wait_for_replica(method_key, replica_wait_until)
                 continue
             try:
-                result = await session.call(method_key, deadline_us, payload, trace, metadata)
-                break
+                return await session.call(
+                    method_key, deadline_us, payload, trace, metadata, expires=expires
+                )
             except CallFailure as exc:
-                await self._after_failure(exc, method_key, retriable, attempt, deadline)
+                await self._after_failure(
+                    exc, method_key, retriable, attempt, deadline=deadline, expires=expires
+                )
             attempt += 1
-        return result
+
+    def _default_deadline_error(self, method_key: bytes) -> RemoteCallError:
+        return RemoteCallError(
+            f"call of method {method_key.hex()} got no answer within the default call "
+            f"deadline of {self.call_timeout:g} s (the method may have run)"
+        )
+
+    async def _expire(self) -> None:
+        """Fail the calls past the default deadline (:meth:`ClientSession.expire`).
+        Wakes when the oldest such call expires, or once per ``call_timeout`` when
+        there is none: a call made later expires later."""
+        assert self.call_timeout is not None
+        clock = self._clock
+        while True:
+            now = clock()
+            wake = now + self.call_timeout
+            for state in [*self._endpoints.values(), *self._draining.values()]:
+                if state.session is not None:
+                    wake = min(wake, state.session.expire(now))
+            await anyio.sleep_until(wake)
 
     async def _after_failure(
-        self, failure: CallFailure, key: bytes, retriable: bool, attempt: int, deadline: float
+        self,
+        failure: CallFailure,
+        key: bytes,
+        retriable: bool,
+        attempt: int,
+        *,
+        deadline: float,
+        expires: float,
     ) -> None:
         """Raise the error for a failed attempt, or back off before the next one."""
         if self._closed:
             raise RemoteCallError(f"the call client closed during a call: {failure}") from failure
+        if isinstance(failure, DefaultDeadlineExpired) or (
+            deadline == expires
+            and isinstance(failure, ServerError)
+            and failure.kind == _kinds.DEADLINE
+        ):
+            raise self._default_deadline_error(key) from None
         if isinstance(failure, ConnectionLost) and not retriable:
             raise RemoteCallError(
                 f"call of method {key.hex()} on {failure.endpoint} failed: {failure.message} "

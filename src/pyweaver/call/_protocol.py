@@ -75,12 +75,17 @@ __all__ = [
     "Goodbye",
     "Handshake",
     "HandshakeError",
+    "ReadBytes",
     "Request",
     "Response",
     "Role",
     "State",
 ]
 
+
+#: What a driver feeds :meth:`Connection.receive_data`: the bytes one read returned,
+#: possibly a view of a buffer the driver reuses for its next read.
+ReadBytes = bytes | bytearray | memoryview
 
 # ------------------------------------------------------------------ events
 
@@ -331,9 +336,11 @@ class Connection:
 
     # -------------------------------------------------------------- receiving
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: ReadBytes) -> list[Event]:
         """Feed bytes from the peer (``b""`` = end of stream); returns the events they
-        complete, in order. Raises :class:`RemoteProtocolError` when the peer broke the
+        complete, in order. ``data`` may be a view of a buffer the caller reuses: what
+        the connection keeps of it (payloads, a partial frame) is copied before this
+        returns. Raises :class:`RemoteProtocolError` when the peer broke the
         protocol (and the connection is then ``FAILED``)."""
         if self._state is FAILED or self._state is CLOSED:
             raise RemoteProtocolError(
@@ -350,7 +357,7 @@ class Connection:
             return [ConnectionClosed()]
 
         buffer = self._buffer
-        view: bytes | bytearray
+        view: ReadBytes
         if buffer:
             buffer += data
             view = buffer
@@ -590,8 +597,8 @@ class Connection:
             ) from None
 
 
-def _copy(view: bytes | bytearray, start: int, end: int) -> bytes:
-    """``bytes(view[start:end])`` with one copy, not two, when ``view`` is a bytearray."""
+def _copy(view: ReadBytes, start: int, end: int) -> bytes:
+    """``bytes(view[start:end])`` with one copy, not two, when ``view`` is not bytes."""
     if type(view) is bytes:
         return view[start:end]
     with memoryview(view) as whole:

@@ -43,6 +43,7 @@ import anyio
 from pyweaver._errors import (
     CallFailure,
     ConnectionLost,
+    DefaultDeadlineExpired,
     LocalProtocolError,
     NotSent,
     RemoteProtocolError,
@@ -58,6 +59,7 @@ from pyweaver.call._protocol import (
     Goodbye,
     Handshake,
     HandshakeError,
+    ReadBytes,
     Request,
     Response,
     Role,
@@ -70,6 +72,7 @@ __all__ = [
     "CallFailure",
     "ClientSession",
     "ConnectionLost",
+    "DefaultDeadlineExpired",
     "Driver",
     "Handler",
     "NotSent",
@@ -132,6 +135,7 @@ class ClientSession:
     __slots__ = (
         "_core",
         "_driver",
+        "_expires",
         "_handshake",
         "_new_future",
         "_next_id",
@@ -159,6 +163,9 @@ class ClientSession:
             Role.CLIENT, deployment_id=deployment_id, fingerprint=fingerprint, max_frame=max_frame
         )
         self._pending: dict[int, FutureLike[bytes]] = {}
+        # The calls that have the client's default deadline (call_timeout), in the
+        # order they were made, which is the order they expire in (see expire()).
+        self._expires: dict[int, float] = {}
         self._next_id = 1
         self._new_future = backend.new_future
         # Resolved with None (handshake done) or the failure: never with an exception,
@@ -206,7 +213,7 @@ class ClientSession:
         if failure is not None:
             raise failure
 
-    def receive(self, data: bytes) -> None:
+    def receive(self, data: ReadBytes) -> None:
         """Bytes from the server (``b""``: it closed the stream)."""
         self.received += 1
         try:
@@ -289,6 +296,7 @@ class ClientSession:
             self.failure = exc
         self.open = False
         pending, self._pending = self._pending, {}
+        self._expires.clear()
         if pending:
             lost = (
                 exc
@@ -313,6 +321,29 @@ class ClientSession:
         if not self._pending:
             self.close()
 
+    def expire(self, now: float) -> float:
+        """Fail the calls whose default deadline is ``now`` or past with
+        :class:`DefaultDeadlineExpired` (each then tells the server, as a cancelled call
+        does); returns the earliest default deadline still ahead (inf: none).
+
+        A call with a deadline of its own is bounded by its caller's cancel scope. The
+        default deadline is not: a cancel scope per call costs a timer per call (about
+        a tenth of a remote call's CPU), while one sweeper per client, waking when the
+        oldest such call expires, bounds them all (:meth:`Client._expire`)."""
+        expires = self._expires
+        pending = self._pending
+        while expires:
+            request_id, expiry = next(iter(expires.items()))
+            if expiry > now:
+                return expiry
+            del expires[request_id]
+            waiter = pending.get(request_id)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(
+                    DefaultDeadlineExpired(self.endpoint, f"no answer from {self.endpoint}")
+                )
+        return _INF
+
     async def call(
         self,
         key: bytes,
@@ -320,18 +351,26 @@ class ClientSession:
         payload: bytes,
         trace: TraceContext | None,
         metadata: Mapping[str, str] | None,
+        *,
+        expires: float = _INF,
     ) -> bytes:
-        """One attempt: send the request, wait for its answer.
+        """One attempt: send the request, wait for its answer. ``expires``: the
+        client's default deadline, when the call has none of its own (see
+        :meth:`expire`).
 
-        Raises NotSent, ConnectionLost or ServerError; on cancellation tells the server.
+        Raises NotSent, ConnectionLost, ServerError or DefaultDeadlineExpired; on
+        cancellation tells the server.
         """
         if not self.open or self.draining:
             raise NotSent(self.endpoint, f"connection to {self.endpoint} is not open")
         driver = self._driver
         if driver is not None and driver.congested:
-            await driver.drained()
+            with anyio.move_on_at(expires):
+                await driver.drained()
             if not self.open:
                 raise NotSent(self.endpoint, f"connection to {self.endpoint} is not open")
+            if driver.congested:
+                raise NotSent(self.endpoint, f"{self.endpoint} did not read requests in time")
         request_id = self._next_id
         self._next_id = request_id + 1
         try:
@@ -344,15 +383,21 @@ class ClientSession:
         pending = self._pending
         pending[request_id] = waiter
         self._write(frame)
+        if expires != _INF:
+            self._expires[request_id] = expires
         try:
-            return await waiter
+            result = await waiter
         except BaseException:
+            self._expires.pop(request_id, None)
             if pending.pop(request_id, None) is not None and self._is_open():
                 # Cancelled while waiting: tell the server. Its answer is still coming
                 # (every request gets one) and is ignored.
                 self._write(self._core.send_cancel(request_id))
                 self._close_if_drained()
             raise
+        if expires != _INF:
+            self._expires.pop(request_id, None)
+        return result
 
 
 def _unattached(data: bytes) -> None:
@@ -500,7 +545,7 @@ class ServerSession:
                 return
         await self._dispatch()
 
-    def receive(self, data: bytes) -> None:
+    def receive(self, data: ReadBytes) -> None:
         """Bytes from the client (``b""``: it closed the stream)."""
         if not self.open:
             return
