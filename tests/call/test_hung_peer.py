@@ -153,7 +153,7 @@ async def test_the_default_deadline_reaches_the_server_which_cancels_the_late_ca
             await client.wait_ready()
         started = anyio.current_time()
         # No deadline of the caller's own here (pytest's per-test timeout bounds it).
-        with pytest.raises(RemoteCallError, match="default call deadline of 0.3 s"):
+        with pytest.raises(RemoteCallError, match=r"default call deadline of 0\.3 s"):
             await client.call(ECHO, b"x")
         assert 0.25 <= anyio.current_time() - started < 5
         with anyio.fail_after(10):

@@ -4,6 +4,7 @@ that drops connections mid-call, deadlines enforced by the server alone."""
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -164,6 +165,41 @@ async def test_the_server_enforces_the_deadline_itself(server_address: str, driv
         await raw.stream.send(raw.core.send_request(2, SLOW, 0, b"") + raw.core.send_cancel(2))
         event = await raw.next_event()
         assert isinstance(event, Error) and event.kind == _kinds.CANCELLED
+
+
+async def test_a_deadline_that_passes_while_the_handler_runs_inline_cancels_it_at_its_first_wait(
+    server_address: str, driver: str
+) -> None:
+    """The dispatcher records a request's deadline and arms it only if the handler
+    suspends; one that passed meanwhile cancels the handler at that first wait."""
+    cancelled = anyio.Event()
+
+    async def busy_then_slow(payload: bytes) -> bytes:
+        time.sleep(0.08)  # past the 50 ms deadline without suspending
+        try:
+            await anyio.sleep(30)
+        finally:
+            cancelled.set()
+        raise AssertionError("unreachable")
+
+    async with (
+        call.serve(
+            server_address,
+            {SLOW: busy_then_slow},
+            deployment_id=DEPLOYMENT,
+            fingerprint=FINGERPRINT,
+            driver=driver,  # type: ignore[arg-type]
+        ) as server,
+        RawClient.connect(server.address) as raw,
+    ):
+        await raw.handshake()
+        started = time.monotonic()
+        await raw.stream.send(raw.core.send_request(1, SLOW, 50_000, b""))
+        with anyio.fail_after(10):
+            event = await raw.next_event()
+        assert isinstance(event, Error) and event.kind == _kinds.DEADLINE
+        assert cancelled.is_set()
+        assert time.monotonic() - started < 5  # not the handler's 30 s
 
 
 class FlakyServer:

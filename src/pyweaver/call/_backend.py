@@ -10,10 +10,20 @@ primitive          asyncio                         trio
                                                    with ``wait_task_rescheduled``)
 ``cancel_scope``   :class:`anyio.CancelScope`      :class:`trio.CancelScope`
 ``clock()``        ``loop.time``                   ``trio.current_time``
+``set_deadline``   sets the deadline without       ``scope.deadline = d``
+                   arming its timer (see below)
 =================  ==============================  ==================================
 
 Both cancel-scope types are what anyio code inside a handler sees, so
 ``anyio.current_effective_deadline()`` works there on either backend.
+
+``set_deadline(scope, d)`` is for the server's dispatcher, which runs a request inline
+until its handler first suspends: nothing can cancel a handler that never suspends, so
+on asyncio the deadline is only recorded (what ``current_effective_deadline()`` and
+nested calls read), and the dispatcher arms it with ``scope.deadline = d`` if the
+handler suspends. That saves a ``call_at`` timer and its cancellation per request (the
+default call deadline gives every request one). On trio, or an anyio whose scope does
+not look as expected, it is the plain setter.
 """
 
 from __future__ import annotations
@@ -57,7 +67,14 @@ class Scope(Protocol):
 class Backend:
     """The primitives of the running async library (see the module docstring)."""
 
-    __slots__ = ("clock", "effective_deadline", "name", "new_future", "new_scope")
+    __slots__ = (
+        "clock",
+        "effective_deadline",
+        "name",
+        "new_future",
+        "new_scope",
+        "set_deadline",
+    )
 
     def __init__(
         self,
@@ -66,12 +83,32 @@ class Backend:
         new_scope: Callable[[float], Scope],
         clock: Callable[[], float],
         effective_deadline: Callable[[], float],
+        *,
+        set_deadline: Callable[[Scope, float], None] | None = None,
     ) -> None:
         self.name = name
         self.new_future = new_future
         self.new_scope = new_scope
         self.clock = clock
         self.effective_deadline = effective_deadline
+        self.set_deadline = set_deadline if set_deadline is not None else _set_deadline
+
+
+def _set_deadline(scope: Scope, deadline: float) -> None:
+    scope.deadline = deadline
+
+
+def _record_deadline(scope: Scope, deadline: float) -> None:
+    scope._deadline = deadline  # type: ignore[attr-defined]
+
+
+def _asyncio_set_deadline(scope_class: Callable[..., Scope]) -> Callable[[Scope, float], None]:
+    """The recording setter when anyio's asyncio scope keeps its deadline in
+    ``_deadline`` and arms it with ``_timeout`` (anyio 4), else the plain setter."""
+    probe = scope_class()
+    if all(hasattr(probe, name) for name in ("_deadline", "_timeout", "_timeout_handle")):
+        return _record_deadline
+    return _set_deadline  # pragma: no cover - a future anyio
 
 
 class TrioFuture:
@@ -125,6 +162,7 @@ class TrioFuture:
 # anyio.CancelScope() dispatches to the running backend's class on every call; the
 # asyncio driver calls that class directly.
 _asyncio_scope_class: Callable[..., Scope] | None = None
+_asyncio_deadline_setter: Callable[[Scope, float], None] = _set_deadline
 
 
 def _asyncio_effective_deadline() -> Callable[[], float]:
@@ -141,9 +179,10 @@ def current_backend() -> Backend:
     """The primitives for the async library running this task."""
     library = sniffio.current_async_library()
     if library == "asyncio":
-        global _asyncio_scope_class
+        global _asyncio_scope_class, _asyncio_deadline_setter
         if _asyncio_scope_class is None:
             _asyncio_scope_class = type(anyio.CancelScope())
+            _asyncio_deadline_setter = _asyncio_set_deadline(_asyncio_scope_class)
         scope_class = _asyncio_scope_class
 
         def asyncio_scope(deadline: float) -> Scope:
@@ -151,7 +190,12 @@ def current_backend() -> Backend:
 
         loop = asyncio.get_running_loop()
         return Backend(
-            "asyncio", loop.create_future, asyncio_scope, loop.time, _asyncio_effective_deadline()
+            "asyncio",
+            loop.create_future,
+            asyncio_scope,
+            loop.time,
+            _asyncio_effective_deadline(),
+            set_deadline=_asyncio_deadline_setter,
         )
     if library == "trio":
         import trio

@@ -637,6 +637,7 @@ class ServerSession:
         backend = self._backend
         new_future = backend.new_future
         clock = backend.clock
+        set_deadline = backend.set_deadline  # recorded, armed only if the handler suspends
         base_context = self._context
         while self.open:
             if not queue:
@@ -660,10 +661,10 @@ class ServerSession:
                         continue
                     if request.deadline_us:
                         deadline = clock() + request.deadline_us / 1e6
-                        scope.deadline = deadline
+                        set_deadline(scope, deadline)
                     elif deadline != _INF:
                         deadline = _INF
-                        scope.deadline = _INF
+                        set_deadline(scope, _INF)
                     runner = self._run(request)
                     context = base_context.copy()
                     try:
@@ -675,7 +676,10 @@ class ServerSession:
                         self.close()
                         raise
                     # The handler suspended. This task now belongs to it; a fresh
-                    # dispatcher takes over the queue.
+                    # dispatcher takes over the queue. Its deadline is armed now (it
+                    # cancels at once if it passed while the handler ran).
+                    if deadline != _INF:
+                        scope.deadline = deadline
                     driver.uncork()
                     handed_off = request
                     self._suspending.add(request.method_key)
