@@ -100,9 +100,11 @@ class SlotBalancer:
             if self._clock() - self._started < self._grace:
                 return None  # no assignment yet: wait for the first one
             return endpoints[shard_key % len(endpoints)]
-        load = self.load
         count = len(endpoints)
-        if load is None or count == 1:
+        if count == 1:
+            return endpoints[0]
+        load = self.load
+        if load is None:
             return self._round_robin.pick(endpoints, 0)
         index = self._next
         self._next = index + 1

@@ -387,13 +387,14 @@ class Client(anyio.AsyncContextManagerMixin):
         expires = _INF  # the default deadline (call_timeout), if the call has none
         while True:
             deadline = effective_deadline()
-            if deadline == _INF and self.call_timeout is not None:
-                if expires == _INF:
-                    expires = clock() + self.call_timeout
-                deadline = expires
-            if deadline == _INF:
+            if deadline == _INF and self.call_timeout is not None and expires == _INF:
+                # The first attempt of a call with no deadline: one clock read.
+                expires = deadline = clock() + self.call_timeout
+                deadline_us = int(self.call_timeout * 1e6) or 1
+            elif deadline == _INF and expires == _INF:
                 deadline_us = 0
             else:
+                deadline = min(deadline, expires)
                 remaining = deadline - clock()
                 if remaining <= 0:
                     await anyio.lowlevel.checkpoint()  # the caller's scope cancels here
