@@ -131,3 +131,54 @@ async def test_many_large_calls_in_flight_all_come_back_intact(short_tmp: str) -
                 for i in range(48):
                     group.start_soon(one, i)
         assert results == {i: bytes([i]) * 300_000 for i in range(48)}
+
+
+def test_writers_waiting_on_a_paused_transport_go_one_at_a_time() -> None:
+    """resume_writing wakes the first waiting writer; it passes the turn on unless its
+    write paused the transport again (then it waits at the front); a writer cancelled
+    on its turn passes it on too. No writer is woken for nothing."""
+    loop = asyncio.new_event_loop()
+    try:
+        driver = AsyncioDriver(loop)
+        driver.backlog = lambda: 64
+        transport = PausingTransport(driver)
+        driver.connection_made(transport)  # type: ignore[arg-type]
+        transport.paused = True
+        driver.pause_writing()
+        woken: list[int] = []
+        wake_ups = [0]
+        original = loop.create_future
+
+        def counting_future() -> asyncio.Future[Any]:
+            wake_ups[0] += 1  # every wait makes one future
+            return original()
+
+        loop.create_future = counting_future  # type: ignore[method-assign]
+
+        async def writer(index: int) -> None:
+            await driver.drained()
+            woken.append(index)
+            driver.write(bytes([index]) * FRAME)  # pauses the transport again
+
+        async def scenario() -> None:
+            tasks = [loop.create_task(writer(i)) for i in range(5)]
+            await asyncio.sleep(0)
+            assert wake_ups[0] == 5 and not woken  # all five wait
+            tasks[0].cancel()  # the first in line leaves before its turn
+            await asyncio.sleep(0)
+            transport.drain()  # resume: one writer's turn
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert woken == [1]  # its write paused the transport: the others still wait
+            assert wake_ups[0] == 5  # nobody else was woken just to wait again
+            assert transport.writes[-1] == bytes([1]) * FRAME
+            for expected in ([1, 2], [1, 2, 3], [1, 2, 3, 4]):
+                transport.drain()
+                for _ in range(5):
+                    await asyncio.sleep(0)
+                assert woken == expected
+            await asyncio.gather(*tasks[1:])
+
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()

@@ -28,6 +28,7 @@ import os
 import socket
 import ssl
 import threading
+from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, cast
 
@@ -117,7 +118,7 @@ class AsyncioDriver(asyncio.BufferedProtocol):
         self._scheduled = False
         self._corked = False
         self._paused = False
-        self._resumed: list[asyncio.Future[None]] = []
+        self._resumed: deque[asyncio.Future[None]] = deque()
         self._closed = False
         self.receive: Callable[[ReadBytes], None] = _drop
         self._read = _read_buffer()
@@ -175,7 +176,7 @@ class AsyncioDriver(asyncio.BufferedProtocol):
         self._closed = True
         self._buffer.clear()
         self._buffered = 0
-        self._wake_writers()
+        self._wake_all_writers()
         self.on_lost(exc)
 
     def pause_writing(self) -> None:
@@ -193,7 +194,16 @@ class AsyncioDriver(asyncio.BufferedProtocol):
         self._wake_writers()
 
     def _wake_writers(self) -> None:
-        waiters, self._resumed = self._resumed, []
+        """Let the first waiting writer go; each passes the turn on (see drained)."""
+        waiters = self._resumed
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_all_writers(self) -> None:
+        waiters, self._resumed = self._resumed, deque()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -267,10 +277,36 @@ class AsyncioDriver(asyncio.BufferedProtocol):
         return self._paused
 
     async def drained(self) -> None:
+        """Wait until the transport takes writes again. Writers go one at a time, in
+        order: each one woken passes the turn to the next once it wrote, unless its
+        write paused the transport again; a writer that finds the transport paused
+        again waits at the front of the line. (Waking every
+        writer on resume_writing woke 64 calls of 64 KiB to let one write: ~9 wake-ups
+        per call, measured with cProfile.)"""
+        first = False
         while self._paused and not self._closed:
             waiter = self._loop.create_future()
-            self._resumed.append(waiter)
-            await waiter
+            if first:
+                self._resumed.appendleft(waiter)
+            else:
+                self._resumed.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_writers()  # it was our turn: give it on
+                raise
+            first = True
+        if self._resumed and not self._closed:
+            self._loop.call_soon(self._pass_turn)
+
+    def _pass_turn(self) -> None:
+        """After a woken writer wrote (its task ran on from drained()): send what it
+        wrote, and wake the next writer only if the transport still takes more."""
+        if self._buffer and not self._corked:
+            self._flush()
+        if not self._paused:
+            self._wake_writers()
 
 
 def _drop(data: ReadBytes) -> None:
