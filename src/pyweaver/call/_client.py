@@ -77,6 +77,7 @@ from pyweaver.call._session import (
     DefaultDeadlineExpired,
     ServerError,
 )
+from pyweaver.call._spin import Spinner, spin_window
 from pyweaver.call._transport import Address, parse_address
 from pyweaver.call._wire import DEFAULT_MAX_FRAME
 
@@ -126,6 +127,9 @@ class Client(anyio.AsyncContextManagerMixin):
         keepalive_interval, keepalive_timeout: probe a server silent for this long, and
             declare its connection lost when the probe gets no answer within the timeout
             (``keepalive_interval=None``: never probe).
+        spin: seconds the event loop keeps polling after a request goes out, so a
+            quick answer is read without waking the process (``_spin``; None: the
+            ``PYWEAVER_SPIN_US`` environment variable, else 100 µs; 0: off).
     """
 
     def __init__(
@@ -144,7 +148,10 @@ class Client(anyio.AsyncContextManagerMixin):
         call_timeout: float | None = None,
         keepalive_interval: float | None = DEFAULT_KEEPALIVE_INTERVAL,
         keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
+        spin: float | None = None,
     ) -> None:
+        window = spin_window(spin)
+        self._spinner = Spinner(window) if window > 0 else None
         if call_timeout is not None and call_timeout <= 0:
             raise ValueError(f"call_timeout must be positive, got {call_timeout}")
         if keepalive_interval is not None and (keepalive_interval <= 0 or keepalive_timeout <= 0):
@@ -193,6 +200,8 @@ class Client(anyio.AsyncContextManagerMixin):
             self.update_endpoints(self._initial)
             if self.call_timeout is not None:
                 task_group.start_soon(self._expire)
+            if self._spinner is not None:
+                task_group.start_soon(self._spinner.run, backend)
             try:
                 yield self
             finally:
@@ -291,8 +300,12 @@ class Client(anyio.AsyncContextManagerMixin):
         }
         if self._use_protocol and state.address.scheme != "mem":
             session = await _asyncio_driver.connect(state.address, state.endpoint, **options)
+            if self._spinner is not None:
+                session.poke = self._spinner.poke
             return session, session.closed.wait
         session, driver = await _anyio_driver.connect(state.address, state.endpoint, **options)
+        if self._spinner is not None:
+            session.poke = self._spinner.poke
         return session, driver.run
 
     async def _manage(self, state: _Endpoint) -> None:

@@ -50,6 +50,7 @@ from pyweaver.call import _anyio_driver, _asyncio_driver, _kinds
 from pyweaver.call._backend import current_backend
 from pyweaver.call._ratelimit import DEFAULT_WARNING_INTERVAL, RateLimitedLog
 from pyweaver.call._session import Driver, Handler, ServerSession
+from pyweaver.call._spin import Spinner, spin_window
 from pyweaver.call._transport import (
     Address,
     listen_stream,
@@ -161,6 +162,7 @@ class Server:
         self.warnings = RateLimitedLog(logging.getLogger("pyweaver.call"), warning_interval)
         self._sessions: set[ServerSession] = set()
         self._accepted = 0  # connections accepted and not yet ended (streams driver)
+        self._poke: Callable[[], None] | None = None  # the spinner's (see serve)
 
     @property
     def connections(self) -> int:
@@ -181,7 +183,7 @@ class Server:
     def _make_session(
         self, driver: Driver, peer_name: str = "", identity: str | None = None
     ) -> ServerSession:
-        return ServerSession(
+        session = ServerSession(
             handlers=self.handlers_for(identity),
             deployment_id=self.deployment_id,
             fingerprint=self.fingerprint,
@@ -193,6 +195,9 @@ class Server:
             backend=current_backend(),
             peer_name=peer_name,
         )
+        if self._poke is not None:
+            session.poke = self._poke
+        return session
 
     def _refuse(self, open_connections: int) -> bool:
         """True (and counted, and warned about) when a new connection must be closed
@@ -243,11 +248,15 @@ async def serve(
     warning_interval: float = DEFAULT_WARNING_INTERVAL,
     ssl_context: ssl.SSLContext | None = None,
     authorize: Authorizer | None = None,
+    spin: float | None = None,
 ) -> AsyncIterator[Server]:
     """Serve calls on ``address`` (an endpoint string, or an already bound listening
     socket) with ``handlers`` (method key -> handler; looked up per request, so it may
     change while serving), over TLS with ``ssl_context``, each peer limited to what
-    ``authorize`` allows. Yields the :class:`Server`; see the module docstring."""
+    ``authorize`` allows. ``spin``: seconds the event loop keeps polling after a
+    request arrives (``_spin``; None: ``PYWEAVER_SPIN_US``, else 100 µs; 0: off).
+    Yields the :class:`Server`; see the module docstring."""
+    window = spin_window(spin)
     server = Server(
         handlers if handlers is not None else {},
         deployment_id=deployment_id,
@@ -271,14 +280,22 @@ async def serve(
     )
     if driver == "protocol" and not use_protocol:
         raise ValueError(f"the protocol driver needs asyncio and tcp/unix, not {address!r}")
-    if use_protocol:
-        server.driver = "protocol"
-        async with _serve_protocol(server, target, shutdown_grace) as running:
-            yield running
-    else:
-        server.driver = "streams"
-        async with _serve_streams(server, target, shutdown_grace) as running:
-            yield running
+    async with anyio.create_task_group() as spinning:
+        if window > 0:
+            spinner = Spinner(window)
+            server._poke = spinner.poke
+            spinning.start_soon(spinner.run, backend)
+        try:
+            if use_protocol:
+                server.driver = "protocol"
+                async with _serve_protocol(server, target, shutdown_grace) as running:
+                    yield running
+            else:
+                server.driver = "streams"
+                async with _serve_streams(server, target, shutdown_grace) as running:
+                    yield running
+        finally:
+            spinning.cancel_scope.cancel()
 
 
 @asynccontextmanager

@@ -146,6 +146,7 @@ class ClientSession:
         "endpoint",
         "failure",
         "open",
+        "poke",
         "received",
     )
 
@@ -178,6 +179,9 @@ class ClientSession:
         self.failure: BaseException | None = None  # why it closed
         self.closed = anyio.Event()
         self.received = 0  # receive() calls so far: the keepalive's sign of life
+        #: Called when a lone request goes out (the client's spinner: see ``_spin``;
+        #: with more in flight, batching matters more than one call's wake-up).
+        self.poke: Callable[[], None] = _nothing
 
     @property
     def in_flight(self) -> int:
@@ -383,6 +387,8 @@ class ClientSession:
         pending = self._pending
         pending[request_id] = waiter
         self._write(frame)
+        if len(pending) == 1:
+            self.poke()  # a lone call: its answer is worth waiting for hot
         if expires != _INF:
             self._expires[request_id] = expires
         try:
@@ -398,6 +404,10 @@ class ClientSession:
         if expires != _INF:
             self._expires.pop(request_id, None)
         return result
+
+
+def _nothing() -> None:
+    pass
 
 
 def _unattached(data: bytes) -> None:
@@ -455,6 +465,7 @@ class ServerSession:
         "draining",
         "open",
         "peer_name",
+        "poke",
     )
 
     def __init__(
@@ -497,6 +508,8 @@ class ServerSession:
         self.open = True
         self.draining = False  # answer new requests "unavailable"
         self.peer_name = peer_name
+        #: Called when a lone request arrives (the server's spinner: see ``_spin``).
+        self.poke: Callable[[], None] = _nothing
 
     @property
     def busy(self) -> bool:
@@ -603,6 +616,8 @@ class ServerSession:
                 return
         if queue:
             self._wake()
+            if len(queue) == 1 and self._core.unanswered == 1:
+                self.poke()  # a lone request: its client likely sends the next soon
 
     def _wake(self) -> None:
         waiter = self._wakeup

@@ -1,0 +1,160 @@
+"""Adaptive busy-polling (``pyweaver.call._spin``): a spinner keeps its loop polling for
+its window after a poke and parks otherwise; lone calls poke it, batches do not; the
+window comes from the argument, else ``PYWEAVER_SPIN_US``, and a bad value is refused
+with the variable's name."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from pyweaver import call
+from pyweaver.call._backend import current_backend
+from pyweaver.call._spin import DEFAULT_SPIN, SPIN_ENV, Spinner, spin_window
+
+pytestmark = pytest.mark.anyio
+
+DEPLOYMENT = "spin"
+FINGERPRINT = b"fp"
+ECHO = call.method_key("tests.Spin", "echo")
+
+
+def test_the_window_comes_from_the_argument_then_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(SPIN_ENV, raising=False)
+    assert spin_window() == DEFAULT_SPIN
+    assert spin_window(0.002) == 0.002
+    monkeypatch.setenv(SPIN_ENV, "250")
+    assert spin_window() == pytest.approx(250e-6)
+    assert spin_window(0) == 0
+    monkeypatch.setenv(SPIN_ENV, "0")
+    assert spin_window() == 0
+
+
+@pytest.mark.parametrize("bad", ["fast", "-5", "nan", "inf"])
+def test_a_bad_window_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    monkeypatch.setenv(SPIN_ENV, bad)
+    with pytest.raises(ValueError, match=SPIN_ENV):
+        spin_window()
+    with pytest.raises(ValueError, match="non-negative"):
+        spin_window(-1.0)
+
+
+def parked(spinner: Spinner) -> bool:
+    return spinner.parked  # a call: mypy must not narrow it across awaits
+
+
+async def test_a_spinner_spins_for_its_window_after_a_poke_then_parks() -> None:
+    spinner = Spinner(0.05)
+    backend = current_backend()
+    ticks = 0
+
+    async def count_loop_iterations() -> None:
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.001)
+            ticks += 1
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(spinner.run, backend)
+        with anyio.fail_after(5):
+            while not parked(spinner):  # nothing poked it yet
+                await anyio.sleep(0)
+        spinner.poke()
+        await anyio.sleep(0)
+        assert not parked(spinner)  # spinning
+        started = anyio.current_time()
+        with anyio.fail_after(5):
+            while not parked(spinner):
+                await anyio.sleep(0.005)
+        spun = anyio.current_time() - started
+        assert 0.03 <= spun < 2  # about its window, then it parked by itself
+        # Pokes while it spins keep it spinning past one window.
+        spinner.poke()
+        started = anyio.current_time()
+        for _ in range(20):
+            await anyio.sleep(0.01)
+            spinner.poke()
+            assert not parked(spinner)
+        assert anyio.current_time() - started > 0.05
+        group.start_soon(count_loop_iterations)
+        await anyio.sleep(0.2)
+        assert ticks > 0  # other tasks still run while it spins or parks
+        group.cancel_scope.cancel()
+
+
+async def test_lone_calls_poke_both_ends_and_batches_do_not() -> None:
+    pokes = {"client": 0, "server": 0}
+    release = anyio.Event()
+    answered: list[bytes] = []
+
+    async def echo(payload: bytes) -> bytes:
+        if payload == b"hold":
+            await release.wait()
+        answered.append(payload)
+        return payload
+
+    async with (
+        call.serve(
+            "tcp://127.0.0.1:0",
+            {ECHO: echo},
+            deployment_id=DEPLOYMENT,
+            fingerprint=FINGERPRINT,
+            spin=0.001,
+        ) as server,
+        call.Client(
+            [server.address], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT, spin=0.001
+        ) as client,
+    ):
+        with anyio.fail_after(10):
+            await client.wait_ready()
+        assert client._spinner is not None and server._poke is not None
+        client_poke, server_poke = client._spinner.poke, server._poke
+
+        def count(side: str, poke: object) -> object:
+            def counted() -> None:
+                pokes[side] += 1
+                poke()  # type: ignore[operator]
+
+            return counted
+
+        client._live[server.address].poke = count("client", client_poke)  # type: ignore[assignment]
+        (session,) = server._sessions
+        session.poke = count("server", server_poke)  # type: ignore[assignment]
+        with anyio.fail_after(10):
+            for _ in range(3):
+                assert await client.call(ECHO, b"x") == b"x"
+        assert pokes == {"client": 3, "server": 3}
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                group.start_soon(client.call, ECHO, b"hold")
+                while client.in_flight(server.address) < 1:
+                    await anyio.sleep(0.001)
+                for _ in range(5):  # a batch behind a call in flight: no pokes
+                    group.start_soon(client.call, ECHO, b"y")
+                while answered.count(b"y") < 5:
+                    await anyio.sleep(0.001)
+                release.set()
+        assert pokes == {"client": 4, "server": 4}  # only "hold" went out (and in) alone
+
+
+async def test_spin_zero_starts_no_spinner() -> None:
+    async def echo(payload: bytes) -> bytes:
+        return payload
+
+    async with (
+        call.serve(
+            "tcp://127.0.0.1:0",
+            {ECHO: echo},
+            deployment_id=DEPLOYMENT,
+            fingerprint=FINGERPRINT,
+            spin=0,
+        ) as server,
+        call.Client(
+            [server.address], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT, spin=0
+        ) as client,
+    ):
+        assert client._spinner is None and server._poke is None
+        with anyio.fail_after(10):
+            assert await client.call(ECHO, b"z") == b"z"
