@@ -10,7 +10,14 @@ import pytest
 
 from pyweaver import call
 from pyweaver.call._backend import current_backend
-from pyweaver.call._spin import DEFAULT_SPIN, SPIN_ENV, Spinner, spin_window
+from pyweaver.call._spin import (
+    DEFAULT_SPIN,
+    PROBE_EVERY,
+    SPIN_ENV,
+    WASTED_LIMIT,
+    Spinner,
+    spin_window,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -109,8 +116,8 @@ async def test_lone_calls_poke_both_ends_and_batches_do_not() -> None:
     ):
         with anyio.fail_after(10):
             await client.wait_ready()
-        assert client._spinner is not None and server._poke is not None
-        client_poke, server_poke = client._spinner.poke, server._poke
+        assert client._spinner is not None and server._spinner is not None
+        client_poke, server_poke = client._spinner.poke, server._spinner.poke
 
         def count(side: str, poke: object) -> object:
             def counted() -> None:
@@ -155,6 +162,38 @@ async def test_spin_zero_starts_no_spinner() -> None:
             [server.address], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT, spin=0
         ) as client,
     ):
-        assert client._spinner is None and server._poke is None
+        assert client._spinner is None and server._spinner is None
         with anyio.fail_after(10):
             assert await client.call(ECHO, b"z") == b"z"
+
+
+async def test_a_spinner_whose_spins_find_no_answer_cools_down_and_probes() -> None:
+    spinner = Spinner(0.002)
+
+    async def episode(poke: bool = True, hit: bool = False) -> None:
+        if poke:
+            spinner.poke()
+        with anyio.fail_after(5):
+            while poke and parked(spinner):
+                await anyio.sleep(0)
+        if hit:
+            spinner.hit()
+        with anyio.fail_after(5):
+            while not parked(spinner):
+                await anyio.sleep(0.001)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(spinner.run, current_backend())
+        await episode(poke=False)
+        for _ in range(WASTED_LIMIT):
+            await episode()  # each spins its window; no answer comes
+        assert spinner.episodes == WASTED_LIMIT and spinner.wasted == WASTED_LIMIT
+        for _ in range(PROBE_EVERY - 1):
+            spinner.poke()  # cooling: these start nothing
+            assert parked(spinner)
+        assert spinner.episodes == WASTED_LIMIT
+        await episode(hit=True)  # the probe: an answer came while it spun
+        assert spinner.episodes == WASTED_LIMIT + 1 and spinner.wasted == 0
+        await episode()
+        assert spinner.episodes == WASTED_LIMIT + 2  # warm again: every poke spins
+        group.cancel_scope.cancel()

@@ -300,13 +300,16 @@ class Client(anyio.AsyncContextManagerMixin):
         }
         if self._use_protocol and state.address.scheme != "mem":
             session = await _asyncio_driver.connect(state.address, state.endpoint, **options)
-            if self._spinner is not None:
-                session.poke = self._spinner.poke
+            self._attach_spinner(session)
             return session, session.closed.wait
         session, driver = await _anyio_driver.connect(state.address, state.endpoint, **options)
+        self._attach_spinner(session)
+        return session, driver.run
+
+    def _attach_spinner(self, session: ClientSession) -> None:
         if self._spinner is not None:
             session.poke = self._spinner.poke
-        return session, driver.run
+            session.hit = self._spinner.hit
 
     async def _manage(self, state: _Endpoint) -> None:
         """Keep ``state``'s connection up while it is wanted."""

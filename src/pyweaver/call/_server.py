@@ -162,7 +162,7 @@ class Server:
         self.warnings = RateLimitedLog(logging.getLogger("pyweaver.call"), warning_interval)
         self._sessions: set[ServerSession] = set()
         self._accepted = 0  # connections accepted and not yet ended (streams driver)
-        self._poke: Callable[[], None] | None = None  # the spinner's (see serve)
+        self._spinner: Spinner | None = None  # see serve
 
     @property
     def connections(self) -> int:
@@ -195,8 +195,9 @@ class Server:
             backend=current_backend(),
             peer_name=peer_name,
         )
-        if self._poke is not None:
-            session.poke = self._poke
+        if self._spinner is not None:
+            session.poke = self._spinner.poke
+            session.hit = self._spinner.hit
         return session
 
     def _refuse(self, open_connections: int) -> bool:
@@ -282,9 +283,8 @@ async def serve(
         raise ValueError(f"the protocol driver needs asyncio and tcp/unix, not {address!r}")
     async with anyio.create_task_group() as spinning:
         if window > 0:
-            spinner = Spinner(window)
-            server._poke = spinner.poke
-            spinning.start_soon(spinner.run, backend)
+            server._spinner = Spinner(window)
+            spinning.start_soon(server._spinner.run, backend)
         try:
             if use_protocol:
                 server.driver = "protocol"

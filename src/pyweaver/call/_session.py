@@ -145,6 +145,7 @@ class ClientSession:
         "draining",
         "endpoint",
         "failure",
+        "hit",
         "open",
         "poke",
         "received",
@@ -182,6 +183,7 @@ class ClientSession:
         #: Called when a lone request goes out (the client's spinner: see ``_spin``;
         #: with more in flight, batching matters more than one call's wake-up).
         self.poke: Callable[[], None] = _nothing
+        self.hit: Callable[[], None] = _nothing  # bytes arrived (the spinner's)
 
     @property
     def in_flight(self) -> int:
@@ -220,6 +222,7 @@ class ClientSession:
     def receive(self, data: ReadBytes) -> None:
         """Bytes from the server (``b""``: it closed the stream)."""
         self.received += 1
+        self.hit()
         try:
             events = self._core.receive_data(data)
         except HandshakeError as exc:
@@ -463,6 +466,7 @@ class ServerSession:
         "_wakeup",
         "_warnings",
         "draining",
+        "hit",
         "open",
         "peer_name",
         "poke",
@@ -510,6 +514,7 @@ class ServerSession:
         self.peer_name = peer_name
         #: Called when a lone request arrives (the server's spinner: see ``_spin``).
         self.poke: Callable[[], None] = _nothing
+        self.hit: Callable[[], None] = _nothing  # bytes arrived (the spinner's)
 
     @property
     def busy(self) -> bool:
@@ -562,6 +567,7 @@ class ServerSession:
         """Bytes from the client (``b""``: it closed the stream)."""
         if not self.open:
             return
+        self.hit()
         try:
             events = self._core.receive_data(data)
         except HandshakeError as exc:

@@ -16,7 +16,9 @@ it when a client sends a request and when a server receives one, so a client spi
 while it waits for a quick answer and a server spins while its clients are likely to
 send again. After ``window`` with no traffic the task parks on a future: an idle
 process does not spin. The cost is at most ``window`` of CPU per burst of traffic, and
-one extra task step per loop iteration while traffic flows.
+one extra task step per loop iteration while traffic flows; a spinner whose spins keep
+expiring without an answer cools down (see :class:`Spinner`), so apps whose calls take
+milliseconds, or with more processes than cores, do not pay it.
 
 ``PYWEAVER_SPIN_US`` sets the window for every client and server that is not given one
 (default 100 µs; ``0`` turns spinning off).
@@ -31,12 +33,16 @@ from typing import Final
 
 from pyweaver.call._backend import Backend, FutureLike
 
-__all__ = ["DEFAULT_SPIN", "SPIN_ENV", "Spinner", "spin_window"]
+__all__ = ["DEFAULT_SPIN", "PROBE_EVERY", "SPIN_ENV", "WASTED_LIMIT", "Spinner", "spin_window"]
 
 SPIN_ENV: Final = "PYWEAVER_SPIN_US"
 #: Seconds a loop keeps polling after the last call traffic, unless PYWEAVER_SPIN_US
 #: says otherwise.
 DEFAULT_SPIN: Final = 100e-6
+#: Wasted episodes in a row (no answer within the window) before the spinner cools
+#: down, and then one poke in this many starts a probing episode (see Spinner).
+WASTED_LIMIT: Final = 3
+PROBE_EVERY: Final = 16
 
 
 def spin_window(value: float | None = None) -> float:
@@ -63,23 +69,48 @@ def spin_window(value: float | None = None) -> float:
 
 class Spinner:
     """Keeps its event loop polling for ``window`` seconds after the last poke (see
-    the module docstring). Run :meth:`run` in a task group; :meth:`poke` from the
-    loop's thread."""
+    the module docstring). Run :meth:`run` in a task group; :meth:`poke` and
+    :meth:`hit` from the loop's thread.
 
-    __slots__ = ("_parked", "_poked", "window")
+    Spinning pays only when the answer comes within the window. An *episode* runs from
+    a poke until bytes arrive (:meth:`hit`) with no poke since, or until a window
+    passes with neither: then it was wasted. After :data:`WASTED_LIMIT` wasted
+    episodes in a row the spinner only starts an episode on every
+    :data:`PROBE_EVERY`-th poke, until one of those is a hit again. So a process
+    whose peers answer in milliseconds (real work, or more processes than cores)
+    stops spending CPU on spinning, and one in a quick ping-pong keeps it.
+    """
+
+    __slots__ = ("_hit", "_parked", "_poked", "_skipped", "episodes", "wasted", "window")
 
     def __init__(self, window: float) -> None:
         self.window = window
         self._poked = False
+        self._hit = False
         self._parked: FutureLike[None] | None = None
+        self._skipped = 0  # pokes ignored while cooling down
+        #: Episodes spun so far, and the current run of wasted ones.
+        self.episodes = 0
+        self.wasted = 0
 
     def poke(self) -> None:
-        """Call traffic happened: keep (or start) polling for another window."""
+        """Call traffic went out or came in alone: keep (or start) polling."""
         self._poked = True
         parked = self._parked
         if parked is not None:
+            if self.wasted >= WASTED_LIMIT:
+                self._skipped += 1
+                if self._skipped < PROBE_EVERY:
+                    self._poked = False
+                    return
+                self._skipped = 0
+            self._hit = False  # only bytes after this poke answer it
             self._parked = None
             parked.set_result(None)
+
+    def hit(self) -> None:
+        """Bytes arrived: if spinning, the spin was worth it."""
+        self._hit = True
 
     @property
     def parked(self) -> bool:
@@ -100,14 +131,21 @@ class Spinner:
                 finally:
                     self._parked = None
             self._poked = False
+            self.episodes += 1
+            useful = False
             until = clock() + window
             while True:
                 await yield_now()
-                if self._poked:
+                if self._poked:  # more traffic went out or came in alone: go on
                     self._poked = False
+                    self._hit = False
                     until = clock() + window
+                elif self._hit:  # the answer came: done, unless poked again
+                    useful = True
+                    break
                 elif clock() >= until:
                     break
+            self.wasted = 0 if useful else self.wasted + 1
 
 
 def _yielder(backend: Backend) -> Callable[[], Awaitable[None]]:
