@@ -81,6 +81,7 @@ class RemoteVariant:
     extra: tuple[str, ...] = ()
     suite: str = "remote"
     pythonpath: str = ""  # run against another source tree (--baseline-src)
+    env: tuple[tuple[str, str], ...] = ()  # extra environment for client and server
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,13 @@ class DeployVariant:
     transport: str = "unix"
     suite: str = "remote"
     pythonpath: str = ""
+    env: tuple[tuple[str, str], ...] = ()
 
 
 Job = RemoteVariant | RowsJob | DeployVariant
+
+# Busy-polling off (pyweaver.call._spin): the rows that show what it buys.
+NO_SPIN = (("PYWEAVER_SPIN_US", "0"),)
 
 REMOTE_VARIANTS: tuple[RemoteVariant, ...] = (
     RemoteVariant("pyweaver-asyncio", "pyweaver", "remote_pyweaver.py", "asyncio",
@@ -129,6 +134,9 @@ REMOTE_VARIANTS: tuple[RemoteVariant, ...] = (
     RemoteVariant("pyweaver-trio-unix", "pyweaver", "remote_pyweaver.py", "trio",
                   "pyweaver-trio over a Unix socket (the multi deployer's transport)",
                   transport="unix"),
+    RemoteVariant("pyweaver-uvloop-unix-nospin", "pyweaver", "remote_pyweaver.py", "asyncio+uvloop",
+                  "pyweaver-uvloop-unix with busy-polling off (PYWEAVER_SPIN_US=0)", transport="unix",
+                  env=NO_SPIN),
     RemoteVariant("grpc-aio", "peer", "remote_grpc.py", "asyncio",
                   "gRPC aio, generic handler, raw bytes, one channel"),
     RemoteVariant("pyro5-msgpack", "peer", "remote_pyro5.py", "threads",
@@ -160,6 +168,8 @@ COMPONENT_VARIANTS: tuple[DeployVariant, ...] = (
                   "await stub.echo(x), 2-process multi deploy, trio"),
     DeployVariant("component-uvloop-traced", COMPONENT_SCRIPT, "asyncio+uvloop",
                   "component-uvloop with every call traced (--trace 1)", extra=("--trace", "1")),
+    DeployVariant("component-uvloop-nospin", COMPONENT_SCRIPT, "asyncio+uvloop",
+                  "component-uvloop with busy-polling off (PYWEAVER_SPIN_US=0)", env=NO_SPIN),
     # Controls: the raw protocol between the same two deployed processes (no stubs,
     # codec, metrics or weavelet client): what the deployment's processes cost by themselves.
     *(DeployVariant(f"deployed-protocol-{name}", COMPONENT_SCRIPT, backend,
@@ -256,6 +266,12 @@ TARGETS: tuple[Target, ...] = (
        "p50_us", "<=", 1.5),
     _t("64 in flight: component-uvloop / component-uvloop-traced", "component-uvloop",
        "component-uvloop-traced", "calls_per_s", "<=", 1.5),
+    _t("seq p50: component-uvloop / component-uvloop-nospin", "component-uvloop", "component-uvloop-nospin",
+       "p50_us", "<=", 1.0, False),
+    _t("64 in flight: component-uvloop / component-uvloop-nospin", "component-uvloop",
+       "component-uvloop-nospin", "calls_per_s", ">=", 0.9, False),
+    _t("seq p50: pyweaver-uvloop-unix / pyweaver-uvloop-unix-nospin", "pyweaver-uvloop-unix",
+       "pyweaver-uvloop-unix-nospin", "p50_us", "<=", 1.0, False),
     # issue 2 (bound tightened by issue 8): in-process
     _t("colocated call / plain await, asyncio", "local-asyncio/pyweaver-call", "local-asyncio/plain-await", "ns_per_call", "<=", 2),
     _t("colocated call / plain await, trio", "local-trio/pyweaver-call", "local-trio/plain-await", "ns_per_call", "<=", 2),
@@ -344,12 +360,13 @@ class Context:
     def server_prefix(self) -> list[str]:
         return ["taskset", "-c", "1"] if self.pin == "cross" else []
 
-    def env(self, pythonpath: str = "") -> dict[str, str]:
+    def env(self, pythonpath: str = "", extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
         env = dict(os.environ)
         env["TMPDIR"] = self.tmpdir
         env["PYTHONUNBUFFERED"] = "1"
         if pythonpath:
             env["PYTHONPATH"] = pythonpath
+        env.update(extra)
         return env
 
     def wait_quiet(self) -> float:
@@ -390,10 +407,12 @@ def tail(text: str, chars: int = 600) -> str:
 class Server:
     """A benchmark server process in its own session, stopped by its pid: SIGTERM, grace, SIGKILL."""
 
-    def __init__(self, argv: list[str], ctx: Context, pythonpath: str = "") -> None:
+    def __init__(self, argv: list[str], ctx: Context, pythonpath: str = "",
+                 extra_env: tuple[tuple[str, str], ...] = ()) -> None:
         self.log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 -- closed in stop()
             "w+", dir=ctx.tmpdir, prefix="server-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(argv, cwd=HERE, env=ctx.env(pythonpath), stdout=self.log_file,
+        self.process = subprocess.Popen(argv, cwd=HERE, env=ctx.env(pythonpath, extra_env),
+                                        stdout=self.log_file,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
 
@@ -431,10 +450,11 @@ class Server:
             os.unlink(self.log_file.name)
 
 
-def run_client(argv: list[str], ctx: Context, timeout: float,
-               pythonpath: str = "") -> tuple[dict[str, Any] | None, str]:
+def run_client(argv: list[str], ctx: Context, timeout: float, pythonpath: str = "",
+               extra_env: tuple[tuple[str, str], ...] = ()) -> tuple[dict[str, Any] | None, str]:
     """Run one client process; return (its JSON line, error text if none)."""
-    process = subprocess.Popen(argv, cwd=HERE, env=ctx.env(pythonpath), stdout=subprocess.PIPE,
+    process = subprocess.Popen(argv, cwd=HERE, env=ctx.env(pythonpath, extra_env),
+                               stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                                start_new_session=True)
     try:
@@ -468,7 +488,7 @@ def run_remote(job: RemoteVariant, round_no: int, ctx: Context) -> None:
     pre = ctx.wait_quiet()
     common = ["--backend", job.backend, *job.extra]
     server = Server([*ctx.server_prefix(), PYTHON, str(script), "--serve",
-                     "--transport", job.transport, *common], ctx, job.pythonpath)
+                     "--transport", job.transport, *common], ctx, job.pythonpath, job.env)
     try:
         try:
             endpoint = server.wait_ready()
@@ -487,7 +507,8 @@ def run_remote(job: RemoteVariant, round_no: int, ctx: Context) -> None:
                     "--mode", mode, "--payload", str(size), "--seconds", f"{ctx.seconds:g}"]
             before = ctx.foreign.snapshot()
             started = time.perf_counter()
-            result, error = run_client(argv, ctx, timeout=3 * ctx.seconds + 60, pythonpath=job.pythonpath)
+            result, error = run_client(argv, ctx, timeout=3 * ctx.seconds + 60, pythonpath=job.pythonpath,
+                                       extra_env=job.env)
             record["wall_s"] = time.perf_counter() - started
             record["loadavg_1m"] = os.getloadavg()[0]
             record["foreign_cores"] = ctx.foreign.cores(before, ctx.foreign.snapshot())
@@ -555,7 +576,8 @@ def run_rows(job: RowsJob, round_no: int, ctx: Context) -> None:
     argv = [*ctx.client_prefix(), PYTHON, str(script), *job.args, "--seconds", f"{ctx.seconds:g}"]
     before = ctx.foreign.snapshot()
     started = time.perf_counter()
-    result, error = run_client(argv, ctx, timeout=20 * ctx.seconds + 120, pythonpath=job.pythonpath)
+    result, error = run_client(argv, ctx, timeout=20 * ctx.seconds + 120, pythonpath=job.pythonpath,
+                               extra_env=job.env)
     wall = time.perf_counter() - started
     foreign = ctx.foreign.cores(before, ctx.foreign.snapshot())
     rows = (result or {}).get("rows")
