@@ -538,7 +538,8 @@ def run_deploy(job: DeployVariant, round_no: int, ctx: Context) -> None:
             "--seconds", f"{ctx.seconds:g}"]
     before = ctx.foreign.snapshot()
     started = time.perf_counter()
-    result, error = run_client(argv, ctx, timeout=10 * ctx.seconds + 120, pythonpath=job.pythonpath)
+    result, error = run_client(argv, ctx, timeout=10 * ctx.seconds + 120, pythonpath=job.pythonpath,
+                               extra_env=job.env)
     wall = time.perf_counter() - started
     foreign = ctx.foreign.cores(before, ctx.foreign.snapshot())
     found = (result or {}).get("measurements") or {}
@@ -576,8 +577,7 @@ def run_rows(job: RowsJob, round_no: int, ctx: Context) -> None:
     argv = [*ctx.client_prefix(), PYTHON, str(script), *job.args, "--seconds", f"{ctx.seconds:g}"]
     before = ctx.foreign.snapshot()
     started = time.perf_counter()
-    result, error = run_client(argv, ctx, timeout=20 * ctx.seconds + 120, pythonpath=job.pythonpath,
-                               extra_env=job.env)
+    result, error = run_client(argv, ctx, timeout=20 * ctx.seconds + 120, pythonpath=job.pythonpath)
     wall = time.perf_counter() - started
     foreign = ctx.foreign.cores(before, ctx.foreign.snapshot())
     rows = (result or {}).get("rows")
