@@ -458,7 +458,7 @@ async def serve_weavelet(
     if process_logging and bootstrap.trace_sample_ratio > 0:
         # Spans of this process go to the envelope; trace context crosses every call.
         _tracing.enable_tracing(
-            agent.spans.sink,
+            agent.spans.processor(),
             sample_ratio=min(bootstrap.trace_sample_ratio, 1.0),
             sample_rate=config.telemetry.sample_rate,
             service_name=config.name,

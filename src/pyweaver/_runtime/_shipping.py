@@ -89,16 +89,25 @@ class LogShipper:
 
 
 class SpanShipper:
-    """Buffers finished spans (plain dicts) and ships them to the envelope in batches.
-    Spans that cannot be shipped are dropped: tracing is best effort."""
+    """Buffers finished spans and ships them to the envelope in batches, as plain dicts
+    (``span_to_dict``, done here at shipping time rather than when each span ends:
+    :meth:`processor` hands spans over as they are). Spans that cannot be shipped are
+    dropped: tracing is best effort."""
 
     def __init__(self) -> None:
-        self._pending: deque[dict[str, Any]] = deque(maxlen=_MAX_PENDING_SPANS)
+        self._pending: deque[Any] = deque(maxlen=_MAX_PENDING_SPANS)
         self._wake = anyio.Event()
 
-    def sink(self, span: dict[str, Any]) -> None:
+    def sink(self, span: Any) -> None:
+        """A finished span: a ``ReadableSpan``, or a span dict already."""
         # Called in whatever thread ended the span; deque.append is thread-safe.
         self._pending.append(span)
+
+    def processor(self) -> Any:
+        """The span processor feeding :meth:`sink` (loads the OpenTelemetry SDK)."""
+        from pyweaver._runtime._tracing_sdk import HandOffSpanProcessor
+
+        return HandOffSpanProcessor(self.sink)
 
     async def run(self, control: call.Client) -> None:
         try:
@@ -110,8 +119,13 @@ class SpanShipper:
                 await self._flush(control)
 
     async def _flush(self, control: call.Client) -> None:
+        if not self._pending:
+            return
+        from pyweaver._runtime._tracing_sdk import span_to_dict
+
         while self._pending:
-            batch = [self._pending.popleft() for _ in range(min(len(self._pending), 512))]
+            taken = [self._pending.popleft() for _ in range(min(len(self._pending), 512))]
+            batch = [span if type(span) is dict else span_to_dict(span) for span in taken]
             try:
                 await control.call(m.TRACE_SPANS.key, m.encode(m.TraceSpans(spans=batch)))
             except PyWeaverError:

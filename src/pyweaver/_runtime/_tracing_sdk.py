@@ -32,7 +32,14 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
 
-__all__ = ["DictSpanProcessor", "RootSampler", "SpanSink", "span_to_dict", "tracer_provider"]
+__all__ = [
+    "DictSpanProcessor",
+    "HandOffSpanProcessor",
+    "RootSampler",
+    "SpanSink",
+    "span_to_dict",
+    "tracer_provider",
+]
 
 
 class RootSampler(Sampler):
@@ -206,6 +213,22 @@ class DictSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         self._sink(span_to_dict(span))
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class HandOffSpanProcessor(SpanProcessor):
+    """Hands every finished, sampled span to ``sink`` as it is (a ``ReadableSpan``,
+    immutable once ended), for a sink that converts it later with
+    :func:`span_to_dict`: the conversion (~20% of a span's cost) then happens when a
+    batch ships, not inside the call that ended the span."""
+
+    def __init__(self, sink: Callable[[ReadableSpan], None]) -> None:
+        self._sink = sink
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._sink(span)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
