@@ -7,16 +7,19 @@ runtime turns it on with :func:`enable_tracing` once it has configured an SDK.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyweaver.call._wire import TraceContext
 
 __all__ = ["attach", "current", "enable_tracing", "state", "tracing_enabled"]
 
 
 class _State:
-    __slots__ = ("enabled",)
+    __slots__ = ("enabled", "get_current_span")
 
     def __init__(self) -> None:
         self.enabled = False
+        self.get_current_span: Any = None  # opentelemetry.trace's, once enabled
 
 
 state = _State()
@@ -25,6 +28,10 @@ state = _State()
 def enable_tracing(enabled: bool = True) -> None:
     """Carry the current OpenTelemetry span context on every call (and install the
     received one around every handler). Off by default."""
+    if enabled and state.get_current_span is None:
+        from opentelemetry import trace
+
+        state.get_current_span = trace.get_current_span
     state.enabled = enabled
 
 
@@ -34,9 +41,10 @@ def tracing_enabled() -> bool:
 
 def current() -> TraceContext | None:
     """The current span's context, or None when there is no valid one."""
-    from opentelemetry import trace
-
-    context = trace.get_current_span().get_span_context()
+    get_current_span = state.get_current_span
+    if get_current_span is None:  # never enabled: no span can be current
+        return None
+    context = get_current_span().get_span_context()
     if not context.is_valid:
         return None
     return TraceContext(
