@@ -178,11 +178,12 @@ async def layers(payload_size: int, seconds: float) -> dict[str, float]:
         open = True
 
         async def call(self, key: bytes, deadline_us: int, payload: bytes, trace: Any,
-                       metadata: Any) -> bytes:
+                       metadata: Any, *, expires: float = float("inf")) -> bytes:
             return encoded_result
 
     null_session = NullSession()
-    client = Client(["unix:///nonexistent"], deployment_id="d", fingerprint=b"f")
+    # As a weavelet's: the default call deadline (multi's call_timeout) applies.
+    client = Client(["unix:///nonexistent"], deployment_id="d", fingerprint=b"f", call_timeout=30.0)
     client._ready = ("unix:///nonexistent",)
     client._live = {"unix:///nonexistent": null_session}  # type: ignore[dict-item]
     client._effective_deadline = backend.effective_deadline

@@ -154,3 +154,18 @@ def test_component_benchmark_deploys_and_measures_through_the_stub() -> None:
     assert found["inflight/65536"]["calls_per_s"] > 0
     assert found["seq/16@raw"]["calls"] > 0
     assert data["deploy_exit"] == 0
+
+
+@pytest.mark.slow
+def test_the_per_layer_breakdown_runs_against_the_current_call_layers() -> None:
+    """breakdown.py drives the real stubs, client, sessions and codec with fakes at the
+    edges: it breaks when their signatures move, so it is run here (layers only)."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "breakdown.py"), "--no-end-to-end", "--seconds", "0.05"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    layers = data["layers_ns"]
+    assert "callee: server session + framing + dispatch" in layers
+    assert all(math.isfinite(value) for value in layers.values())
