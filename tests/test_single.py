@@ -53,9 +53,9 @@ def test_a_bad_config_is_a_clear_error_naming_the_file() -> None:
     assert "bad_config.toml" in result.stderr and "color" in result.stderr
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signals_run_shutdown_hooks(backend: str, sig: signal.Signals) -> None:
+def stop_waiting_app(argv: list[str], backend: str, sig: signal.Signals) -> tuple[str, str, int]:
+    """Start good_app.py (via ``argv``), wait until it waits for a signal, send ``sig``;
+    return its stdout, stderr and exit status."""
     env = {
         **os.environ,
         "PYWEAVER_CONFIG": str(APPS / "good.toml"),
@@ -63,11 +63,7 @@ def test_signals_run_shutdown_hooks(backend: str, sig: signal.Signals) -> None:
         "GOOD_APP_BACKEND": backend,
     }
     proc = subprocess.Popen(
-        [sys.executable, str(APPS / "good_app.py")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     try:
         assert proc.stdout is not None
@@ -84,10 +80,32 @@ def test_signals_run_shutdown_hooks(backend: str, sig: signal.Signals) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return out, err, proc.returncode
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signals_run_shutdown_hooks(backend: str, sig: signal.Signals) -> None:
+    out, err, status = stop_waiting_app([sys.executable, str(APPS / "good_app.py")], backend, sig)
     assert "store shutdown" in out, err
     if sig == signal.SIGTERM:  # stopped, not crashed: no traceback, the signal's status
-        assert proc.returncode == -signal.SIGTERM, err
+        assert status == -signal.SIGTERM, err
         assert "Traceback" not in err, err
+
+
+def test_sigterm_runs_shutdown_hooks_when_sigint_is_ignored() -> None:
+    """A shell without job control starts `app &` with SIGINT ignored, so the event
+    loop installs no SIGINT handler; SIGTERM must still stop the app through its
+    shutdown hooks (asyncio; see pyweaver._runtime._signals for trio)."""
+    launcher = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    argv = [sys.executable, "-c", launcher, str(APPS / "good_app.py")]
+    out, err, status = stop_waiting_app(argv, "asyncio", signal.SIGTERM)
+    assert "store shutdown" in out, err
+    assert status == -signal.SIGTERM, err
+    assert "Traceback" not in err, err
 
 
 @pytest.mark.parametrize(

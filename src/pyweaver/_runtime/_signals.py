@@ -24,9 +24,19 @@ def route_sigterm_like_sigint() -> None:
         handler = signal.getsignal(signal.SIGINT)
     except ValueError:  # pragma: no cover - not the main thread
         return
-    if not callable(handler) or getattr(handler, "_pyweaver_sigterm", False):
+    if getattr(handler, "_pyweaver_sigterm", False):
         return
     trio = sniffio.current_async_library() == "trio"
+    if not callable(handler):
+        # SIGINT was ignored when the loop started (a shell without job control
+        # starts `app &` so), so the loop installed no handler of its own. SIGTERM
+        # must still stop the app: on asyncio, Python's own KeyboardInterrupt unwinds
+        # the loop, whose end cancels the root task (shutdown hooks run). trio does not
+        # survive a KeyboardInterrupt raised outside its own handler: SIGTERM there
+        # keeps its default action (the process ends at once, without the hooks).
+        if trio:
+            return
+        handler = signal.default_int_handler
 
     def on_sigterm(signum: int, frame: Any) -> None:
         global _terminated
