@@ -36,6 +36,7 @@ async def running(
     address: str,
     handlers: dict[bytes, call.Handler],
     driver: str = "auto",
+    server_options: dict[str, Any] | None = None,
     **client_options: Any,
 ) -> AsyncIterator[tuple[call.Server, call.Client]]:
     async with call.serve(  # noqa: SIM117 - the client needs server.address
@@ -45,6 +46,7 @@ async def running(
         fingerprint=FINGERPRINT,
         driver=driver,  # type: ignore[arg-type]
         shutdown_grace=0.5,
+        **(server_options or {}),
     ) as server:
         async with call.Client(
             [server.address],

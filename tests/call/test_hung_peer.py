@@ -14,6 +14,7 @@ import pytest
 from pyweaver import call
 from pyweaver._errors import RemoteCallError
 from pyweaver.call._protocol import Connection, Handshake, Request, Role
+from tests.call.test_call import running
 
 pytestmark = pytest.mark.anyio
 
@@ -141,14 +142,7 @@ async def test_the_default_deadline_reaches_the_server_which_cancels_the_late_ca
             raise
         return payload
 
-    async with (
-        call.serve(
-            "tcp://127.0.0.1:0", {ECHO: slow}, deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT
-        ) as server,
-        call.Client(
-            [server.address], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT, call_timeout=0.3
-        ) as client,
-    ):
+    async with running("tcp://127.0.0.1:0", {ECHO: slow}, call_timeout=0.3) as (_, client):
         with anyio.fail_after(10):
             await client.wait_ready()
         started = anyio.current_time()
@@ -170,14 +164,7 @@ async def test_calls_that_answer_in_time_leave_nothing_for_the_sweeper() -> None
             await release.wait()
         return payload
 
-    async with (
-        call.serve(
-            "tcp://127.0.0.1:0", {ECHO: echo}, deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT
-        ) as server,
-        call.Client(
-            [server.address], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT, call_timeout=5
-        ) as client,
-    ):
+    async with running("tcp://127.0.0.1:0", {ECHO: echo}, call_timeout=5) as (server, client):
         with anyio.fail_after(10):
             await client.wait_ready()
         async with anyio.create_task_group() as group:  # no deadline of their own

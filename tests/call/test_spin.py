@@ -18,11 +18,10 @@ from pyweaver.call._spin import (
     Spinner,
     spin_window,
 )
+from tests.call.test_call import running
 
 pytestmark = pytest.mark.anyio
 
-DEPLOYMENT = "spin"
-FINGERPRINT = b"fp"
 ECHO = call.method_key("tests.Spin", "echo")
 
 
@@ -102,18 +101,9 @@ async def test_lone_calls_poke_both_ends_and_batches_do_not() -> None:
         answered.append(payload)
         return payload
 
-    async with (
-        call.serve(
-            "tcp://127.0.0.1:0",
-            {ECHO: echo},
-            deployment_id=DEPLOYMENT,
-            fingerprint=FINGERPRINT,
-            spin=0.001,
-        ) as server,
-        call.Client(
-            [server.address], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT, spin=0.001
-        ) as client,
-    ):
+    async with running(
+        "tcp://127.0.0.1:0", {ECHO: echo}, server_options={"spin": 0.001}, spin=0.001
+    ) as (server, client):
         with anyio.fail_after(10):
             await client.wait_ready()
         assert client._spinner is not None and server._spinner is not None
@@ -150,18 +140,9 @@ async def test_spin_zero_starts_no_spinner() -> None:
     async def echo(payload: bytes) -> bytes:
         return payload
 
-    async with (
-        call.serve(
-            "tcp://127.0.0.1:0",
-            {ECHO: echo},
-            deployment_id=DEPLOYMENT,
-            fingerprint=FINGERPRINT,
-            spin=0,
-        ) as server,
-        call.Client(
-            [server.address], deployment_id=DEPLOYMENT, fingerprint=FINGERPRINT, spin=0
-        ) as client,
-    ):
+    async with running(
+        "tcp://127.0.0.1:0", {ECHO: echo}, server_options={"spin": 0}, spin=0
+    ) as (server, client):
         assert client._spinner is None and server._spinner is None
         with anyio.fail_after(10):
             assert await client.call(ECHO, b"z") == b"z"

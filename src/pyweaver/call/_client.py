@@ -300,16 +300,15 @@ class Client(anyio.AsyncContextManagerMixin):
         }
         if self._use_protocol and state.address.scheme != "mem":
             session = await _asyncio_driver.connect(state.address, state.endpoint, **options)
-            self._attach_spinner(session)
-            return session, session.closed.wait
-        session, driver = await _anyio_driver.connect(state.address, state.endpoint, **options)
-        self._attach_spinner(session)
-        return session, driver.run
-
-    def _attach_spinner(self, session: ClientSession) -> None:
+            pump = session.closed.wait
+        else:
+            session, driver = await _anyio_driver.connect(
+                state.address, state.endpoint, **options
+            )
+            pump = driver.run
         if self._spinner is not None:
-            session.poke = self._spinner.poke
-            session.hit = self._spinner.hit
+            self._spinner.attach(session)
+        return session, pump
 
     async def _manage(self, state: _Endpoint) -> None:
         """Keep ``state``'s connection up while it is wanted."""

@@ -196,8 +196,7 @@ class Server:
             peer_name=peer_name,
         )
         if self._spinner is not None:
-            session.poke = self._spinner.poke
-            session.hit = self._spinner.hit
+            self._spinner.attach(session)
         return session
 
     def _refuse(self, open_connections: int) -> bool:

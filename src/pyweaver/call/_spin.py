@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from pyweaver.call._backend import Backend, FutureLike
+from pyweaver.call._session import ClientSession, ServerSession
 
 __all__ = ["DEFAULT_SPIN", "PROBE_EVERY", "SPIN_ENV", "WASTED_LIMIT", "Spinner", "spin_window"]
 
@@ -111,6 +112,11 @@ class Spinner:
     def hit(self) -> None:
         """Bytes arrived: if spinning, the spin was worth it."""
         self._hit = True
+
+    def attach(self, session: ClientSession | ServerSession) -> None:
+        """Have ``session`` poke this spinner and report its hits."""
+        session.poke = self.poke
+        session.hit = self.hit
 
     @property
     def parked(self) -> bool:
