@@ -263,6 +263,35 @@ async def test_deadline_expiry_cancels_the_handler(server_address: str, driver: 
 
 # ------------------------------------------------------------------ context
 
+async def test_a_past_deadline_does_not_reach_the_next_request(
+    server_address: str, driver: str
+) -> None:
+    """The dispatcher keeps one cancel scope for its life: a request with a short
+    deadline, answered inline, must leave none behind for the requests after it, even
+    once that deadline has passed (the next one suspends and keeps the scope)."""
+    seen: list[float] = []
+
+    async def watchdog() -> None:
+        await anyio.sleep(5)
+        raise AssertionError("no answer in 5 s: the server stopped dispatching")
+
+    async def pause(payload: bytes) -> bytes:
+        seen.append(anyio.current_effective_deadline() - anyio.current_time())
+        await anyio.sleep(0.3)
+        return payload
+
+    async with running(server_address, {ECHO: echo, SLOW: pause}, driver) as (_, client):
+        for _ in range(2):
+            with anyio.fail_after(0.05):
+                assert await client.call(ECHO, b"quick") == b"quick"
+            await anyio.sleep(0.1)  # the quick call's deadline passes
+            async with anyio.create_task_group() as group:
+                group.start_soon(watchdog)  # bounds the call without giving it a deadline
+                assert await client.call(SLOW, b"slow") == b"slow"
+                group.cancel_scope.cancel()
+        assert seen == [math.inf, math.inf]
+
+
 
 async def test_metadata_travels_hop_after_hop(server_address: str, driver: str) -> None:
     async def report(payload: bytes) -> bytes:

@@ -11,16 +11,16 @@ The session holds the sans-IO :class:`~._protocol.Connection` and does the rest:
 
 Server dispatch (Service Weaver's "run inline until it blocks", with tasks): one
 *dispatcher* task per connection runs queued requests one after another, inside
-itself, under one cancel scope per batch whose deadline is set to each request's before
-it runs. Most handlers finish without ever suspending, and then a request costs no task
-and no scope of its own, and the answers of a whole batch go out in one write. When a
-handler does suspend, the dispatcher leaves the rest of the queue to a fresh dispatcher
-task and stays with that handler (and the scope, now its alone) until it finishes, so a
-slow handler never holds up the others. The method is then remembered as one that
-suspends, and its later requests each get a task and a scope up front, which lets many
-of them wait at once without handing the queue over again and again; until one of them
-finishes without suspending (a handler that waited once, for its component to be built,
-say), which puts the method back on the inline path.
+itself, under one cancel scope (the dispatcher's) whose deadline is set to each
+request's before it runs. Most handlers finish without ever suspending, and then a
+request costs no task and no scope of its own, and the answers of a whole batch go out
+in one write. When a handler does suspend, the dispatcher leaves the rest of the queue
+to a fresh dispatcher task and stays with that handler (and the scope, now its alone)
+until it finishes, so a slow handler never holds up the others. The method is then
+remembered as one that suspends, and its later requests each get a task and a scope up
+front, which lets many of them wait at once without handing the queue over again and
+again; until one of them finishes without suspending (a handler that waited once, for
+its component to be built, say), which puts the method back on the inline path.
 
 Each handler runs in its own copy of the connection's ``contextvars.Context`` (driven
 step by step with ``Context.run``), so the metadata and trace context it gets, and
@@ -660,19 +660,24 @@ class ServerSession:
         clock = backend.clock
         set_deadline = backend.set_deadline  # recorded, armed only if the handler suspends
         base_context = self._context
-        while self.open:
-            if not queue:
-                waiter: FutureLike[None] = new_future()
-                self._wakeup = waiter
-                await waiter
-                continue
-            # One cancel scope for the whole batch: each request sets its deadline on it
-            # before it runs (so anyio/trio code in the handler sees it), and the one
-            # request that suspends keeps the scope, and this task, for itself.
-            scope = backend.new_scope(_INF)
-            deadline = _INF
-            handed_off: Request | None = None
-            with scope:
+        # One cancel scope for this dispatcher's life (entering and leaving an anyio
+        # scope costs about as much as the rest of a request's dispatch): each request
+        # sets its deadline on it before it runs, so anyio/trio code in the handler
+        # sees it, and the one request that suspends keeps the scope, and this task,
+        # for itself. Its deadline is back at infinity whenever the dispatcher parks.
+        scope = backend.new_scope(_INF)
+        deadline = _INF
+        handed_off: Request | None = None
+        with scope:
+            while self.open:
+                if not queue:
+                    if deadline != _INF:
+                        deadline = _INF
+                        set_deadline(scope, _INF)
+                    waiter: FutureLike[None] = new_future()
+                    self._wakeup = waiter
+                    await waiter
+                    continue
                 driver.cork()
                 while queue:
                     request = queue.popleft()
@@ -711,11 +716,12 @@ class ServerSession:
                     finally:
                         del self._scopes[request.request_id]
                     break
-                driver.uncork()
-            if handed_off is not None:
-                if scope.cancelled_caught:
-                    self._answer_cancelled(handed_off, deadline)
-                return
+                else:
+                    driver.uncork()
+                    continue
+                break  # this task went with the handler that suspended
+        if handed_off is not None and scope.cancelled_caught:
+            self._answer_cancelled(handed_off, deadline)
 
     async def _run_in_task(self, request: Request) -> None:
         """Run one request in a task of its own, under its own cancel scope."""
