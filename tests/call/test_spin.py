@@ -178,3 +178,33 @@ async def test_a_spinner_whose_spins_find_no_answer_cools_down_and_probes() -> N
         await episode()
         assert spinner.episodes == WASTED_LIMIT + 2  # warm again: every poke spins
         group.cancel_scope.cancel()
+
+
+async def test_a_spinning_loop_offers_its_cpu_to_other_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each spin gives way (``sched_yield``), so a peer process on the same CPU is not
+    kept waiting for the kernel to preempt the spinner; a parked spinner does not."""
+    calls = 0
+
+    def counting_yield() -> None:
+        nonlocal calls
+        calls += 1
+
+    monkeypatch.setattr("os.sched_yield", counting_yield)
+    spinner = Spinner(0.02)
+    async with anyio.create_task_group() as group:
+        group.start_soon(spinner.run, current_backend())
+        with anyio.fail_after(5):
+            while not parked(spinner):
+                await anyio.sleep(0)
+        assert calls == 0
+        spinner.poke()
+        with anyio.fail_after(5):
+            while not parked(spinner):
+                await anyio.sleep(0.005)
+        assert calls > 0
+        spun = calls
+        await anyio.sleep(0.05)
+        assert calls == spun
+        group.cancel_scope.cancel()

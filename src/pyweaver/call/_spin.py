@@ -18,7 +18,10 @@ send again. After ``window`` with no traffic the task parks on a future: an idle
 process does not spin. The cost is at most ``window`` of CPU per burst of traffic, and
 one extra task step per loop iteration while traffic flows; a spinner whose spins keep
 expiring without an answer cools down (see :class:`Spinner`), so apps whose calls take
-milliseconds, or with more processes than cores, do not pay it.
+milliseconds, or with more processes than cores, do not pay it. Each spin first offers
+the CPU to any other runnable thread (``sched_yield``): a peer process sharing this CPU
+then answers at once instead of when the kernel preempts the spinner (sequential p99
+with client and server pinned to one CPU: ~1.1 ms without it, ~0.1-0.15 ms with it).
 
 ``PYWEAVER_SPIN_US`` sets the window for every client and server that is not given one
 (default 100 µs; ``0`` turns spinning off).
@@ -155,13 +158,30 @@ class Spinner:
 
 
 def _yielder(backend: Backend) -> Callable[[], Awaitable[None]]:
-    """The cheapest "let the loop run one iteration, then resume me" of the backend."""
+    """The cheapest "let the loop run one iteration, then resume me" of the backend,
+    after offering the CPU to any other runnable thread (``sched_yield``): when the
+    peer process shares this CPU, a spinning loop would otherwise hold it until the
+    kernel preempts it, and the peer's answer waits that long (milliseconds)."""
+    give_way = getattr(os, "sched_yield", _nothing)
     if backend.name == "trio":
         import trio
 
-        return trio.lowlevel.checkpoint
+        checkpoint = trio.lowlevel.checkpoint
+
+        def yield_trio() -> Awaitable[None]:
+            give_way()
+            return checkpoint()
+
+        return yield_trio
+
+    sleep = asyncio.sleep
 
     def yield_asyncio() -> Awaitable[None]:
-        return asyncio.sleep(0)
+        give_way()
+        return sleep(0)
 
     return yield_asyncio
+
+
+def _nothing() -> None:
+    pass
