@@ -283,3 +283,41 @@ def test_wrong_shapes_only_raise_remote_call_error(gen: Gen, payload: Any) -> No
             pass
         except Exception as exc:  # an application exception decoded from the payload
             assert not isinstance(exc, cbor2.CBORError | TypeError | ValueError | KeyError)
+
+
+# Messages of scalars only are written by the generated code itself, not by cbor2.dumps
+# (see "CBOR items written directly" in pyweaver._runtime._codec._compile): the bytes
+# must be exactly cbor2's, for every size class of every head, and a value of another
+# type than declared must take the cbor2 path as before.
+_SCALAR_VALUES: dict[Any, st.SearchStrategy[Any]] = {
+    bytes: st.binary(max_size=300) | st.sampled_from([b"x" * 65_536, b"y" * 70_000]),
+    str: st.text(max_size=300) | st.sampled_from(["é" * 40_000]),
+    int: st.integers(min_value=-(2**70), max_value=2**70)
+    | st.sampled_from([23, 24, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**64 - 1, 2**64])
+    | st.sampled_from([-24, -25, -256, -257, -(2**64), -(2**64) - 1]),
+    float: st.floats(allow_nan=True, allow_infinity=True),
+    bool: st.booleans(),
+    type(None): st.none(),
+}
+
+
+@SETTINGS
+@given(data=st.data(), types=st.lists(st.sampled_from(list(_SCALAR_VALUES)), max_size=4))
+def test_scalar_messages_are_written_exactly_as_cbor2_writes_them(
+    data: st.DataObject, types: list[Any]
+) -> None:
+    result_type = types[0] if types else bytes
+    mc = Codec().method_codec(
+        list(types), result_type, "gen.Scalars.m", arg_names=[f"p{i}" for i in range(len(types))]
+    )
+    values = tuple(data.draw(_SCALAR_VALUES[tp], label=f"arg {i}") for i, tp in enumerate(types))
+    encoded = mc.encode_args(values)
+    assert encoded == cbor2.dumps(list(values))
+    assert [repr(v) for v in mc.decode_args(encoded)] == [repr(v) for v in values]
+    result = data.draw(_SCALAR_VALUES[result_type], label="result")
+    assert mc.encode_result(result) == cbor2.dumps([0, result])
+    # Not the declared type (a bool for an int, an int for a float, a bytearray for
+    # bytes): the general path, as before.
+    other = data.draw(st.sampled_from([True, 3, bytearray(b"ab"), "s", None, 1.5]), label="other")
+    if types and type(other) is not types[0]:
+        assert mc.encode_args((other, *values[1:])) == cbor2.dumps([other, *values[1:]])

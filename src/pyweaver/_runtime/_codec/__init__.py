@@ -5,7 +5,8 @@ One :class:`Codec` per process judges types (:meth:`Codec.check_type`) and build
 Building a method codec compiles its argument and result types into a handful of small
 Python functions (generated source, like attrs' and cattrs' own, and like the Go
 ``weaver generate`` encoders this replaces), so a call does no type dispatch: encoding
-is attribute reads plus one ``cbor2.dumps``; decoding is one strict CBOR decode
+is attribute reads plus one ``cbor2.dumps`` (or, for a message of scalars only, the
+CBOR heads written by the generated code itself and one join); decoding is one strict CBOR decode
 (``call.strict_payload_loads``: no semantic tags but bignums) plus inline type checks
 and object construction.
 

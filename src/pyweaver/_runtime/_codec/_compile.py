@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import math
+import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -30,7 +32,7 @@ import cbor2
 from pyweaver._runtime._codec._errors import _Mismatch, decode_failure, encode_failure, mismatch
 from pyweaver.call import strict_payload_loads
 
-__all__ = ["Generator", "Source"]
+__all__ = ["Generator", "Source", "array_head"]
 
 
 # -- conversions the generated code calls -----------------------------------------------
@@ -58,6 +60,69 @@ def _union_index(value: Any, member_classes: Sequence[tuple[type, ...]]) -> int:
         if isinstance(value, classes):
             return index
     raise TypeError(f"{type(value).__name__} is none of the union's types")
+
+
+# -- CBOR items written directly ---------------------------------------------------------
+#
+# A message whose values are all scalars (bytes, str, int, bool, None, float) is written
+# by the generated code itself, head by head, and joined once: byte for byte what
+# ``cbor2.dumps`` writes for the same list (the codec tests check this with hypothesis),
+# in a third of the time for small messages (``dumps`` sets up an encoder and a buffer
+# per call) and with one copy of a large byte string instead of three.
+
+_BYTES_HEADS = tuple(bytes((0x40 | n,)) for n in range(24))
+_TEXT_HEADS = tuple(bytes((0x60 | n,)) for n in range(24))
+_SMALL_INTS = tuple(bytes((n,)) for n in range(24))
+_SMALL_NEGATIVE_INTS = tuple(bytes((0x20 | n,)) for n in range(24))
+_ARRAY_HEADS = tuple(bytes((0x80 | n,)) for n in range(24))
+_pack_float = struct.Struct(">Bd").pack
+_UINT64_END = 1 << 64
+
+
+def _long_head(base: int, n: int) -> bytes:
+    """The head of a CBOR item of major type ``base`` (shifted) and argument ``n`` >= 24."""
+    if n < 0x100:
+        return bytes((base | 24, n))
+    if n < 0x10000:
+        return bytes((base | 25, n >> 8, n & 0xFF))
+    if n < 0x1_0000_0000:
+        return bytes((base | 26,)) + n.to_bytes(4, "big")
+    return bytes((base | 27,)) + n.to_bytes(8, "big")
+
+
+def _bytes_head(n: int) -> bytes:
+    return _BYTES_HEADS[n] if n < 24 else _long_head(0x40, n)
+
+
+def _text_head(n: int) -> bytes:
+    return _TEXT_HEADS[n] if n < 24 else _long_head(0x60, n)
+
+
+def array_head(n: int) -> bytes:
+    return _ARRAY_HEADS[n] if n < 24 else _long_head(0x80, n)
+
+
+def _int_item(value: int) -> bytes:
+    if value >= 0:
+        if value < 24:
+            return _SMALL_INTS[value]
+        if value < _UINT64_END:
+            return _long_head(0x00, value)
+    else:
+        n = -1 - value
+        if n < 24:
+            return _SMALL_NEGATIVE_INTS[n]
+        if n < _UINT64_END:
+            return _long_head(0x20, n)
+    return cbor2.dumps(value)  # a bignum (tag 2 or 3)
+
+
+def _float_item(value: float) -> bytes:
+    if math.isfinite(value):
+        return _pack_float(0xFB, value)
+    if math.isnan(value):
+        return b"\xf9\x7e\x00"  # cbor2 writes every NaN as this half-precision one
+    return b"\xf9\x7c\x00" if value > 0 else b"\xf9\xfc\x00"
 
 
 # -- generated functions ----------------------------------------------------------------
@@ -105,6 +170,11 @@ class Generator:
             "_Decimal": Decimal,
             "_UUID": UUID,
             "_union_index": _union_index,
+            "_join": b"".join,
+            "_bytes_head": _bytes_head,
+            "_text_head": _text_head,
+            "_int_item": _int_item,
+            "_float_item": _float_item,
         }
         self._names = itertools.count()
         self._constants: dict[int, str] = {}

@@ -2,7 +2,9 @@
 
 For each method the codec writes four functions (compiled by :mod:`._compile`), each a
 flat sequence of its types' shape code (:mod:`._shapes`) inside one ``try``, so a call
-does no type dispatch: encoding is attribute reads plus one ``cbor2.dumps``; decoding is
+does no type dispatch: encoding is attribute reads plus one ``cbor2.dumps`` (a message
+whose values are all scalars of their declared types is written head by head instead,
+byte for byte the same, see :func:`_write_directly`); decoding is
 one strict CBOR decode (``call.strict_payload_loads``: no semantic tags but bignums)
 plus inline type checks and object construction. Any failure becomes a
 :class:`~pyweaver.RemoteCallError` naming the method and, where it can, the parameter
@@ -32,10 +34,11 @@ and the result ``None`` as ``[0, null]``: ``82 00 f6``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import NoneType
 from typing import Any
 
-from pyweaver._runtime._codec._compile import Generator, Source
-from pyweaver._runtime._codec._shapes import Shape
+from pyweaver._runtime._codec._compile import Generator, Source, array_head
+from pyweaver._runtime._codec._shapes import ScalarShape, Shape
 
 __all__ = [
     "OK",
@@ -49,6 +52,50 @@ __all__ = [
 OK = 0
 
 
+def _direct(shape: Shape, var: str) -> tuple[str, list[str], list[str]] | None:
+    """How the generated code writes a value of a scalar ``shape`` held in ``var``
+    itself (see "CBOR items written directly" in :mod:`._compile`): the guard that it
+    has exactly the declared type, statements to run first, and the expressions of
+    its bytes. None when the shape is not such a scalar."""
+    if not isinstance(shape, ScalarShape):
+        return None
+    accepted = shape.accepted
+    if accepted == (bytes,):
+        return f"type({var}) is bytes", [], [f"_bytes_head(len({var}))", var]
+    if accepted == (str,):
+        utf8 = f"{var}_utf8"
+        encode = f"{utf8} = {var}.encode()"
+        return f"type({var}) is str", [encode], [f"_text_head(len({utf8}))", utf8]
+    if accepted == (int, bool):
+        return f"type({var}) is int", [], [f"_int_item({var})"]
+    if accepted == (float, int, bool):
+        return f"type({var}) is float", [], [f"_float_item({var})"]
+    if accepted == (bool,):
+        return f"type({var}) is bool", [], [f"(b'\\xf5' if {var} else b'\\xf4')"]
+    if accepted == (NoneType,):
+        return f"{var} is None", [], ["b'\\xf6'"]
+    return None
+
+
+def _write_directly(body: Source, head: bytes, shapes: list[Shape], names: list[str]) -> None:
+    """When every value is a scalar of its declared type, return the message written
+    head by head (``head``: its array head, plus the result tag), one join in all;
+    otherwise fall through to the ``cbor2.dumps`` line that follows."""
+    plans = [_direct(shape, name) for shape, name in zip(shapes, names, strict=True)]
+    if not plans or any(plan is None for plan in plans):
+        return
+    guards = [plan[0] for plan in plans if plan is not None]
+    body.line(f"if {' and '.join(guards)}:")
+    with body.indented():
+        parts = [repr(head)]
+        for plan in plans:
+            assert plan is not None
+            for statement in plan[1]:
+                body.line(statement)
+            parts.extend(plan[2])
+        body.line(f"return _join(({', '.join(parts)}, ))")
+
+
 def define_encode_args(generator: Generator, shapes: list[Shape], where: str) -> Any:
     """``encode_args(args: tuple) -> bytes``: the arguments message."""
     names = [f"a{i}" for i in range(len(shapes))]
@@ -57,6 +104,7 @@ def define_encode_args(generator: Generator, shapes: list[Shape], where: str) ->
     body.line("try:")
     with body.indented():
         body.line(f"({''.join(n + ', ' for n in names)}) = args")
+        _write_directly(body, array_head(len(forms)), shapes, names)
         body.line(f"return _dumps([{', '.join(forms)}])")
     body.line("except Exception as exc:")
     with body.indented():
@@ -103,7 +151,9 @@ def define_encode_result(generator: Generator, shape: Shape, where: str) -> Any:
     body = Source()
     body.line("try:")
     with body.indented():
-        body.line(f"return _dumps([{OK}, {', '.join(shape.encode('value'))}])")
+        forms = shape.encode("value")
+        _write_directly(body, array_head(1 + len(forms)) + bytes((OK,)), [shape], ["value"])
+        body.line(f"return _dumps([{OK}, {', '.join(forms)}])")
     body.line("except Exception as exc:")
     with body.indented():
         body.line(f"raise _encode_failure({where!r}, 'the result', exc) from exc")
