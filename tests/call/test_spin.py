@@ -183,8 +183,9 @@ async def test_a_spinner_whose_spins_find_no_answer_cools_down_and_probes() -> N
 async def test_a_spinning_loop_offers_its_cpu_to_other_threads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Each spin gives way (``sched_yield``), so a peer process on the same CPU is not
-    kept waiting for the kernel to preempt the spinner; a parked spinner does not."""
+    """Past its first GIVE_WAY_AFTER, an episode gives way (``sched_yield``) at each
+    spin, so a peer process on the same CPU is not kept waiting for the kernel to
+    preempt the spinner; a parked spinner does not."""
     calls = 0
 
     def counting_yield() -> None:

@@ -18,10 +18,11 @@ send again. After ``window`` with no traffic the task parks on a future: an idle
 process does not spin. The cost is at most ``window`` of CPU per burst of traffic, and
 one extra task step per loop iteration while traffic flows; a spinner whose spins keep
 expiring without an answer cools down (see :class:`Spinner`), so apps whose calls take
-milliseconds, or with more processes than cores, do not pay it. Each spin first offers
-the CPU to any other runnable thread (``sched_yield``): a peer process sharing this CPU
-then answers at once instead of when the kernel preempts the spinner (sequential p99
-with client and server pinned to one CPU: ~1.1 ms without it, ~0.1-0.15 ms with it).
+milliseconds, or with more processes than cores, do not pay it. After its first
+:data:`GIVE_WAY_AFTER`, an episode offers the CPU to any other runnable thread
+(``sched_yield``) at each spin: a peer process sharing this CPU then answers in
+microseconds instead of when the kernel preempts the spinner (sequential p99 with
+client and server pinned to one CPU: ~1.1 ms without it, ~0.35-0.4 ms with it).
 
 ``PYWEAVER_SPIN_US`` sets the window for every client and server that is not given one
 (default 100 µs; ``0`` turns spinning off).
@@ -37,7 +38,15 @@ from typing import Final
 from pyweaver.call._backend import Backend, FutureLike
 from pyweaver.call._session import ClientSession, ServerSession
 
-__all__ = ["DEFAULT_SPIN", "PROBE_EVERY", "SPIN_ENV", "WASTED_LIMIT", "Spinner", "spin_window"]
+__all__ = [
+    "DEFAULT_SPIN",
+    "GIVE_WAY_AFTER",
+    "PROBE_EVERY",
+    "SPIN_ENV",
+    "WASTED_LIMIT",
+    "Spinner",
+    "spin_window",
+]
 
 SPIN_ENV: Final = "PYWEAVER_SPIN_US"
 #: Seconds a loop keeps polling after the last call traffic, unless PYWEAVER_SPIN_US
@@ -47,6 +56,10 @@ DEFAULT_SPIN: Final = 100e-6
 #: down, and then one poke in this many starts a probing episode (see Spinner).
 WASTED_LIMIT: Final = 3
 PROBE_EVERY: Final = 16
+#: Seconds an episode spins before each spin also offers the CPU to other runnable
+#: threads (``sched_yield``, which costs a few µs on a VM): answers from a peer on
+#: another CPU mostly land sooner; a peer sharing this CPU gets it after this long.
+GIVE_WAY_AFTER: Final = 20e-6
 
 
 def spin_window(value: float | None = None) -> float:
@@ -130,6 +143,7 @@ class Spinner:
         """Spin after every poke; park in between. Returns only when cancelled."""
         clock = backend.clock
         yield_now = _yielder(backend)
+        give_way = getattr(os, "sched_yield", _nothing)
         window = self.window
         while True:
             if not self._poked:
@@ -142,7 +156,9 @@ class Spinner:
             self._poked = False
             self.episodes += 1
             useful = False
-            until = clock() + window
+            start = clock()
+            until = start + window
+            polite = start + GIVE_WAY_AFTER
             while True:
                 await yield_now()
                 if self._poked:  # more traffic went out or came in alone: go on
@@ -152,32 +168,25 @@ class Spinner:
                 elif self._hit:  # the answer came: done, unless poked again
                     useful = True
                     break
-                elif clock() >= until:
-                    break
+                else:
+                    now = clock()
+                    if now >= until:
+                        break
+                    if now >= polite:
+                        give_way()
             self.wasted = 0 if useful else self.wasted + 1
 
 
 def _yielder(backend: Backend) -> Callable[[], Awaitable[None]]:
-    """The cheapest "let the loop run one iteration, then resume me" of the backend,
-    after offering the CPU to any other runnable thread (``sched_yield``): when the
-    peer process shares this CPU, a spinning loop would otherwise hold it until the
-    kernel preempts it, and the peer's answer waits that long (milliseconds)."""
-    give_way = getattr(os, "sched_yield", _nothing)
+    """The cheapest "let the loop run one iteration, then resume me" of the backend."""
     if backend.name == "trio":
         import trio
 
-        checkpoint = trio.lowlevel.checkpoint
-
-        def yield_trio() -> Awaitable[None]:
-            give_way()
-            return checkpoint()
-
-        return yield_trio
+        return trio.lowlevel.checkpoint
 
     sleep = asyncio.sleep
 
     def yield_asyncio() -> Awaitable[None]:
-        give_way()
         return sleep(0)
 
     return yield_asyncio
