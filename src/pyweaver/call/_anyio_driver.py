@@ -5,8 +5,10 @@ the session; one writer task sends everything queued since its last send in a si
 ``send``. Callers only append to the queue and wake the writer: no lock per frame and no
 checkpoint per frame, which is what makes a naive anyio-streams protocol slow. On trio,
 full chunks (see :mod:`._asyncio_driver`) and lone calls go straight to the socket with
-a non-blocking ``send`` while the writer is idle, as asyncio's ``transport.write`` does
-(never on TLS streams, where bytes must go through the TLS layer).
+a non-blocking ``send`` while the writer is idle, as asyncio's ``transport.write`` does,
+and the reader reads the socket itself into one reused buffer (see
+``StreamDriver._read_socket``); never on TLS streams, where bytes must go through the
+TLS layer.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import anyio.abc
 from anyio.streams.tls import TLSAttribute
 
 from pyweaver.call._backend import Backend, FutureLike, current_backend
+from pyweaver.call._protocol import ReadBytes
 from pyweaver.call._session import ClientSession, ServerSession
 from pyweaver.call._transport import Address, connect_stream, stream_peer_identity
 
@@ -108,7 +111,7 @@ class StreamDriver:
             raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
             if isinstance(raw, socket.socket):
                 self._raw = raw
-        self.receive: Callable[[bytes], None] = _drop
+        self.receive: Callable[[ReadBytes], None] = _drop
         self.backlog: Callable[[], int] = _zero  # frames in flight on this connection
 
     async def run(self, on_started: Callable[[], None] | None = None) -> None:
@@ -134,6 +137,9 @@ class StreamDriver:
                 await self._stream.aclose()
 
     async def _read_loop(self) -> None:
+        if self._raw is not None:
+            await self._read_socket(self._raw)
+            return
         stream = self._stream
         with anyio.CancelScope() as self._read_scope:
             while not self._closed:
@@ -153,6 +159,47 @@ class StreamDriver:
                 self.receive(data)
                 if not data:
                     return
+
+    async def _read_socket(self, raw: socket.socket) -> None:
+        """The read loop on trio over a plain socket: ``recv_into`` one buffer the
+        session reads from (it copies what it keeps), and the session hears of the bytes
+        before this task yields, so the tasks they wake run in the scheduler's next
+        batch. Through the stream, they ran one batch later: trio's ``recv`` yields
+        after it read, before it returns the bytes. A task yields once per read: it
+        waits for the socket, or, after two reads in a row, checkpoints (a peer that
+        never stops sending does not starve the other tasks)."""
+        import trio
+
+        wait_readable = trio.lowlevel.wait_readable
+        checkpoint = trio.lowlevel.checkpoint
+        buffer = bytearray(_RECEIVE_SIZE)
+        view = memoryview(buffer)
+        waited = True
+        with anyio.CancelScope() as self._read_scope:
+            while not self._closed:
+                if self._buffered > _HIGH_WATER:
+                    # Take no more requests from a peer that does not read our answers.
+                    await self.drained()
+                    continue
+                try:
+                    size = raw.recv_into(buffer)
+                except (BlockingIOError, InterruptedError):
+                    try:
+                        await wait_readable(raw)
+                    except trio.ClosedResourceError:
+                        size = 0
+                    else:
+                        waited = True
+                        continue
+                except OSError:
+                    size = 0
+                if not size:
+                    self.receive(b"")
+                    return
+                self.receive(view[:size])
+                if not waited:
+                    await checkpoint()
+                waited = False
 
     def _wake_reader(self) -> None:
         if self._read_scope is not None:
@@ -285,7 +332,7 @@ class StreamDriver:
             await waiter
 
 
-def _drop(data: bytes) -> None:
+def _drop(data: ReadBytes) -> None:
     pass
 
 
