@@ -12,6 +12,7 @@ from pyweaver import call
 from pyweaver.call._backend import current_backend
 from pyweaver.call._spin import (
     DEFAULT_SPIN,
+    DEFAULT_SPIN_TRIO,
     PROBE_EVERY,
     SPIN_ENV,
     WASTED_LIMIT,
@@ -25,14 +26,22 @@ pytestmark = pytest.mark.anyio
 ECHO = call.method_key("tests.Spin", "echo")
 
 
+async def echo(payload: bytes) -> bytes:
+    return payload
+
+
 def test_the_window_comes_from_the_argument_then_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(SPIN_ENV, raising=False)
     assert spin_window() == DEFAULT_SPIN
+    assert spin_window(backend="trio") == DEFAULT_SPIN_TRIO > DEFAULT_SPIN
     assert spin_window(0.002) == 0.002
+    assert spin_window(0.002, "trio") == 0.002
     monkeypatch.setenv(SPIN_ENV, "250")
     assert spin_window() == pytest.approx(250e-6)
+    monkeypatch.setenv(SPIN_ENV, "80")
+    assert spin_window(backend="trio") == pytest.approx(80e-6)
     assert spin_window(0) == 0
     monkeypatch.setenv(SPIN_ENV, "0")
     assert spin_window() == 0
@@ -209,3 +218,13 @@ async def test_a_spinning_loop_offers_its_cpu_to_other_threads(
         await anyio.sleep(0.05)
         assert calls == spun
         group.cancel_scope.cancel()
+
+
+async def test_clients_and_servers_take_their_backends_default_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(SPIN_ENV, raising=False)
+    async with running("tcp://127.0.0.1:0", {ECHO: echo}) as (server, client):
+        assert client._spinner is not None and server._spinner is not None
+        expected = DEFAULT_SPIN_TRIO if current_backend().name == "trio" else DEFAULT_SPIN
+        assert client._spinner.window == server._spinner.window == expected

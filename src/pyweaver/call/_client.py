@@ -129,7 +129,7 @@ class Client(anyio.AsyncContextManagerMixin):
             (``keepalive_interval=None``: never probe).
         spin: seconds the event loop keeps polling after a request goes out, so a
             quick answer is read without waking the process (``_spin``; None: the
-            ``PYWEAVER_SPIN_US`` environment variable, else 100 µs; 0: off).
+            ``PYWEAVER_SPIN_US`` environment variable, else 100 µs, 250 µs on trio; 0: off).
     """
 
     def __init__(
@@ -150,8 +150,9 @@ class Client(anyio.AsyncContextManagerMixin):
         keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
         spin: float | None = None,
     ) -> None:
-        window = spin_window(spin)
-        self._spinner = Spinner(window) if window > 0 else None
+        spin_window(spin)  # a bad PYWEAVER_SPIN_US is refused now, by name
+        self._spin = spin
+        self._spinner: Spinner | None = None  # made when it runs (see spin_window)
         if call_timeout is not None and call_timeout <= 0:
             raise ValueError(f"call_timeout must be positive, got {call_timeout}")
         if keepalive_interval is not None and (keepalive_interval <= 0 or keepalive_timeout <= 0):
@@ -195,13 +196,15 @@ class Client(anyio.AsyncContextManagerMixin):
         self._effective_deadline = backend.effective_deadline
         if self._driver == "protocol" and backend.name != "asyncio":
             raise ValueError("the protocol driver needs asyncio")
+        window = spin_window(self._spin, backend.name)
         async with anyio.create_task_group() as task_group:
             self._task_group = task_group
+            if window > 0:
+                self._spinner = Spinner(window)
+                task_group.start_soon(self._spinner.run, backend)
             self.update_endpoints(self._initial)
             if self.call_timeout is not None:
                 task_group.start_soon(self._expire)
-            if self._spinner is not None:
-                task_group.start_soon(self._spinner.run, backend)
             try:
                 yield self
             finally:

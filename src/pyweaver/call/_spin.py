@@ -25,7 +25,7 @@ microseconds instead of when the kernel preempts the spinner (sequential p99 wit
 client and server pinned to one CPU: ~1.1 ms without it, ~0.35-0.4 ms with it).
 
 ``PYWEAVER_SPIN_US`` sets the window for every client and server that is not given one
-(default 100 µs; ``0`` turns spinning off).
+(default 100 µs, 250 µs on trio; ``0`` turns spinning off).
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ SPIN_ENV: Final = "PYWEAVER_SPIN_US"
 #: Seconds a loop keeps polling after the last call traffic, unless PYWEAVER_SPIN_US
 #: says otherwise.
 DEFAULT_SPIN: Final = 100e-6
+#: The same on trio, whose round trips take about 2.5 times as long as asyncio's on
+#: uvloop (a trio scheduler pass costs ~4 µs here, an asyncio one ~1.5): with 100 µs,
+#: a trio component call's answer mostly came just after the window, every spin was
+#: wasted, and the spinner cooled down (sequential p50 ~200 µs; ~100 µs with 250).
+DEFAULT_SPIN_TRIO: Final = 250e-6
 #: Wasted episodes in a row (no answer within the window) before the spinner cools
 #: down, and then one poke in this many starts a probing episode (see Spinner).
 WASTED_LIMIT: Final = 3
@@ -62,17 +67,18 @@ PROBE_EVERY: Final = 16
 GIVE_WAY_AFTER: Final = 20e-6
 
 
-def spin_window(value: float | None = None) -> float:
+def spin_window(value: float | None = None, backend: str = "asyncio") -> float:
     """The spin window in seconds: ``value`` if given, else ``PYWEAVER_SPIN_US``
-    (microseconds), else :data:`DEFAULT_SPIN`. Raises ValueError naming the variable
-    when it is not a non-negative number."""
+    (microseconds), else :data:`DEFAULT_SPIN` (:data:`DEFAULT_SPIN_TRIO` when
+    ``backend`` is ``"trio"``). Raises ValueError naming the variable when it is not a
+    non-negative number."""
     if value is not None:
         if not value >= 0:
             raise ValueError(f"spin must be a non-negative number of seconds, got {value!r}")
         return float(value)
     raw = os.environ.get(SPIN_ENV, "").strip()
     if not raw:
-        return DEFAULT_SPIN
+        return DEFAULT_SPIN_TRIO if backend == "trio" else DEFAULT_SPIN
     try:
         micros = float(raw)
     except ValueError:
