@@ -1,7 +1,8 @@
-"""The backend primitives (``pyweaver.call._backend``): on asyncio, the caller's
-effective deadline is read by walking anyio's cancel scopes by their slots (issue 8); it
-must agree with ``anyio.current_effective_deadline()`` everywhere: no scope, nested task
-groups, deadlines at several levels, shields, cancelled scopes and passed deadlines."""
+"""The backend primitives (``pyweaver.call._backend``): the caller's effective deadline
+is read by walking the cancel scopes (anyio's on asyncio, trio's cancel statuses on
+trio) by their slots (issue 8); it must agree with ``anyio.current_effective_deadline()``
+everywhere: no scope, nested task groups, deadlines at several levels (absolute and
+relative), shields, cancelled scopes and passed deadlines."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.anyio
     params=[
         pytest.param(("asyncio", {}), id="asyncio"),
         pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+        pytest.param(("trio", {}), id="trio"),
     ]
 )
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
@@ -32,8 +34,14 @@ def agrees(ours: Callable[[], float]) -> float:
     return theirs
 
 
-async def test_the_walker_is_used_on_this_anyio() -> None:
+async def test_the_walkers_are_used_on_this_anyio_and_trio() -> None:
+    import trio
+
     assert _scope_walker() is not None
+    assert current_backend().effective_deadline not in (
+        anyio.current_effective_deadline,
+        trio.current_effective_deadline,
+    )
 
 
 async def test_the_deadline_agrees_with_anyio_in_every_kind_of_scope() -> None:
@@ -62,6 +70,8 @@ async def test_the_deadline_agrees_with_anyio_in_every_kind_of_scope() -> None:
                 seen.append(agrees(ours))
         with anyio.move_on_after(-1):  # already past
             seen.append(agrees(ours))
+        with anyio.fail_after(5):  # relative, until entered (trio)
+            seen.append(agrees(ours) - anyio.current_time())
 
     with anyio.CancelScope(deadline=now + 20):  # the deadline above the task groups
         async with anyio.create_task_group() as group:
@@ -75,5 +85,6 @@ async def test_the_deadline_agrees_with_anyio_in_every_kind_of_scope() -> None:
         -math.inf,
         math.inf,
         -math.inf,
+        pytest.approx(5, abs=1),  # sooner than the outer one
     ]
     agrees(ours)  # the test's own task, outside every scope above
