@@ -11,6 +11,9 @@ the target differs:
                    "tracing off costs almost nothing".
     pyweaver-call-traced   pyweaver-call with tracing on, every call sampled (spans
                    kept, not exported); measured last, after tracing is turned on.
+    bare-wrapper   the cheapest wrapper there is: ``async def echo(x): return await
+                   impl.echo(x)`` (no metrics, no checks): the floor of any stub that
+                   counts calls and errors, which needs a frame around the call.
 Batches of the two alternate in one process (3 each after calibration), so they
 see the same CPU state; each row reports the median batch (ns per call,
 including the loop) and the batch min..max.
@@ -48,6 +51,18 @@ class EchoImpl(weaver.Implements[Echo]):
         return x
 
 
+class BareWrapper:
+    """One ``async def`` frame around a plain await, and nothing else."""
+
+    def __init__(self, inner: Plain) -> None:
+        bound = inner.echo
+
+        async def echo(x: int) -> int:
+            return await bound(x)
+
+        self.echo = echo
+
+
 async def loop(target: Any, n: int) -> float:
     """ns per call of n sequential awaits of target.echo(i)."""
     start = time.perf_counter_ns()
@@ -71,7 +86,7 @@ def row(samples: list[float]) -> dict[str, float]:
 
 
 async def measure(seconds: float) -> dict[str, Any]:
-    targets: dict[str, Any] = {"plain-await": Plain()}
+    targets: dict[str, Any] = {"plain-await": Plain(), "bare-wrapper": BareWrapper(Plain())}
     rows: dict[str, Any] = {}
     try:
         root = await weaver.init()

@@ -275,6 +275,10 @@ TARGETS: tuple[Target, ...] = (
     # issue 2 (bound tightened by issue 8): in-process
     _t("colocated call / plain await, asyncio", "local-asyncio/pyweaver-call", "local-asyncio/plain-await", "ns_per_call", "<=", 2),
     _t("colocated call / plain await, trio", "local-trio/pyweaver-call", "local-trio/plain-await", "ns_per_call", "<=", 2),
+    _t("bare wrapper (the floor of a wrapping stub) / plain await, asyncio", "local-asyncio/bare-wrapper",
+       "local-asyncio/plain-await", "ns_per_call", "<=", 2, False),
+    _t("bare wrapper (the floor of a wrapping stub) / plain await, trio", "local-trio/bare-wrapper",
+       "local-trio/plain-await", "ns_per_call", "<=", 2, False),
     _t("tracing off / tracing hooks removed, colocated, asyncio", "local-asyncio/pyweaver-call",
        "local-asyncio/pyweaver-call-nohooks", "ns_per_call", "<=", 1.02),
     _t("tracing off / tracing hooks removed, colocated, trio", "local-trio/pyweaver-call",
