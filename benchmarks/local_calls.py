@@ -14,7 +14,7 @@ the target differs:
     bare-wrapper   the cheapest wrapper there is: ``async def echo(x): return await
                    impl.echo(x)`` (no metrics, no checks): the floor of any stub that
                    counts calls and errors, which needs a frame around the call.
-Batches of the two alternate in one process (3 each after calibration), so they
+Batches of the two alternate in one process (7 each after calibration), so they
 see the same CPU state; each row reports the median batch (ns per call,
 including the loop) and the batch min..max.
 
@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import pyweaver as weaver
 
-BATCHES = 3
+BATCHES = 7
 
 
 class Echo(Protocol):
