@@ -321,3 +321,55 @@ def test_scalar_messages_are_written_exactly_as_cbor2_writes_them(
     other = data.draw(st.sampled_from([True, 3, bytearray(b"ab"), "s", None, 1.5]), label="other")
     if types and type(other) is not types[0]:
         assert mc.encode_args((other, *values[1:])) == cbor2.dumps([other, *values[1:]])
+
+
+# A message of one bytes or one str value is read without cbor2 when its bytes are
+# exactly that (see _bytes_at in pyweaver._runtime._codec._compile); anything else is
+# decoded the general way. Whatever the direct reader returns must be what cbor2 reads.
+def _items(major: int) -> st.SearchStrategy[bytes]:
+    """CBOR byte or text strings with minimal and non-minimal heads."""
+
+    def encode(payload: bytes, width: int) -> bytes:
+        if width < 0 and len(payload) < 24:
+            return bytes((major << 5 | len(payload),)) + payload
+        width = max(width, 0)
+        size = len(payload)
+        if size >= 1 << (8 << width):
+            width = 3
+        return bytes((major << 5 | (24 + width),)) + size.to_bytes(1 << width, "big") + payload
+
+    content = st.binary(max_size=300) if major == 2 else st.text(max_size=100).map(str.encode)
+    return st.builds(encode, content, st.integers(min_value=-1, max_value=3))
+
+
+@SETTINGS
+@given(
+    data=st.one_of(_items(2), _items(3), st.binary(max_size=40)),
+    prefix=st.sampled_from([b"", b"\x81", b"\x82\x00"]),
+    tail=st.sampled_from([b"", b"\x00"]),
+)
+def test_single_string_messages_read_directly_agree_with_cbor2(
+    data: bytes, prefix: bytes, tail: bytes
+) -> None:
+    from pyweaver._runtime._codec._compile import _bytes_at, _text_at
+
+    message = prefix + data + tail
+    for reader, kind in ((_bytes_at, bytes), (_text_at, str)):
+        value = reader(message, len(prefix))
+        if value is not None:
+            assert type(value) is kind
+            assert cbor2.loads(message[len(prefix) :]) == value
+            assert not tail  # never reads past, nor short of, the end
+
+
+@SETTINGS
+@given(value=st.binary(max_size=2000), text=st.text(max_size=200))
+def test_single_string_messages_decode_both_ways_alike(value: bytes, text: str) -> None:
+    for tp, item in ((bytes, value), (str, text)):
+        mc = Codec().method_codec([tp], tp, "gen.Strings.m", arg_names=["p"])
+        args = cbor2.dumps([item])
+        assert mc.decode_args(args) == (item,)
+        assert mc.decode_args(bytearray(args)) == (item,)  # type: ignore[arg-type]  # general way
+        assert mc.decode_result(cbor2.dumps([0, item])) == item
+        with pytest.raises(RemoteCallError):
+            mc.decode_args(args[:-1])  # truncated

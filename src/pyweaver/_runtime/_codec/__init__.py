@@ -5,10 +5,11 @@ One :class:`Codec` per process judges types (:meth:`Codec.check_type`) and build
 Building a method codec compiles its argument and result types into a handful of small
 Python functions (generated source, like attrs' and cattrs' own, and like the Go
 ``weaver generate`` encoders this replaces), so a call does no type dispatch: encoding
-is attribute reads plus one ``cbor2.dumps`` (or, for a message of scalars only, the
-CBOR heads written by the generated code itself and one join); decoding is one strict CBOR decode
-(``call.strict_payload_loads``: no semantic tags but bignums) plus inline type checks
-and object construction.
+is attribute reads plus one ``cbor2.dumps`` (or, for a message of scalars only, the CBOR
+heads written by the generated code itself and one join); decoding (for a message of one
+``bytes`` or ``str`` value: a check of its heads and one slice) is one strict CBOR
+decode (``call.strict_payload_loads``: no semantic tags but bignums) plus inline type
+checks and object construction.
 
 Every peer runs the same code (the call handshake checks a schema fingerprint, see
 :attr:`MethodCodec.schema`), so values travel positionally, without field names or type

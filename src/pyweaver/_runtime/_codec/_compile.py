@@ -125,6 +125,53 @@ def _float_item(value: float) -> bytes:
     return b"\xf9\x7c\x00" if value > 0 else b"\xf9\xfc\x00"
 
 
+def _bytes_at(data: bytes, pos: int) -> bytes | None:
+    """The byte string that is exactly ``data[pos:]``, when it is one definite-length
+    CBOR byte string (what ``cbor2.loads`` returns for it); None for anything else (the
+    caller then decodes the general way, which explains what is wrong)."""
+    end = len(data)
+    if pos >= end:
+        return None
+    head = data[pos]
+    if 0x40 <= head < 0x58:
+        start = pos + 1
+        size = head - 0x40
+    elif 0x58 <= head <= 0x5B:
+        start = pos + 1 + (1 << (head - 0x58))
+        if start > end:
+            return None
+        size = int.from_bytes(data[pos + 1 : start], "big")
+    else:
+        return None
+    if start + size != end:
+        return None
+    return data[start:]
+
+
+def _text_at(data: bytes, pos: int) -> str | None:
+    """The text that is exactly ``data[pos:]`` (see :func:`_bytes_at`), or None."""
+    end = len(data)
+    if pos >= end:
+        return None
+    head = data[pos]
+    if 0x60 <= head < 0x78:
+        start = pos + 1
+        size = head - 0x60
+    elif 0x78 <= head <= 0x7B:
+        start = pos + 1 + (1 << (head - 0x78))
+        if start > end:
+            return None
+        size = int.from_bytes(data[pos + 1 : start], "big")
+    else:
+        return None
+    if start + size != end:
+        return None
+    try:
+        return data[start:].decode()
+    except UnicodeDecodeError:
+        return None
+
+
 # -- generated functions ----------------------------------------------------------------
 
 
@@ -175,6 +222,8 @@ class Generator:
             "_text_head": _text_head,
             "_int_item": _int_item,
             "_float_item": _float_item,
+            "_bytes_at": _bytes_at,
+            "_text_at": _text_at,
         }
         self._names = itertools.count()
         self._constants: dict[int, str] = {}

@@ -4,8 +4,9 @@ For each method the codec writes four functions (compiled by :mod:`._compile`), 
 flat sequence of its types' shape code (:mod:`._shapes`) inside one ``try``, so a call
 does no type dispatch: encoding is attribute reads plus one ``cbor2.dumps`` (a message
 whose values are all scalars of their declared types is written head by head instead,
-byte for byte the same, see :func:`_write_directly`); decoding is
-one strict CBOR decode (``call.strict_payload_loads``: no semantic tags but bignums)
+byte for byte the same, see :func:`_write_directly`); decoding (a message of one
+``bytes`` or ``str`` value, exactly that, is read without cbor2: :func:`_read_directly`)
+is one strict CBOR decode (``call.strict_payload_loads``: no semantic tags but bignums)
 plus inline type checks and object construction. Any failure becomes a
 :class:`~pyweaver.RemoteCallError` naming the method and, where it can, the parameter
 and field (:mod:`._errors`).
@@ -77,6 +78,31 @@ def _direct(shape: Shape, var: str) -> tuple[str, list[str], list[str]] | None:
     return None
 
 
+def _single_reader(shapes: list[Shape]) -> str | None:
+    """The reader (see :func:`_bytes_at` in :mod:`._compile`) of a message holding one
+    ``bytes`` or one ``str`` value, the messages big payloads travel in; None for
+    any other message."""
+    if len(shapes) != 1 or not isinstance(shapes[0], ScalarShape):
+        return None
+    readers: dict[tuple[type, ...], str] = {(bytes,): "_bytes_at", (str,): "_text_at"}
+    return readers.get(shapes[0].accepted)
+
+
+def _read_directly(body: Source, head: bytes, shapes: list[Shape], result: str) -> None:
+    """When the message is ``head`` and then exactly one value of a single ``bytes`` or
+    ``str`` shape, return ``result`` (an expression of the value ``s0``) read without
+    cbor2; any other bytes fall through to the general decoding that follows."""
+    reader = _single_reader(shapes)
+    if reader is None:
+        return
+    body.line(f"if type(data) is bytes and data[:{len(head)}] == {head!r}:")
+    with body.indented():
+        body.line(f"s0 = {reader}(data, {len(head)})")
+        body.line("if s0 is not None:")
+        with body.indented():
+            body.line(f"return {result}")
+
+
 def _write_directly(body: Source, head: bytes, shapes: list[Shape], names: list[str]) -> None:
     """When every value is a scalar of its declared type, return the message written
     head by head (``head``: its array head, plus the result tag), one join in all;
@@ -121,6 +147,7 @@ def define_decode_args(
     body = Source()
     body.line("try:")
     with body.indented():
+        _read_directly(body, array_head(width), shapes, "(s0, )")
         body.line("v = _loads(data)")
         body.line(
             f"if type(v) is not list or len(v) != {width}: "
@@ -173,6 +200,7 @@ def define_decode_result(
     body = Source()
     body.line("try:")
     with body.indented():
+        _read_directly(body, array_head(1 + shape.width) + bytes((OK,)), [shape], "s0")
         body.line("v = _loads(data)")
         body.line("if type(v) is not list or not v: raise _mismatch('a result array', v)")
         body.line("tag = v[0]")
