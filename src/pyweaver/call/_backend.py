@@ -33,6 +33,7 @@ import math
 import os
 import weakref
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -167,10 +168,12 @@ _asyncio_scope_class: Callable[..., Scope] | None = None
 _asyncio_deadline_setter: Callable[[Scope, float], None] = _set_deadline
 
 
-def _asyncio_effective_deadline() -> Callable[[], float]:
+def _asyncio_effective_deadline(
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> Callable[[], float]:
     """anyio.current_effective_deadline on asyncio, without its per-call backend lookup,
     and walking the scopes by their slots (:func:`_scope_walker`) when it can."""
-    walker = _scope_walker()
+    walker = _scope_walker(loop)
     if walker is not None:
         return walker
     try:  # pragma: no cover - a future anyio
@@ -181,14 +184,18 @@ def _asyncio_effective_deadline() -> Callable[[], float]:
         return anyio.current_effective_deadline
 
 
-def _current_task_getter() -> Callable[[], Any]:
-    """asyncio.current_task() for the running loop, as directly as this Python allows."""
+def _current_task_getter(loop: asyncio.AbstractEventLoop | None) -> Callable[[], Any]:
+    """asyncio.current_task() of ``loop`` (None: the running loop). Given the loop, it
+    does not look the running loop up per call: on Python 3.11 that lookup makes a
+    ``getpid`` system call (its fork check)."""
     import _asyncio
 
-    in_c: Callable[[], Any] | None = getattr(_asyncio, "current_task", None)  # 3.12+
+    in_c: Callable[..., Any] | None = getattr(_asyncio, "current_task", None)  # 3.12+
     if in_c is not None:
-        return in_c
+        return in_c if loop is None else partial(in_c, loop)
     current_tasks: dict[Any, Any] = asyncio.tasks._current_tasks  # type: ignore[attr-defined]
+    if loop is not None:
+        return partial(current_tasks.get, loop)
     running_loop = asyncio.get_running_loop
 
     def current_task() -> Any:
@@ -197,7 +204,7 @@ def _current_task_getter() -> Callable[[], Any]:
     return current_task
 
 
-def _scope_walker() -> Callable[[], float] | None:
+def _scope_walker(loop: asyncio.AbstractEventLoop | None = None) -> Callable[[], float] | None:
     """The walk anyio's ``current_effective_deadline`` does on asyncio, up the current
     task's cancel scopes, reading their slots instead of their properties: about 4x
     cheaper. A weavelet's tasks sit under several task groups, and every remote call
@@ -222,7 +229,7 @@ def _scope_walker() -> Callable[[], float] | None:
         return None
     state_of = states.data.get  # type: ignore[attr-defined]
     ref = weakref.ref
-    current_task = _current_task_getter()
+    current_task = _current_task_getter(loop)
     inf = math.inf
 
     def effective_deadline() -> float:
@@ -303,7 +310,7 @@ def current_backend() -> Backend:
             loop.create_future,
             asyncio_scope,
             loop.time,
-            _asyncio_effective_deadline(),
+            _asyncio_effective_deadline(loop),
             set_deadline=_asyncio_deadline_setter,
         )
     if library == "trio":
