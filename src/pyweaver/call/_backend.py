@@ -188,12 +188,16 @@ def _current_task_getter(loop: asyncio.AbstractEventLoop | None) -> Callable[[],
     """asyncio.current_task() of ``loop`` (None: the running loop). Given the loop, it
     does not look the running loop up per call: on Python 3.11 that lookup makes a
     ``getpid`` system call (its fork check)."""
-    import _asyncio
-
+    try:
+        import _asyncio
+    except ImportError:  # pragma: no cover - an asyncio without its C part
+        return asyncio.current_task if loop is None else partial(asyncio.current_task, loop)
     in_c: Callable[..., Any] | None = getattr(_asyncio, "current_task", None)  # 3.12+
     if in_c is not None:
         return in_c if loop is None else partial(in_c, loop)
-    current_tasks: dict[Any, Any] = asyncio.tasks._current_tasks  # type: ignore[attr-defined]
+    current_tasks: dict[Any, Any] | None = getattr(asyncio.tasks, "_current_tasks", None)
+    if current_tasks is None:  # pragma: no cover - a future asyncio
+        return asyncio.current_task if loop is None else partial(asyncio.current_task, loop)
     if loop is not None:
         return partial(current_tasks.get, loop)
     running_loop = asyncio.get_running_loop
