@@ -17,17 +17,6 @@ from pyweaver.call._backend import _scope_walker, current_backend
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
-        pytest.param(("trio", {}), id="trio"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    return request.param  # type: ignore[no-any-return]
-
-
 def agrees(ours: Callable[[], float]) -> float:
     theirs = anyio.current_effective_deadline()
     assert ours() == theirs

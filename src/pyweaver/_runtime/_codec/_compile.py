@@ -125,46 +125,39 @@ def _float_item(value: float) -> bytes:
     return b"\xf9\x7c\x00" if value > 0 else b"\xf9\xfc\x00"
 
 
+def _string_start(data: bytes, pos: int, major: int) -> int | None:
+    """Where the content of the CBOR string of ``major`` type (2: bytes, 3: text) at
+    ``pos`` starts, when that string is exactly ``data[pos:]`` and of definite length;
+    None for anything else."""
+    end = len(data)
+    if pos >= end:
+        return None
+    argument = data[pos] - (major << 5)
+    if 0 <= argument < 24:
+        start = pos + 1
+        size = argument
+    elif 24 <= argument <= 27:
+        start = pos + 1 + (1 << (argument - 24))
+        if start > end:
+            return None
+        size = int.from_bytes(data[pos + 1 : start], "big")
+    else:
+        return None
+    return start if start + size == end else None
+
+
 def _bytes_at(data: bytes, pos: int) -> bytes | None:
     """The byte string that is exactly ``data[pos:]``, when it is one definite-length
     CBOR byte string (what ``cbor2.loads`` returns for it); None for anything else (the
     caller then decodes the general way, which explains what is wrong)."""
-    end = len(data)
-    if pos >= end:
-        return None
-    head = data[pos]
-    if 0x40 <= head < 0x58:
-        start = pos + 1
-        size = head - 0x40
-    elif 0x58 <= head <= 0x5B:
-        start = pos + 1 + (1 << (head - 0x58))
-        if start > end:
-            return None
-        size = int.from_bytes(data[pos + 1 : start], "big")
-    else:
-        return None
-    if start + size != end:
-        return None
-    return data[start:]
+    start = _string_start(data, pos, 2)
+    return None if start is None else data[start:]
 
 
 def _text_at(data: bytes, pos: int) -> str | None:
     """The text that is exactly ``data[pos:]`` (see :func:`_bytes_at`), or None."""
-    end = len(data)
-    if pos >= end:
-        return None
-    head = data[pos]
-    if 0x60 <= head < 0x78:
-        start = pos + 1
-        size = head - 0x60
-    elif 0x78 <= head <= 0x7B:
-        start = pos + 1 + (1 << (head - 0x78))
-        if start > end:
-            return None
-        size = int.from_bytes(data[pos + 1 : start], "big")
-    else:
-        return None
-    if start + size != end:
+    start = _string_start(data, pos, 3)
+    if start is None:
         return None
     try:
         return data[start:].decode()
