@@ -29,11 +29,11 @@ not look as expected, it is the plain setter.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import weakref
 from collections.abc import Callable, Generator
-from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -168,10 +168,8 @@ _asyncio_scope_class: Callable[..., Scope] | None = None
 _asyncio_deadline_setter: Callable[[Scope, float], None] = _set_deadline
 
 
-def _asyncio_effective_deadline(
-    loop: asyncio.AbstractEventLoop | None = None,
-) -> Callable[[], float]:
-    """anyio.current_effective_deadline on asyncio, without its per-call backend lookup,
+def _asyncio_effective_deadline(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """anyio.current_effective_deadline on ``loop``, without its per-call backend lookup,
     and walking the scopes by their slots (:func:`_scope_walker`) when it can."""
     walker = _scope_walker(loop)
     if walker is not None:
@@ -184,39 +182,26 @@ def _asyncio_effective_deadline(
         return anyio.current_effective_deadline
 
 
-def _current_task_getter(loop: asyncio.AbstractEventLoop | None) -> Callable[[], Any]:
-    """asyncio.current_task() of ``loop`` (None: the running loop). Given the loop, it
-    does not look the running loop up per call: on Python 3.11 that lookup makes a
-    ``getpid`` system call (its fork check)."""
+def _current_task_getter(loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
+    """asyncio.current_task() of ``loop``, without looking the running loop up per call:
+    on Python 3.11 that lookup makes a ``getpid`` system call (its fork check)."""
     try:
         import _asyncio
     except ImportError:  # pragma: no cover - an asyncio without its C part
-        return asyncio.current_task if loop is None else partial(asyncio.current_task, loop)
+        return functools.partial(asyncio.current_task, loop)
     in_c: Callable[..., Any] | None = getattr(_asyncio, "current_task", None)  # 3.12+
     if in_c is not None:
-        return in_c if loop is None else partial(in_c, loop)
+        return functools.partial(in_c, loop)
     current_tasks: dict[Any, Any] | None = getattr(asyncio.tasks, "_current_tasks", None)
     if current_tasks is None:  # pragma: no cover - a future asyncio
-        return asyncio.current_task if loop is None else partial(asyncio.current_task, loop)
-    if loop is not None:
-        return partial(current_tasks.get, loop)
-    running_loop = asyncio.get_running_loop
-
-    def current_task() -> Any:
-        return current_tasks.get(running_loop())
-
-    return current_task
+        return functools.partial(asyncio.current_task, loop)
+    return functools.partial(current_tasks.get, loop)
 
 
-def _scope_walker(loop: asyncio.AbstractEventLoop | None = None) -> Callable[[], float] | None:
-    """The walk anyio's ``current_effective_deadline`` does on asyncio, up the current
-    task's cancel scopes, reading their slots instead of their properties: about 4x
-    cheaper. A weavelet's tasks sit under several task groups, and every remote call
-    reads its caller's deadline; anyio's walk cost ~3-5 µs of a remote call's client
-    CPU on the benchmark VM. It relies on anyio internals (``_task_states``, and each
-    scope's ``_deadline``, ``_cancel_called``, ``_shield`` and ``_parent_scope``), so it
-    is None when they are not there, and the tests compare it with anyio's own on
-    nested, shielded, cancelled and past-deadline scopes."""
+@functools.cache
+def _anyio_task_states() -> Callable[[Any], Any] | None:
+    """The lookup of an asyncio task's anyio state (by weak reference), when anyio's
+    internals are as :func:`_scope_walker` expects; None otherwise. Checked once."""
     try:
         from anyio._backends import _asyncio as anyio_asyncio
 
@@ -231,7 +216,21 @@ def _scope_walker(loop: asyncio.AbstractEventLoop | None = None) -> Callable[[],
             return None  # pragma: no cover - a future anyio
     except (ImportError, AttributeError, TypeError):  # pragma: no cover - a future anyio
         return None
-    state_of = states.data.get  # type: ignore[attr-defined]
+    return states.data.get  # type: ignore[attr-defined, no-any-return]
+
+
+def _scope_walker(loop: asyncio.AbstractEventLoop) -> Callable[[], float] | None:
+    """The walk anyio's ``current_effective_deadline`` does on asyncio, up the current
+    task's cancel scopes, reading their slots instead of their properties: about 4x
+    cheaper. A weavelet's tasks sit under several task groups, and every remote call
+    reads its caller's deadline; anyio's walk cost ~3-5 µs of a remote call's client
+    CPU on the benchmark VM. It relies on anyio internals (``_task_states``, and each
+    scope's ``_deadline``, ``_cancel_called``, ``_shield`` and ``_parent_scope``), so it
+    is None when they are not there, and the tests compare it with anyio's own on
+    nested, shielded, cancelled and past-deadline scopes."""
+    state_of = _anyio_task_states()
+    if state_of is None:  # pragma: no cover - a future anyio
+        return None
     ref = weakref.ref
     current_task = _current_task_getter(loop)
     inf = math.inf
@@ -260,22 +259,16 @@ def _scope_walker(loop: asyncio.AbstractEventLoop | None = None) -> Callable[[],
 
 def _trio_effective_deadline() -> Callable[[], float]:
     """trio.current_effective_deadline, walking the cancel statuses in a loop by their
-    slots instead of recursing through properties (1.3-7.3 µs under 0-8 task groups on
-    the benchmark VM; about 4x less). Relies on trio internals (the task's
+    slots instead of recursing through properties (0.8-7 µs under 0-8 task groups on
+    the benchmark VM; about 3-9x less). Relies on trio internals (the task's
     ``_cancel_status``, its ``_parent``, ``_scope`` and ``effectively_cancelled``, the
     scope's ``_deadline`` and ``_shield``), so it is trio's own when they are not
-    there; the tests compare the two."""
+    there (checked once); the tests compare the two."""
     import trio
 
-    current_task = trio.lowlevel.current_task
-    try:
-        status = current_task()._cancel_status
-        for name in ("_parent", "_scope", "effectively_cancelled"):
-            getattr(status, name)
-        for name in ("_deadline", "_shield"):
-            getattr(status._scope, name)
-    except AttributeError:  # pragma: no cover - a future trio
+    if not _trio_internals_present():  # pragma: no cover - a future trio
         return trio.current_effective_deadline
+    current_task = trio.lowlevel.current_task
     inf = math.inf
 
     def effective_deadline() -> float:
@@ -293,6 +286,23 @@ def _trio_effective_deadline() -> Callable[[], float]:
         return deadline
 
     return effective_deadline
+
+
+@functools.cache
+def _trio_internals_present() -> bool:
+    """Whether trio's cancel statuses look as :func:`_trio_effective_deadline` reads
+    them (checked in the first trio task that asks)."""
+    import trio
+
+    try:
+        status = trio.lowlevel.current_task()._cancel_status
+        for name in ("_parent", "_scope", "effectively_cancelled"):
+            getattr(status, name)
+        for name in ("_deadline", "_shield"):
+            getattr(status._scope, name)
+    except AttributeError:  # pragma: no cover - a future trio
+        return False
+    return True
 
 
 def current_backend() -> Backend:

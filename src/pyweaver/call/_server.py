@@ -257,7 +257,8 @@ async def serve(
     request arrives (``_spin``; None: ``PYWEAVER_SPIN_US``, else 100 µs, 250 µs on
     trio; 0: off).
     Yields the :class:`Server`; see the module docstring."""
-    window = spin_window(spin, current_backend().name)
+    backend = current_backend()
+    window = spin_window(spin, backend.name)
     server = Server(
         handlers if handlers is not None else {},
         deployment_id=deployment_id,
@@ -273,7 +274,6 @@ async def serve(
     target: Address | socket.socket = (
         address if isinstance(address, socket.socket) else parse_address(address)
     )
-    backend = current_backend()
     use_protocol = (
         driver != "streams"
         and backend.name == "asyncio"

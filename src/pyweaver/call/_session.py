@@ -716,10 +716,9 @@ class ServerSession:
                     finally:
                         del self._scopes[request.request_id]
                     break
-                else:
-                    driver.uncork()
-                    continue
-                break  # this task went with the handler that suspended
+                if handed_off is not None:
+                    break  # this task went with the handler that suspended
+                driver.uncork()
         if handed_off is not None and scope.cancelled_caught:
             self._answer_cancelled(handed_off, deadline)
 

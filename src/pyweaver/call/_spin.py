@@ -40,6 +40,7 @@ from pyweaver.call._session import ClientSession, ServerSession
 
 __all__ = [
     "DEFAULT_SPIN",
+    "DEFAULT_SPIN_TRIO",
     "GIVE_WAY_AFTER",
     "PROBE_EVERY",
     "SPIN_ENV",
