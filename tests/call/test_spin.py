@@ -189,6 +189,22 @@ async def test_a_spinner_whose_spins_find_no_answer_cools_down_and_probes() -> N
         group.cancel_scope.cancel()
 
 
+async def test_a_poke_between_cancelling_a_parked_spinner_and_its_next_step() -> None:
+    """Cancelling the spinner's task cancels the future it is parked on at once (on
+    asyncio), but the spinner only forgets that future when it next runs: a poke from a
+    socket read in between must not resolve the cancelled future (CI once saw
+    ``InvalidStateError`` from a connection's read callback at a weavelet's shutdown)."""
+    spinner = Spinner(0.002)
+    async with anyio.create_task_group() as group:
+        group.start_soon(spinner.run, current_backend())
+        with anyio.fail_after(5):
+            while not parked(spinner):
+                await anyio.sleep(0)
+        group.cancel_scope.cancel()
+        spinner.poke()  # before the spinner's task has run again
+    assert not parked(spinner)
+
+
 async def test_a_spinning_loop_offers_its_cpu_to_other_threads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -130,7 +130,8 @@ class Spinner:
                 self._skipped = 0
             self._hit = False  # only bytes after this poke answer it
             self._parked = None
-            parked.set_result(None)
+            if not parked.done():  # cancelled, and the spinner has not run since
+                parked.set_result(None)
 
     def hit(self) -> None:
         """Bytes arrived: if spinning, the spin was worth it."""
