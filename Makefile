@@ -11,7 +11,7 @@ TEST_DEPS_STAMP := $(VENV)/.test-deps-installed
 
 .PHONY: demo test test-fast test-cluster bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml hatch_build.py src/pyweaver/_runtime/_localcall.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -43,6 +43,7 @@ from typing import Any, Final, Literal
 import attrs
 
 from pyweaver._errors import RegistrationError
+from pyweaver._runtime._speedups import CallCounter
 from pyweaver.contract._metrics import (
     METHOD_BYTES_REPLY,
     METHOD_BYTES_REQUEST,
@@ -397,7 +398,7 @@ def _fold(counts: list[int], exported: range) -> list[int]:
     return [sum(counts[: lo + 1]), *counts[lo + 1 : hi + 1], sum(counts[hi + 1 :])]
 
 
-class MethodMetrics:
+class MethodMetrics(CallCounter):
     """The generated metrics of one (caller, component, method, remote) edge.
 
     Get one from :func:`method_metrics` when a stub is built, then per call::
@@ -418,8 +419,6 @@ class MethodMetrics:
     __slots__ = (
         "caller",
         "component",
-        "countdown",
-        "countdown_resets",
         "errors",
         "latency_counts",
         "latency_sum_ns",
@@ -445,8 +444,10 @@ class MethodMetrics:
         # reset); every other call just decrements it. So the untimed calls number
         # exactly ``(sample_every - 1) * countdown_resets - countdown``, and the hot
         # path pays one attribute read and write instead of a counter increment too.
+        # (Both live in CallCounter, a C type when the C local stubs are built.)
         self.countdown = 0
         self.countdown_resets = 0
+        self.abandoned = 0
         self.sample_every = 1
         self.latency_counts = [0] * _POW2_BUCKETS
         self.latency_sum_ns = 0
@@ -491,12 +492,15 @@ class MethodMetrics:
 
     @property
     def counted_down(self) -> int:
-        """Calls counted by the countdown protocol (see ``__init__``)."""
-        return (self.sample_every - 1) * self.countdown_resets - self.countdown
+        """Calls counted by the countdown protocol (see ``__init__``), less those a C
+        stub counted down but that were never awaited (``abandoned``)."""
+        return (
+            (self.sample_every - 1) * self.countdown_resets - self.countdown - self.abandoned
+        )
 
     def _reset(self) -> None:
         self.errors = self.untimed_calls = 0
-        self.countdown = self.countdown_resets = 0
+        self.countdown = self.countdown_resets = self.abandoned = 0
         self.latency_sum_ns = self.request_sum = self.reply_sum = 0
         for counts in (self.latency_counts, self.request_counts, self.reply_counts):
             counts[:] = [0] * _POW2_BUCKETS

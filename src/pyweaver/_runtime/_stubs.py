@@ -3,9 +3,10 @@
 A stub has one function per interface method:
 
 * a **local** method awaits the implementation directly and records the built-in method
-  metrics (and a span when tracing is on); it is compiled once per method from a
-  template with the interface method's exact signature, because a local call costs about
-  as much as the bookkeeping around it;
+  metrics (and a span when tracing is on). A local call costs about as much as the
+  bookkeeping around it, so the method is the C ``LocalMethod`` when it is built (no
+  Python frame: see ``_localcall.c``), else compiled once per method from a template
+  with the interface method's exact signature;
 * a **remote** method encodes the arguments with the method's codec, sends them through
   the placement's call client (deadline, metadata, trace context and retries are handled
   there) and decodes the in-band result or exception.
@@ -15,12 +16,13 @@ A stub has one function per interface method:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pyweaver._runtime import _metrics, _tracing
+from pyweaver._runtime import _metrics, _speedups, _tracing
 from pyweaver._runtime._logging import method_failure_logger
 from pyweaver._runtime._placement import CallClient, Placement
 from pyweaver._runtime._registry import ComponentSpec, MethodSpec
@@ -140,6 +142,7 @@ def make_stub(
     get_impl: GetImpl,
     placement: Placement,
     tracing_hooks: bool = True,
+    speedups: bool = True,
 ) -> Any:
     """The stub ``requester`` uses to call ``spec``'s component: one function per
     method, local (awaiting the implementation ``get_impl`` builds) or remote
@@ -147,7 +150,9 @@ def make_stub(
 
     ``tracing_hooks=False`` builds the stub without its tracing checks (it never makes
     spans): the yardstick the benchmarks measure "tracing off costs almost nothing"
-    against. Never used by the runtime."""
+    against. ``speedups=False`` builds local methods in pure Python even when the C
+    ``LocalMethod`` is built (tests and benchmarks compare the two). Neither is used by
+    the runtime."""
     stub = _Stub()
     stub._pyweaver_component = spec.name
     stub._pyweaver_remote = remote
@@ -155,7 +160,9 @@ def make_stub(
         if remote:
             function = remote_method(spec, method, requester, placement, tracing_hooks)
         else:
-            function = local_method(spec, method, requester, get_impl, tracing_hooks)
+            function = local_method(
+                spec, method, requester, get_impl, tracing_hooks, speedups=speedups
+            )
         setattr(stub, method.name, function)
     return stub
 
@@ -166,8 +173,11 @@ def local_method(
     requester: str,
     get_impl: GetImpl,
     tracing_hooks: bool = True,
+    *,
+    speedups: bool = True,
 ) -> Callable[..., Awaitable[Any]]:
-    """A local stub method: awaits the implementation, records the method metrics."""
+    """A local stub method: awaits the implementation, records the method metrics
+    (the C ``LocalMethod`` if built and ``speedups``, else the template's)."""
     metrics = _metrics.method_metrics(requester, spec.name, method.name, False)
     metrics.sample_every = LOCAL_LATENCY_SAMPLE
     record = metrics.record
@@ -179,9 +189,12 @@ def local_method(
     start_span = _tracing.start_span
     reset_to = LOCAL_LATENCY_SAMPLE - 1
 
+    rebinders: list[Callable[[Any], None]] = []  # who holds the bound method
+
     async def first_call(*args: Any, **kwargs: Any) -> Any:
         bound = getattr(await get_impl(component), name)
-        rebind(bound)
+        for rebind in rebinders:
+            rebind(bound)
         return await bound(*args, **kwargs)
 
     async def timed_call(*args: Any, **kwargs: Any) -> Any:
@@ -192,18 +205,18 @@ def local_method(
             metrics.countdown = reset_to
             metrics.countdown_resets += 1
         start = clock()
+        error = False
         try:
             if tracing.on:
                 with start_span(span_name):
-                    result = await bound(*args, **kwargs)
-            else:
-                result = await bound(*args, **kwargs)
+                    return await bound(*args, **kwargs)
+            return await bound(*args, **kwargs)
         except Exception as exc:
-            record(clock() - start, True)
+            error = True
             failed(exc)
             raise
-        record(clock() - start, False)
-        return result
+        finally:  # a cancelled call is a call too (as in the C stubs)
+            record(clock() - start, error)
 
     async def timed_call_without_hooks(*args: Any, **kwargs: Any) -> Any:
         bound = current()
@@ -211,24 +224,46 @@ def local_method(
             metrics.countdown = reset_to
             metrics.countdown_resets += 1
         start = clock()
+        error = False
         try:
-            result = await bound(*args, **kwargs)
+            return await bound(*args, **kwargs)
         except Exception as exc:
-            record(clock() - start, True)
+            error = True
             failed(exc)
             raise
-        record(clock() - start, False)
-        return result
+        finally:
+            record(clock() - start, error)
 
     failed = method_failure_logger(component, name)
-    call, rebind, current = _local_fast_path(
-        method,
-        first_call,
+    timed = timed_call if tracing_hooks else timed_call_without_hooks
+    call, rebind, current = _local_fast_path(method, first_call, metrics, timed, failed)
+    rebinders.append(rebind)
+    local_method_type = _speedups.LocalMethod
+    if local_method_type is None or not speedups:
+        return call
+
+    def on_error(exc: BaseException) -> None:
+        metrics.errors += 1
+        failed(exc)
+
+    # The C method counts down and times calls itself; with tracing on, it hands every
+    # call to the template's method (which has the interface's exact signature) for
+    # its span.
+    fast = local_method_type(
         metrics,
-        timed_call if tracing_hooks else timed_call_without_hooks,
-        failed,
+        first_call,
+        call,
+        on_error,
+        record,
+        tracing,
+        LOCAL_LATENCY_SAMPLE,
+        method.full_name,
     )
-    return call
+    fast.__signature__ = method.signature.replace(
+        parameters=list(method.signature.parameters.values())[1:]
+    )
+    rebinders.append(functools.partial(setattr, fast, "bound"))
+    return fast
 
 
 def remote_method(
