@@ -6,14 +6,19 @@ the target differs:
     pyweaver-call  the stub ``await weaver.get(Echo, root)`` returns in a
                    single-process app (``root = await weaver.init()``), with the
                    runtime's defaults: metrics recorded, tracing off.
+                   This is the C stub method (``_localcall.c``) when pyweaver
+                   was built with it, as the runtime uses it.
     pyweaver-call-nohooks  the same stub built with its tracing hooks removed
                    (``make_stub(..., tracing_hooks=False)``): the yardstick for
                    "tracing off costs almost nothing".
+    pyweaver-call-pure  the same stub in pure Python (``speedups=False``: what runs
+                   where the C module is not built, or PYWEAVER_NO_SPEEDUPS=1).
     pyweaver-call-traced   pyweaver-call with tracing on, every call sampled (spans
                    kept, not exported); measured last, after tracing is turned on.
-    bare-wrapper   the cheapest wrapper there is: ``async def echo(x): return await
-                   impl.echo(x)`` (no metrics, no checks): the floor of any stub that
-                   counts calls and errors, which needs a frame around the call.
+    bare-wrapper   the cheapest wrapper there is in Python: ``async def echo(x):
+                   return await impl.echo(x)`` (no metrics, no checks): the floor of
+                   a pure-Python stub that counts calls and errors, which needs a
+                   frame around the call (the C stub makes none).
 Batches of the two alternate in one process (7 each after calibration), so they
 see the same CPU state; each row reports the median batch (ns per call,
 including the loop) and the batch min..max.
@@ -95,9 +100,13 @@ async def measure(seconds: float) -> dict[str, Any]:
             raise RuntimeError("the component stub returned a wrong value")
         targets["pyweaver-call"] = stub
         try:
-            targets["pyweaver-call-nohooks"] = await stub_without_hooks(root)
+            targets["pyweaver-call-nohooks"] = await another_stub(tracing_hooks=False)
         except Exception as exc:
             rows["pyweaver-call-nohooks"] = {"failed": f"no stub without tracing hooks: {exc!r}"}
+        try:
+            targets["pyweaver-call-pure"] = await another_stub(speedups=False)
+        except Exception as exc:
+            rows["pyweaver-call-pure"] = {"failed": f"no pure-Python stub: {exc!r}"}
     except Exception as exc:
         rows["pyweaver-call"] = {"failed": f"weaver.init()/get() failed: {exc!r}"}
     batch_s = seconds / (2 * BATCHES + 2)
@@ -118,18 +127,21 @@ async def measure(seconds: float) -> dict[str, Any]:
     return {"rows": rows}
 
 
-async def stub_without_hooks(root: Any) -> Any:
-    """The colocated stub of Echo built like the runtime's, minus its tracing hooks."""
+async def another_stub(*, tracing_hooks: bool = True, speedups: bool = True) -> Any:
+    """The colocated stub of Echo built like the runtime's, minus its tracing hooks or
+    its C part."""
     from pyweaver._runtime import _init
     from pyweaver._runtime._stubs import make_stub
 
     weavelet = _init._process_weavelet
     assert weavelet is not None
     spec = weavelet.registry.spec(Echo)
-    stub = make_stub(spec, "bench.nohooks", remote=False, get_impl=weavelet.get_impl,
-                     placement=weavelet.placement, tracing_hooks=False)
+    requester = f"bench.hooks-{tracing_hooks}.speedups-{speedups}"
+    stub = make_stub(spec, requester, remote=False, get_impl=weavelet.get_impl,
+                     placement=weavelet.placement, tracing_hooks=tracing_hooks,
+                     speedups=speedups)
     if await stub.echo(7) != 7:
-        raise RuntimeError("the stub without hooks returned a wrong value")
+        raise RuntimeError(f"the stub {requester} returned a wrong value")
     return stub
 
 

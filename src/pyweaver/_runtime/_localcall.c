@@ -65,7 +65,7 @@ typedef struct {
     PyObject *traced;   /* the pure-Python stub method: calls while tracing is on */
     PyObject *on_error; /* on_error(exc): count and log a failed call */
     PyObject *record;   /* record(latency_ns, False): a timed call's latency */
-    PyObject *tracing;  /* its ``on`` says whether tracing is on */
+    PyObject *tracing;  /* its ``on`` says whether tracing is on (None: never) */
     Py_ssize_t reset_to; /* the countdown after a timed call: sample_every - 1 */
     PyObject *qualname;
     PyObject *signature;
@@ -363,7 +363,7 @@ LocalMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
     if (!timed) {
         counter->countdown = countdown - 1;
     }
-    else {
+    else if (self->tracing != Py_None) { /* None: built without tracing hooks */
         PyObject *on = PyObject_GetAttrString(self->tracing, "on");
         if (on == NULL) {
             return NULL;
@@ -374,6 +374,8 @@ LocalMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
             return tracing < 0 ? NULL
                                : PyObject_Vectorcall(self->traced, args, nargsf, kwnames);
         }
+    }
+    if (timed) {
         counter->countdown = self->reset_to;
         counter->countdown_resets++;
         start = perf_counter_ns();

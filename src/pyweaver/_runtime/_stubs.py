@@ -255,7 +255,7 @@ def local_method(
         call,
         on_error,
         record,
-        tracing,
+        tracing if tracing_hooks else None,
         LOCAL_LATENCY_SAMPLE,
         method.full_name,
     )
