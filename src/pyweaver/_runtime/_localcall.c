@@ -73,6 +73,7 @@ typedef struct {
 
 static PyTypeObject LocalMethod_Type;
 static PyTypeObject LocalCall_Type;
+static PyObject *on_name; /* "on", interned once */
 
 /* ------------------------------------------------------------------ LocalCall */
 
@@ -364,7 +365,7 @@ LocalMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
         counter->countdown = countdown - 1;
     }
     else if (self->tracing != Py_None) { /* None: built without tracing hooks */
-        PyObject *on = PyObject_GetAttrString(self->tracing, "on");
+        PyObject *on = PyObject_GetAttr(self->tracing, on_name);
         if (on == NULL) {
             return NULL;
         }
@@ -569,6 +570,10 @@ PyInit__localcall(void)
 {
     if (PyType_Ready(&CallCounter_Type) < 0 || PyType_Ready(&LocalCall_Type) < 0
         || PyType_Ready(&LocalMethod_Type) < 0) {
+        return NULL;
+    }
+    on_name = PyUnicode_InternFromString("on");
+    if (on_name == NULL) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&localcall_module);
