@@ -6,6 +6,7 @@ with the variable's name."""
 from __future__ import annotations
 
 import anyio
+import anyio.abc
 import pytest
 
 from pyweaver import call
@@ -60,9 +61,16 @@ def parked(spinner: Spinner) -> bool:
     return spinner.parked  # a call: mypy must not narrow it across awaits
 
 
+async def start_and_park(group: anyio.abc.TaskGroup, spinner: Spinner) -> None:
+    """Run ``spinner`` in ``group`` until it parks (nothing poked it yet)."""
+    group.start_soon(spinner.run, current_backend())
+    with anyio.fail_after(5):
+        while not parked(spinner):
+            await anyio.sleep(0)
+
+
 async def test_a_spinner_spins_for_its_window_after_a_poke_then_parks() -> None:
     spinner = Spinner(0.05)
-    backend = current_backend()
     ticks = 0
 
     async def count_loop_iterations() -> None:
@@ -72,10 +80,7 @@ async def test_a_spinner_spins_for_its_window_after_a_poke_then_parks() -> None:
             ticks += 1
 
     async with anyio.create_task_group() as group:
-        group.start_soon(spinner.run, backend)
-        with anyio.fail_after(5):
-            while not parked(spinner):  # nothing poked it yet
-                await anyio.sleep(0)
+        await start_and_park(group, spinner)  # nothing poked it yet
         spinner.poke()
         await anyio.sleep(0)
         assert not parked(spinner)  # spinning
@@ -196,10 +201,7 @@ async def test_a_poke_between_cancelling_a_parked_spinner_and_its_next_step() ->
     ``InvalidStateError`` from a connection's read callback at a weavelet's shutdown)."""
     spinner = Spinner(0.002)
     async with anyio.create_task_group() as group:
-        group.start_soon(spinner.run, current_backend())
-        with anyio.fail_after(5):
-            while not parked(spinner):
-                await anyio.sleep(0)
+        await start_and_park(group, spinner)
         group.cancel_scope.cancel()
         spinner.poke()  # before the spinner's task has run again
     assert not parked(spinner)
@@ -220,10 +222,7 @@ async def test_a_spinning_loop_offers_its_cpu_to_other_threads(
     monkeypatch.setattr("os.sched_yield", counting_yield)
     spinner = Spinner(0.02)
     async with anyio.create_task_group() as group:
-        group.start_soon(spinner.run, current_backend())
-        with anyio.fail_after(5):
-            while not parked(spinner):
-                await anyio.sleep(0)
+        await start_and_park(group, spinner)
         assert calls == 0
         spinner.poke()
         with anyio.fail_after(5):
