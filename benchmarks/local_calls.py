@@ -11,19 +11,21 @@ the target differs:
     pyweaver-call-nohooks  the same stub built with its tracing hooks removed
                    (``make_stub(..., tracing_hooks=False)``): the yardstick for
                    "tracing off costs almost nothing".
-    pyweaver-call-pure  the same stub in pure Python (``speedups=False``: what runs
-                   where the C module is not built, or PYWEAVER_NO_SPEEDUPS=1).
     pyweaver-call-traced   pyweaver-call with tracing on, every call sampled (spans
                    kept, not exported); measured last, after tracing is turned on.
     bare-wrapper   the cheapest wrapper there is in Python: ``async def echo(x):
                    return await impl.echo(x)`` (no metrics, no checks): the floor of
                    a pure-Python stub that counts calls and errors, which needs a
                    frame around the call (the C stub makes none).
-Batches of the two alternate in one process (7 each after calibration), so they
-see the same CPU state; each row reports the median batch (ns per call,
+Batches of the rows alternate in one process (9 each after calibration, in an order
+reversed at every batch), so they see the same CPU state; each row reports the median batch (ns per call,
 including the loop) and the batch min..max.
 
-usage: local_calls.py --backend asyncio|asyncio+uvloop|trio [--seconds S]
+With ``--no-speedups`` the process runs with PYWEAVER_NO_SPEEDUPS=1: every stub is the
+pure-Python one, as where pyweaver was installed without a C compiler (the jobs
+``local-asyncio-pure`` and ``local-trio-pure``).
+
+usage: local_calls.py --backend asyncio|asyncio+uvloop|trio [--seconds S] [--no-speedups]
 prints {"rows": {"plain-await": {...}, "pyweaver-call": {...} or {"failed": why}}}
 """
 
@@ -31,15 +33,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+if "--no-speedups" in sys.argv:  # before pyweaver is imported: it reads this once
+    os.environ["PYWEAVER_NO_SPEEDUPS"] = "1"
+
 import pyweaver as weaver
 
-BATCHES = 7
+BATCHES = 9
 
 
 class Echo(Protocol):
@@ -103,18 +109,16 @@ async def measure(seconds: float) -> dict[str, Any]:
             targets["pyweaver-call-nohooks"] = await another_stub(tracing_hooks=False)
         except Exception as exc:
             rows["pyweaver-call-nohooks"] = {"failed": f"no stub without tracing hooks: {exc!r}"}
-        try:
-            targets["pyweaver-call-pure"] = await another_stub(speedups=False)
-        except Exception as exc:
-            rows["pyweaver-call-pure"] = {"failed": f"no pure-Python stub: {exc!r}"}
     except Exception as exc:
         rows["pyweaver-call"] = {"failed": f"weaver.init()/get() failed: {exc!r}"}
     batch_s = seconds / (2 * BATCHES + 2)
     sizes = {name: await calibrate(target, batch_s) for name, target in targets.items()}
     samples: dict[str, list[float]] = {name: [] for name in targets}
+    order = list(targets.items())
     for _ in range(BATCHES):
-        for name, target in targets.items():
+        for name, target in order:
             samples[name].append(await loop(target, sizes[name]))
+        order.reverse()  # no row always follows the same one
     rows.update({name: row(values) for name, values in samples.items()})
     if "pyweaver-call" in targets:
         rows["pyweaver-call-traced"] = await traced(targets["pyweaver-call"], sizes["pyweaver-call"])
@@ -129,7 +133,8 @@ async def measure(seconds: float) -> dict[str, Any]:
 
 async def another_stub(*, tracing_hooks: bool = True, speedups: bool = True) -> Any:
     """The colocated stub of Echo built like the runtime's, minus its tracing hooks or
-    its C part."""
+    its C part (``speedups=False``: the pure-Python stub, but on the C module's metrics
+    counter, which is slower from Python; ``--no-speedups`` measures the real thing)."""
     from pyweaver._runtime import _init
     from pyweaver._runtime._stubs import make_stub
 
@@ -176,9 +181,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--backend", choices=["asyncio", "asyncio+uvloop", "trio"], default="asyncio")
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--no-speedups", action="store_true",
+                        help="run without pyweaver's C part (read before the import)")
     args = parser.parse_args()
     result = run(args.backend, lambda: measure(args.seconds))
     result["backend"] = args.backend
+    from pyweaver._runtime import _speedups
+
+    result["c_stubs"] = _speedups.LocalMethod is not None
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
 
