@@ -200,14 +200,18 @@ async def test_wrong_arguments_raise_at_the_call_and_count_nothing(speedups: boo
     assert sum(metrics().latency_counts) == 2
 
 
-async def test_the_method_keeps_the_interfaces_signature_and_name(speedups: bool) -> None:
+async def test_the_method_looks_like_a_coroutine_function_with_the_interfaces_signature(
+    speedups: bool,
+) -> None:
     stub = await box_stub(speedups)
     parameters = inspect.signature(stub.put).parameters
     assert [(p.name, p.kind, p.default) for p in parameters.values()] == [
         ("x", inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.empty),
         ("times", inspect.Parameter.KEYWORD_ONLY, 1),
     ]
-    assert stub.put.__qualname__ == f"{BOX}.put"
+    assert stub.put.__qualname__ == f"{BOX}.put" and stub.put.__name__ == "put"
+    assert inspect.iscoroutinefunction(stub.put)  # frameworks ask before they await
+    assert asyncio.iscoroutinefunction(stub.put)
 
 
 async def test_send_throw_and_close_reach_the_implementation(speedups: bool) -> None:

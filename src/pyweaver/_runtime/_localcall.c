@@ -68,7 +68,7 @@ typedef struct {
     PyObject *tracing;  /* its ``on`` says whether tracing is on (None: never) */
     Py_ssize_t reset_to; /* the countdown after a timed call: sample_every - 1 */
     PyObject *qualname;
-    PyObject *signature;
+    PyObject *dict; /* __name__, __code__, __signature__, ...: see _stubs.py */
 } LocalMethod;
 
 static PyTypeObject LocalMethod_Type;
@@ -432,7 +432,7 @@ LocalMethod_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->tracing = Py_NewRef(tracing);
     self->reset_to = sample_every - 1;
     self->qualname = Py_NewRef(qualname);
-    self->signature = NULL;
+    self->dict = NULL;
     return (PyObject *)self;
 }
 
@@ -447,7 +447,7 @@ LocalMethod_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->record);
     Py_VISIT(self->tracing);
     Py_VISIT(self->qualname);
-    Py_VISIT(self->signature);
+    Py_VISIT(self->dict);
     return 0;
 }
 
@@ -462,7 +462,7 @@ LocalMethod_clear(PyObject *op)
     Py_CLEAR(self->record);
     Py_CLEAR(self->tracing);
     Py_CLEAR(self->qualname);
-    Py_CLEAR(self->signature);
+    Py_CLEAR(self->dict);
     return 0;
 }
 
@@ -518,24 +518,10 @@ get_qualname(PyObject *op, void *Py_UNUSED(closure))
     return Py_NewRef(qualname == NULL ? Py_None : qualname);
 }
 
-static PyObject *
-get_signature(PyObject *op, void *Py_UNUSED(closure))
-{
-    PyObject *signature = ((LocalMethod *)op)->signature;
-    return Py_NewRef(signature == NULL ? Py_None : signature);
-}
-
-static int
-set_signature(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
-{
-    Py_XSETREF(((LocalMethod *)op)->signature, Py_XNewRef(value));
-    return 0;
-}
-
 static PyGetSetDef LocalMethod_getset[] = {
     {"bound", get_bound, set_bound, "What a counted-down call calls.", NULL},
     {"__qualname__", get_qualname, NULL, "Component.method", NULL},
-    {"__signature__", get_signature, set_signature, "The interface method's.", NULL},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL},
 };
 
@@ -554,6 +540,7 @@ static PyTypeObject LocalMethod_Type = {
     .tp_clear = LocalMethod_clear,
     .tp_repr = LocalMethod_repr,
     .tp_getset = LocalMethod_getset,
+    .tp_dictoffset = offsetof(LocalMethod, dict),
 };
 
 /* ------------------------------------------------------------------ module */

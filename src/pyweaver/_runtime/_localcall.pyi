@@ -18,6 +18,7 @@ class LocalCall:
 class LocalMethod:
     bound: Callable[..., Awaitable[Any]]
     __signature__: Signature | None
+    __dict__: dict[str, Any]
     def __init__(
         self,
         counter: CallCounter,
