@@ -84,11 +84,22 @@ def test_hosts_reach_each_other_until_cut() -> None:
 @needs_netns
 def test_close_kills_what_runs_inside_and_deletes_everything() -> None:
     network = Network.create(1)
-    sleeper = subprocess.Popen(
-        Network.exec_argv(network.host(1), ["sleep", "60"]), start_new_session=True
-    )
-    network.close()
-    assert sleeper.wait(timeout=10) != 0
+    host = network.host(1)
+    sleeper = subprocess.Popen(Network.exec_argv(host, ["sleep", "60"]), start_new_session=True)
+    try:
+        # `ip netns exec` enters the namespace, then execs sleep (same PID): close
+        # only once it is inside, or it may enter a namespace already deleted.
+        deadline = time.monotonic() + 10
+        while sleeper.pid not in netns.pids_in(host.netns):
+            assert time.monotonic() < deadline, "the sleeper never entered its namespace"
+            assert sleeper.poll() is None, "the sleeper exited before entering"
+            time.sleep(0.02)
+        network.close()
+        assert sleeper.wait(timeout=10) != 0
+    finally:
+        if sleeper.poll() is None:  # failed above: do not leave it running
+            sleeper.kill()
+            sleeper.wait(timeout=10)
     assert not any(name.startswith(network.run_id) for name in netns.list_namespaces())
     assert not network.run_dir.exists()
     network.close()  # idempotent
