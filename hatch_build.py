@@ -1,6 +1,6 @@
 """pyweaver's build hook: compile the optional C module of local stubs.
 
-``src/pyweaver/_runtime/_localcall.c`` makes colocated component calls ~1.7x faster
+``src/pyweaver/_runtime/_localcall.c`` makes colocated component calls ~1.5x faster
 (see that file's header and ``_speedups.py``). It is compiled here, with the compiler
 and flags this Python was built with (``sysconfig``), when one is at hand; without a
 compiler, on a platform this hook does not know how to build for, or with

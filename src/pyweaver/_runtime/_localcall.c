@@ -7,7 +7,8 @@ the call (bare wrapper ~220 ns against ~110 ns for a plain await on the benchmar
 machine). This module does the same bookkeeping in C: calling a LocalMethod calls the
 implementation's bound method and wraps the coroutine it returns in a LocalCall, an
 awaitable that forwards send/throw/close to it and reports an ``Exception`` escaping
-it. No frame is made, and the call costs ~1.4x a plain await.
+it. No frame is made, and the call costs ~1.6-1.8x a plain await (benchmarks/run.py
+local; the untimed path alone ~1.5x).
 
 The sampling protocol is the pure-Python stub's (pyweaver/_runtime/_stubs.py and
 MethodMetrics in _metrics.py): while the method's ``countdown`` is above zero a call
@@ -364,19 +365,20 @@ LocalMethod_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
     if (!timed) {
         counter->countdown = countdown - 1;
     }
-    else if (self->tracing != Py_None) { /* None: built without tracing hooks */
-        PyObject *on = PyObject_GetAttr(self->tracing, on_name);
-        if (on == NULL) {
-            return NULL;
+    else {
+        if (self->tracing != Py_None) { /* None: built without tracing hooks */
+            PyObject *on = PyObject_GetAttr(self->tracing, on_name);
+            if (on == NULL) {
+                return NULL;
+            }
+            int tracing = PyObject_IsTrue(on);
+            Py_DECREF(on);
+            if (tracing) { /* tracing on (or a broken switch, raising) */
+                return tracing < 0
+                           ? NULL
+                           : PyObject_Vectorcall(self->traced, args, nargsf, kwnames);
+            }
         }
-        int tracing = PyObject_IsTrue(on);
-        Py_DECREF(on);
-        if (tracing) { /* tracing on (or a broken switch, raising) */
-            return tracing < 0 ? NULL
-                               : PyObject_Vectorcall(self->traced, args, nargsf, kwnames);
-        }
-    }
-    if (timed) {
         counter->countdown = self->reset_to;
         counter->countdown_resets++;
         start = perf_counter_ns();

@@ -1,7 +1,7 @@
 """The optional C part of the colocated call path, and what stands in without it.
 
-``_localcall.c`` makes a local stub method cost ~1.4x a plain ``await`` instead of
-~2.4x (``benchmarks/run.py local``): it does the stub's bookkeeping without a Python
+``_localcall.c`` makes a local stub method cost ~1.6-1.8x a plain ``await`` instead of
+~2.4-2.7x (``benchmarks/run.py local``): it does the stub's bookkeeping without a Python
 frame (see its header). pyweaver's build compiles it when a C compiler is at hand
 (``hatch_build.py``); without one, or with ``PYWEAVER_NO_SPEEDUPS=1`` in the
 environment, the same stubs run in pure Python, with the same counts, logs and spans.
