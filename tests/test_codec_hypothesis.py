@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from pyweaver._errors import RegistrationError, RemoteCallError
+from pyweaver._runtime import _speedups
 from pyweaver._runtime._automarshal import AutoMarshal
 from pyweaver._runtime._codec import Codec, MethodCodec
 
@@ -325,7 +326,7 @@ def test_scalar_messages_are_written_exactly_as_cbor2_writes_them(
 
 
 # A message of one bytes or one str value is read without cbor2 when its bytes are
-# exactly that (see _bytes_at in pyweaver._runtime._codec._compile); anything else is
+# exactly that (see _bytes_after in pyweaver._runtime._codec._compile); anything else is
 # decoded the general way. Whatever the direct reader returns must be what cbor2 reads.
 def _items(major: int) -> st.SearchStrategy[bytes]:
     """CBOR byte or text strings with minimal and non-minimal heads."""
@@ -353,16 +354,59 @@ def _items(major: int) -> st.SearchStrategy[bytes]:
 def test_single_string_messages_read_directly_agree_with_cbor2(
     data: bytes, prefix: bytes, tail: bytes
 ) -> None:
-    from pyweaver._runtime._codec._compile import _bytes_at, _text_at
+    from pyweaver._runtime._codec._compile import STRING_PATHS, _bytes_after, _text_after
 
     message = prefix + data + tail
-    for reader, kind in ((_bytes_at, bytes), (_text_at, str)):
-        value = reader(message, len(prefix))
+    readers: list[tuple[Any, type]] = [(_bytes_after, bytes), (_text_after, str)]
+    readers += [(STRING_PATHS["_bytes_after"], bytes), (STRING_PATHS["_text_after"], str)]
+    for reader, kind in readers:  # the Python readers, and the C ones when built
+        assert reader(bytearray(message), prefix) is None  # not bytes: the general way
+        if prefix:
+            assert reader(b"\x83" + message[1:], prefix) is None  # another prefix
+        value = reader(message, prefix)
         if value is not None:
             assert type(value) is kind
             rest = io.BytesIO(message[len(prefix) :])
             assert cbor2.CBORDecoder(rest).decode() == value
             assert rest.tell() == len(message) - len(prefix)  # the item ends at the end
+
+
+@SETTINGS
+@given(
+    value=st.one_of(
+        st.binary(max_size=300),
+        st.sampled_from([bytes(n) for n in (23, 24, 255, 256, 65_535, 65_536, 70_000)]),
+    ),
+    text=st.text(max_size=300),
+    prefix=st.sampled_from([b"", b"\x81", b"\x82\x00"]),
+)
+def test_single_string_messages_written_directly_are_what_cbor2_writes(
+    value: bytes, text: str, prefix: bytes
+) -> None:
+    from pyweaver._runtime._codec._compile import STRING_PATHS, _bytes_message, _text_message
+
+    for write_bytes, write_text in (
+        (_bytes_message, _text_message),
+        (STRING_PATHS["_bytes_message"], STRING_PATHS["_text_message"]),
+    ):
+        assert write_bytes(prefix, value) == prefix + cbor2.dumps(value)
+        assert write_text(prefix, text) == prefix + cbor2.dumps(text)
+
+
+def test_the_c_string_paths_refuse_wrong_calls_and_unencodable_text() -> None:
+    from pyweaver._runtime._codec._compile import STRING_PATHS
+
+    if _speedups.LocalMethod is None:
+        pytest.skip("the C module is not built (see test_local_stubs.py)")
+    for name in STRING_PATHS:
+        assert type(STRING_PATHS[name]).__name__ == "builtin_function_or_method"
+        with pytest.raises(TypeError):
+            STRING_PATHS[name]("not", "bytes")
+        with pytest.raises(TypeError):
+            STRING_PATHS[name](b"")
+    with pytest.raises(UnicodeEncodeError):
+        STRING_PATHS["_text_message"](b"", "\ud800")  # a lone surrogate, as str.encode()
+    assert STRING_PATHS["_text_after"](b"\x62\xff\xfe", b"") is None  # not UTF-8
 
 
 @SETTINGS

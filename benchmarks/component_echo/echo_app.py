@@ -9,7 +9,8 @@ by ``BENCH_OUT``.
 
 Environment: ``BENCH_BACKEND`` (asyncio | asyncio+uvloop | trio; both processes run
 this script, so both use it), ``BENCH_SECONDS``, ``BENCH_OUT``, ``BENCH_MEASURE``
-(comma-separated subset of seq/16, inflight/16, inflight/65536; default all), ``BENCH_PIN``
+(comma-separated subset of seq/16, inflight/16, inflight/65536; default all; a repeated
+one is measured again and keyed MEASUREMENT#2, #3, ...), ``BENCH_PIN``
 (cross: main on CPU 0, Echo on CPU 1), ``BENCH_PROFILE`` (see below).
 """
 
@@ -143,7 +144,11 @@ async def main() -> None:
         await call(b"warm")
         _profiler.enable()
     for measurement in wanted.split(","):
-        results[measurement] = await measure(echo, measurement, seconds)
+        key, repeat = measurement, 1
+        while key in results:  # a repeated measurement: MEASUREMENT#2, #3, ...
+            repeat += 1
+            key = f"{measurement}#{repeat}"
+        results[key] = await measure(echo, measurement, seconds)
     if _profiler is not None:
         _profiler.disable()
         _profiler.dump_stats(os.environ["BENCH_PROFILE"] + ".caller")

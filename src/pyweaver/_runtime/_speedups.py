@@ -1,22 +1,34 @@
-"""The optional C part of the colocated call path, and what stands in without it.
+"""The optional C part of the stubs, and what stands in without it.
 
 ``_localcall.c`` makes a local stub method cost ~1.6-1.8x a plain ``await`` instead of
 ~2.4-2.7x (``benchmarks/run.py local``): it does the stub's bookkeeping without a Python
-frame (see its header). pyweaver's build compiles it when a C compiler is at hand
-(``hatch_build.py``); without one, or with ``PYWEAVER_NO_SPEEDUPS=1`` in the
-environment, the same stubs run in pure Python, with the same counts, logs and spans.
+frame (see its header). It does the same for remote stub methods (encode, await the
+call client, decode, record), and writes and reads the codecs' one-string messages
+(the usual payload of a remote call) in one C call each. pyweaver's build compiles it
+when a C compiler is at hand (``hatch_build.py``); without one, or with
+``PYWEAVER_NO_SPEEDUPS=1`` in the environment, the same stubs and codecs run in pure
+Python, with the same bytes, counts, logs and spans.
 
-:data:`LocalMethod` is the C stub method type, or ``None``; :class:`CallCounter` is
-the base of ``MethodMetrics`` holding the sampling countdown, a C type when
-:data:`LocalMethod` is one (both must agree on where the countdown lives).
+:data:`LocalMethod` and :data:`RemoteMethod` are the C stub method types, or ``None``;
+:class:`CallCounter` is the base of ``MethodMetrics`` holding the sampling countdown, a
+C type when :data:`LocalMethod` is one (both must agree on where the countdown lives);
+:func:`codec` gives the C codec helpers.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
-__all__ = ["NO_SPEEDUPS_ENV", "CallCounter", "LocalMethod", "speedups_disabled"]
+__all__ = [
+    "NO_SPEEDUPS_ENV",
+    "CallCounter",
+    "LocalMethod",
+    "RemoteMethod",
+    "codec",
+    "speedups_disabled",
+]
 
 #: Set to anything but "" or "0" to run without the C part (read once, at import).
 NO_SPEEDUPS_ENV: Final = "PYWEAVER_NO_SPEEDUPS"
@@ -42,8 +54,10 @@ if TYPE_CHECKING:
 
     CallCounter = _localcall.CallCounter
     LocalMethod: type[_localcall.LocalMethod] | None
+    RemoteMethod: type[_localcall.RemoteMethod] | None
 else:
-    LocalMethod = None
+    LocalMethod = RemoteMethod = None
+    _localcall = None
     CallCounter = _PythonCallCounter
     if not speedups_disabled():
         try:  # (the package, not the module: import-linter cannot see a C module)
@@ -53,3 +67,10 @@ else:
         else:
             CallCounter = _localcall.CallCounter
             LocalMethod = _localcall.LocalMethod
+            RemoteMethod = _localcall.RemoteMethod
+
+
+def codec(name: str) -> Callable[..., Any] | None:
+    """The C module's codec helper ``name`` (``bytes_after``, ``text_after``,
+    ``bytes_message``, ``text_message``: see ``_codec/_compile.py``), or None."""
+    return None if LocalMethod is None else getattr(_localcall, name)

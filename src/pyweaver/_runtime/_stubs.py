@@ -9,7 +9,8 @@ A stub has one function per interface method:
   with the interface method's exact signature;
 * a **remote** method encodes the arguments with the method's codec, sends them through
   the placement's call client (deadline, metadata, trace context and retries are handled
-  there) and decodes the in-band result or exception.
+  there) and decodes the in-band result or exception: the C ``RemoteMethod`` when it is
+  built (one Python frame fewer on every remote call), else a closure.
 
 :func:`method_handler` is the server side of a remote method: decode, run, encode.
 """
@@ -35,7 +36,7 @@ LOCAL_LATENCY_SAMPLE = 32  # time one local call in this many (see local_method)
 # ~90 ns each, the timed path's extra frame and the record; 32 leaves ~20 ns.)
 
 #: What inspect reads to take an object for a Python function (``__code__`` says
-#: "coroutine function"); the C local stub methods copy them from the template's.
+#: "coroutine function"); the C stub methods copy them from the Python ones.
 _FUNCTION_LIKE = (
     "__name__",
     "__module__",
@@ -162,15 +163,17 @@ def make_stub(
 
     ``tracing_hooks=False`` builds the stub without its tracing checks (it never makes
     spans): the yardstick the benchmarks measure "tracing off costs almost nothing"
-    against. ``speedups=False`` builds local methods in pure Python even when the C
-    ``LocalMethod`` is built (tests and benchmarks compare the two). Neither is used by
-    the runtime."""
+    against. ``speedups=False`` builds the methods in pure Python even when the C
+    ``LocalMethod`` and ``RemoteMethod`` are built (tests and benchmarks compare them).
+    Neither is used by the runtime."""
     stub = _Stub()
     stub._pyweaver_component = spec.name
     stub._pyweaver_remote = remote
     for method in spec.methods.values():
         if remote:
-            function = remote_method(spec, method, requester, placement, tracing_hooks)
+            function = remote_method(
+                spec, method, requester, placement, tracing_hooks, speedups=speedups
+            )
         else:
             function = local_method(
                 spec, method, requester, get_impl, tracing_hooks, speedups=speedups
@@ -271,15 +274,22 @@ def local_method(
         LOCAL_LATENCY_SAMPLE,
         method.full_name,
     )
-    # Function-like to inspect (as Cython's functions are): iscoroutinefunction() is
-    # True, signature() is the interface method's.
-    for attribute in _FUNCTION_LIKE:
-        setattr(fast, attribute, getattr(call, attribute))
-    fast.__signature__ = method.signature.replace(
-        parameters=list(method.signature.parameters.values())[1:]
-    )
+    _function_like(fast, call, method)
     rebinders.append(functools.partial(setattr, fast, "bound"))
     return fast
+
+
+def _function_like(fast: Any, template: Any, method: MethodSpec) -> None:
+    """Make a C stub method function-like to inspect (as Cython's functions are):
+    iscoroutinefunction() is True, signature() is the interface method's."""
+    for attribute in _FUNCTION_LIKE:
+        setattr(fast, attribute, getattr(template, attribute))
+    fast.__signature__ = _stub_signature(method)
+
+
+def _stub_signature(method: MethodSpec) -> inspect.Signature:
+    """The interface method's signature without ``self``."""
+    return method.signature.replace(parameters=list(method.signature.parameters.values())[1:])
 
 
 def remote_method(
@@ -288,13 +298,18 @@ def remote_method(
     requester: str,
     placement: Placement,
     tracing_hooks: bool = True,
+    *,
+    speedups: bool = True,
 ) -> Callable[..., Awaitable[Any]]:
     """A remote stub method: encodes, calls through the placement's call client,
     decodes, records the method metrics.
 
     The success path is one closure: no keyword binding unless the caller passed
     keywords, no routing unless the method is routed, one clock read on each side of
-    the call and one metrics call (:meth:`MethodMetrics.record_remote`)."""
+    the call and one metrics call (:meth:`MethodMetrics.record_remote`). When the C
+    ``RemoteMethod`` is built (and ``speedups``), it runs that path without the
+    closure's frame for unrouted methods, and hands the closure the calls it does not
+    take (keywords, the first call, tracing on)."""
     metrics = _metrics.method_metrics(requester, spec.name, method.name, True)
     record = metrics.record
     record_remote = metrics.record_remote
@@ -313,10 +328,14 @@ def remote_method(
     client_kind = _tracing.SpanKind.CLIENT
     client_call: Callable[..., Awaitable[bytes]] | None = None
 
+    connected: list[Callable[[Callable[..., Awaitable[bytes]]], None]] = []
+
     async def connect() -> Callable[..., Awaitable[bytes]]:
         nonlocal client_call
         client: CallClient = await placement.client(component)
         client_call = client.call
+        for tell in connected:
+            tell(client_call)
         return client_call
 
     async def call(*args: Any, **kwargs: Any) -> Any:
@@ -358,7 +377,24 @@ def remote_method(
     function = call if tracing_hooks else call_without_hooks
     function.__name__ = method.name
     function.__qualname__ = f"{component}.{method.name}"
-    return function
+    function.__signature__ = _stub_signature(method)  # type: ignore[attr-defined]
+    remote_method_type = _speedups.RemoteMethod
+    if remote_method_type is None or not speedups or router is not None:
+        return function
+    fast = remote_method_type(
+        function,
+        encode_args,
+        decode_result,
+        record,
+        record_remote,
+        tracing if tracing_hooks else None,
+        key,
+        retriable,
+        method.full_name,
+    )
+    _function_like(fast, function, method)
+    connected.append(functools.partial(setattr, fast, "send"))
+    return fast
 
 
 def method_handler(component: str, method: MethodSpec, get_impl: GetImpl) -> Handler:

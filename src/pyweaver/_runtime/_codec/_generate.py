@@ -79,12 +79,12 @@ def _direct(shape: Shape, var: str) -> tuple[str, list[str], list[str]] | None:
 
 
 def _single_reader(shapes: list[Shape]) -> str | None:
-    """The reader (see :func:`_bytes_at` in :mod:`._compile`) of a message holding one
-    ``bytes`` or one ``str`` value, the messages big payloads travel in; None for
+    """The reader (see :func:`_bytes_after` in :mod:`._compile`) of a message holding
+    one ``bytes`` or one ``str`` value, the messages big payloads travel in; None for
     any other message."""
     if len(shapes) != 1 or not isinstance(shapes[0], ScalarShape):
         return None
-    readers: dict[tuple[type, ...], str] = {(bytes,): "_bytes_at", (str,): "_text_at"}
+    readers: dict[tuple[type, ...], str] = {(bytes,): "_bytes_after", (str,): "_text_after"}
     return readers.get(shapes[0].accepted)
 
 
@@ -95,12 +95,10 @@ def _read_directly(body: Source, head: bytes, shapes: list[Shape], result: str) 
     reader = _single_reader(shapes)
     if reader is None:
         return
-    body.line(f"if type(data) is bytes and data[:{len(head)}] == {head!r}:")
+    body.line(f"s0 = {reader}(data, {head!r})")
+    body.line("if s0 is not None:")
     with body.indented():
-        body.line(f"s0 = {reader}(data, {len(head)})")
-        body.line("if s0 is not None:")
-        with body.indented():
-            body.line(f"return {result}")
+        body.line(f"return {result}")
 
 
 def _write_directly(body: Source, head: bytes, shapes: list[Shape], names: list[str]) -> None:
@@ -109,6 +107,14 @@ def _write_directly(body: Source, head: bytes, shapes: list[Shape], names: list[
     otherwise fall through to the ``cbor2.dumps`` line that follows."""
     plans = [_direct(shape, name) for shape, name in zip(shapes, names, strict=True)]
     if not plans or any(plan is None for plan in plans):
+        return
+    writer = {"_bytes_after": "_bytes_message", "_text_after": "_text_message"}.get(
+        _single_reader(shapes) or ""
+    )
+    if writer is not None:  # one string, the messages big payloads travel in: one call
+        body.line(f"if {plans[0][0]}:")  # type: ignore[index]
+        with body.indented():
+            body.line(f"return {writer}({head!r}, {names[0]})")
         return
     guards = [plan[0] for plan in plans if plan is not None]
     body.line(f"if {' and '.join(guards)}:")
