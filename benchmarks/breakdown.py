@@ -8,11 +8,12 @@ this process, in a tight loop with the layer under it replaced by a stub that an
 at once, so its cost is what the loop costs minus the stub's. The layers, in the order a
 call meets them:
 
-caller:  stub glue (argument handling, shard key, tracing check, clock reads)
-         | codec encode args | metrics (record + record_bytes)
+caller:  stub method (argument handling, codec encode args, clock reads, codec decode
+         result, metrics record; the C RemoteMethod when it is built, and its codec
+         helpers), and, each timed alone from Python for scale (not added up: the C
+         stub calls them for less): codec encode args, codec decode result, metrics
          | call client (deadline, metadata, trace lookup, balancer pick)
          | client session + framing (request id, future, request frame, response parse)
-         | codec decode result
 callee:  server session + framing + dispatch (request parse, queue, context copy,
          cancel scope, response frame) | handler (codec decode args, the method,
          codec encode result) | one event-loop wake of the dispatcher
@@ -106,6 +107,10 @@ class FakeDriver:
     async def drained(self) -> None: ...
 
 
+#: The stub method's parts, each timed alone (printed for scale, not summed).
+STUB_PARTS: dict[str, float] = {}
+
+
 async def layers(payload_size: int, seconds: float) -> dict[str, float]:
     data = benchlib.payload(payload_size)
     registry = Registry()
@@ -168,10 +173,9 @@ async def layers(payload_size: int, seconds: float) -> dict[str, float]:
             metrics.record_bytes(100, 100)
 
     met = await per_call(lambda: nothing_after(record), t) - base
-    out["caller: codec encode args"] = enc
-    out["caller: metrics (2 clock reads, recording)"] = met
-    out["caller: codec decode result"] = dec
-    out["caller: stub glue (args, shard key, tracing check)"] = stub_total - null_call - enc - dec - met
+    out["caller: stub method (encode, clock reads, decode, metrics)"] = stub_total - null_call
+    STUB_PARTS.update({"codec encode args": enc, "codec decode result": dec,
+                       "metrics (2 clock reads, recording)": met})
 
     # ---- caller: the call client over a session that answers at once
     class NullSession:
@@ -339,6 +343,9 @@ def main() -> None:
     width = max(len(name) for name, _ in rows) + 2
     for name, ns in rows:
         print(f"  {name:<{width}} {ns / 1000:8.2f} us")
+        if name.startswith("caller: stub method"):
+            for part, part_ns in STUB_PARTS.items():
+                print(f"  {'  alone, for scale: ' + part:<{width}} {part_ns / 1000:8.2f} us")
     print(f"  {'sum of the CPU layers above':<{width}} {total_cpu / 1000:8.2f} us")
     if e2e:
         proto, comp, deployed = e2e["protocol p50"], e2e["component p50"], e2e["deployed protocol p50"]
@@ -352,7 +359,7 @@ def main() -> None:
         print(f"  {'remainder: drivers, syscalls, wake-ups (p50 - CPU layers)':<{width}} "
               f"{(comp - total_cpu) / 1000:8.2f} us")
     print(json.dumps({"backend": args.backend, "payload": args.payload, "layers_ns": measured,
-                      "end_to_end_ns": e2e, "loadavg": os.getloadavg()}))
+                      "stub_parts_ns": STUB_PARTS, "end_to_end_ns": e2e, "loadavg": os.getloadavg()}))
 
 
 if __name__ == "__main__":
