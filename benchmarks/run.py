@@ -26,8 +26,10 @@ Theory of operation (the methodology of research/peer-baselines.md):
   reverses it, so no job always runs first or last.  Tables show the median
   across rounds and the min..max spread, so the noise is visible.
 - Before each job the runner waits (bounded) until processes that are not its
-  own use less than ``QUIET_CORES``, and it records the CPU foreign processes
-  used during every measurement.
+  own use less than ``QUIET_CORES`` and a fixed loop runs within ``PROBE_SLOW`` of
+  its best time in the run (a VM's host can slow its CPUs with no process here to
+  show for it), and it records the CPU foreign processes used during every
+  measurement.
 - ``--pin cross`` pins clients (and in-process jobs) to CPU 0 and servers to
   CPU 1 with taskset, for repeatable latency on a 2-core machine.
 A variant whose script is absent is reported as missing, one that crashes as
@@ -59,6 +61,13 @@ PYTHON = sys.executable
 QUIET_CORES = 0.15
 QUIET_SAMPLE_S = 0.5
 QUIET_TOTAL_BUDGET_S = 120.0  # past this much waiting in one run, stop waiting and just record
+# A VM's CPU can be slowed by its host with no process here to show for it (the load
+# average on the benchmark VM went from ~1 to ~9 within minutes, with nothing of ours
+# running). Before each job a fixed loop is timed; slower than PROBE_SLOW times its
+# best time in this run means the CPU is contended, and the job waits (bounded by the
+# same budgets) for it to recover.
+PROBE_SLOW = 1.3
+PROBE_LOOP = 100_000
 NOISY_CORES = 0.25  # a measurement that saw more foreign CPU than this is flagged
 SERVER_READY_TIMEOUT_S = 30.0
 SMALL, BIG = 16, 65536
@@ -366,6 +375,7 @@ class Context:
     tmpdir: str
     foreign: ForeignCpu = field(default_factory=ForeignCpu)
     quiet_waited_s: float = 0.0
+    best_probe_s: float = float("inf")
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def client_prefix(self) -> list[str]:
@@ -384,20 +394,37 @@ class Context:
         return env
 
     def wait_quiet(self) -> float:
-        """Wait (bounded) until foreign processes use < QUIET_CORES; return the last reading."""
+        """Wait (bounded) until foreign processes use < QUIET_CORES and the CPU probe
+        runs within PROBE_SLOW of its best; return the last foreign-CPU reading."""
         deadline = time.perf_counter() + self.quiet_wait_s
         started = time.perf_counter()
         while True:
             before = self.foreign.snapshot()
             time.sleep(QUIET_SAMPLE_S)
             cores = self.foreign.cores(before, self.foreign.snapshot())
+            slowed = self.probe() if cores < QUIET_CORES and self.quiet_wait_s > 0 else 1.0
             out_of_time = (time.perf_counter() > deadline
                            or self.quiet_waited_s + time.perf_counter() - started > QUIET_TOTAL_BUDGET_S)
-            if cores < QUIET_CORES or out_of_time or self.quiet_wait_s <= 0:
+            quiet = cores < QUIET_CORES and slowed <= PROBE_SLOW
+            if quiet or out_of_time or self.quiet_wait_s <= 0:
                 self.quiet_waited_s += time.perf_counter() - started
                 if cores >= QUIET_CORES and self.quiet_wait_s > 0:
                     self.log(f"  (machine not quiet: foreign processes use {cores:.2f} cores; going on)")
+                elif slowed > PROBE_SLOW:
+                    self.log(f"  (machine not quiet: the CPU probe took {slowed:.2f}x its best; going on)")
                 return cores
+
+    def probe(self) -> float:
+        """Time a fixed loop (best of 5); return it over the best time seen in this run."""
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            total = 0
+            for i in range(PROBE_LOOP):
+                total += i
+            best = min(best, time.perf_counter() - started)
+        self.best_probe_s = min(self.best_probe_s, best)
+        return best / self.best_probe_s
 
 
 def last_json_line(text: str) -> dict[str, Any] | None:
