@@ -2,6 +2,8 @@
 
 * ``anyio_backend``: every async test runs on asyncio and on trio (``tests/call`` overrides
   it to add asyncio+uvloop, which only the call protocol's drivers care about).
+* ``speedups``: a test that takes it runs with the C stub methods and with the
+  pure-Python ones (``tests/test_local_stubs.py``, ``tests/test_stubs.py``).
 * The ``slow`` marker: a test that starts a process is ``slow``, so that
   ``pytest -m "not slow"`` is a fast subset (local and rpc modes, protocol, codec,
   config...). weavertest's ``multi`` mode is marked here, once, for every test
@@ -55,6 +57,17 @@ pytest_plugins = ["pytester"]
 @pytest.fixture(params=[pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio")])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(params=[pytest.param(True, id="C"), pytest.param(False, id="python")])
+def speedups(request: pytest.FixtureRequest) -> bool:
+    """The stubs' ``speedups`` flag: the C stub methods (what the runtime uses whenever
+    ``_localcall.c`` is built; skipped when it is not) and the pure-Python ones."""
+    from pyweaver._runtime import _speedups
+
+    if request.param and _speedups.LocalMethod is None:
+        pytest.skip("the C module is not built (see test_local_stubs.py)")
+    return bool(request.param)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -74,18 +74,6 @@ def fresh_metrics() -> Iterator[None]:
     _metrics.reset_for_tests()
 
 
-@pytest.fixture(
-    params=[
-        pytest.param(True, id="C"),
-        pytest.param(False, id="python"),
-    ]
-)
-def speedups(request: pytest.FixtureRequest) -> bool:
-    if request.param and _speedups.LocalMethod is None:
-        pytest.skip("the C module is not built (see test_the_c_module_is_built_here)")
-    return bool(request.param)
-
-
 async def box_stub(speedups: bool, requester: str = "tests.caller") -> Any:
     """A local stub of Box, called once (so the implementation is built and the
     next LOCAL_LATENCY_SAMPLE - 1 calls are counted down)."""

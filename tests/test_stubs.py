@@ -105,18 +105,6 @@ def fresh_metrics() -> Iterator[None]:
     _metrics.reset_for_tests()
 
 
-@pytest.fixture(
-    params=[
-        pytest.param(True, id="C"),
-        pytest.param(False, id="python"),
-    ]
-)
-def speedups(request: pytest.FixtureRequest) -> bool:
-    if request.param and _speedups.RemoteMethod is None:
-        pytest.skip("the C module is not built (see test_local_stubs.py)")
-    return bool(request.param)
-
-
 def remote_greeter(
     registry: Registry, requester: str, *, hooks: bool = True, speedups: bool = True
 ) -> tuple[Any, RecordingClient, OnePlacement]:
