@@ -135,6 +135,52 @@ call_reporting(PyObject *function, PyObject *result)
     }
 }
 
+/* record(latency_ns, error) for a call made at ``start`` (no error may be set). */
+static void
+record_latency(PyObject *record, long long start, PyObject *error)
+{
+    long long latency = perf_counter_ns() - start;
+    PyObject *ns = PyLong_FromLongLong(latency < 0 ? 0 : latency);
+    if (ns == NULL) {
+        PyErr_WriteUnraisable(record);
+        return;
+    }
+    PyObject *args[2] = {ns, error};
+    call_reporting(record, PyObject_Vectorcall(record, args, 2, NULL));
+    Py_DECREF(ns);
+}
+
+/* The raised error, taken out so that Python code can run (see restore_error). */
+typedef struct {
+    PyObject *type, *value, *traceback; /* only ``value`` on 3.12+ */
+} SavedError;
+
+static SavedError
+save_error(void)
+{
+    SavedError saved = {NULL, NULL, NULL};
+#if PY_VERSION_HEX >= 0x030C0000
+    saved.value = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&saved.type, &saved.value, &saved.traceback);
+    PyErr_NormalizeException(&saved.type, &saved.value, &saved.traceback);
+    if (saved.traceback != NULL) {
+        PyException_SetTraceback(saved.value, saved.traceback);
+    }
+#endif
+    return saved;
+}
+
+static void
+restore_error(SavedError saved)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(saved.value);
+#else
+    PyErr_Restore(saved.type, saved.value, saved.traceback);
+#endif
+}
+
 /* The call ended: returned (raised == 0), or raised the current error. A timed call
    records its latency; an Exception (not a BaseException such as a cancellation)
    goes to on_error. The error stays set. */
@@ -150,42 +196,19 @@ finish(LocalCall *self, int raised)
     if (method->record == NULL) { /* cleared */
         return;
     }
-    long long latency = perf_counter_ns() - self->start;
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *exc = raised ? PyErr_GetRaisedException() : NULL;
-#else
-    PyObject *type = NULL, *exc = NULL, *traceback = NULL;
+    SavedError saved = {NULL, NULL, NULL};
     if (raised) {
-        PyErr_Fetch(&type, &exc, &traceback);
-        PyErr_NormalizeException(&type, &exc, &traceback);
-        if (traceback != NULL) {
-            PyException_SetTraceback(exc, traceback);
-        }
+        saved = save_error();
     }
-#endif
     if (self->timed) {
-        PyObject *ns = PyLong_FromLongLong(latency < 0 ? 0 : latency);
-        if (ns == NULL) {
-            PyErr_WriteUnraisable(method->record);
-        }
-        else {
-            PyObject *args[2] = {ns, Py_False};
-            call_reporting(method->record, PyObject_Vectorcall(method->record, args, 2, NULL));
-            Py_DECREF(ns);
-        }
+        record_latency(method->record, self->start, Py_False);
     }
     if (failed) {
-        call_reporting(method->on_error, PyObject_CallOneArg(method->on_error, exc));
+        call_reporting(method->on_error, PyObject_CallOneArg(method->on_error, saved.value));
     }
-#if PY_VERSION_HEX >= 0x030C0000
     if (raised) {
-        PyErr_SetRaisedException(exc);
+        restore_error(saved);
     }
-#else
-    if (raised) {
-        PyErr_Restore(type, exc, traceback);
-    }
-#endif
 }
 
 static PySendResult
@@ -225,20 +248,19 @@ stop_iteration(PySendResult status, PyObject *result)
     return NULL;
 }
 
+/* send() and __next__ of LocalCall and RemoteCall: their am_send, as Python sees it. */
 static PyObject *
-LocalCall_iternext(PyObject *op)
+call_send(PyObject *op, PyObject *arg)
 {
     PyObject *result;
-    PySendResult status = LocalCall_am_send(op, Py_None, &result);
+    PySendResult status = Py_TYPE(op)->tp_as_async->am_send(op, arg, &result);
     return stop_iteration(status, result);
 }
 
 static PyObject *
-LocalCall_send(PyObject *op, PyObject *arg)
+call_iternext(PyObject *op)
 {
-    PyObject *result;
-    PySendResult status = LocalCall_am_send(op, arg, &result);
-    return stop_iteration(status, result);
+    return call_send(op, Py_None);
 }
 
 static PyObject *
@@ -336,7 +358,7 @@ LocalCall_dealloc(PyObject *op)
 }
 
 static PyMethodDef LocalCall_methods[] = {
-    {"send", (PyCFunction)LocalCall_send, METH_O, "Send a value into the call."},
+    {"send", call_send, METH_O, "Send a value into the call."},
     {"throw", (PyCFunction)(void (*)(void))LocalCall_throw, METH_FASTCALL,
      "Raise an exception inside the call."},
     {"close", LocalCall_close, METH_NOARGS, "Close the call's coroutine."},
@@ -359,7 +381,7 @@ static PyTypeObject LocalCall_Type = {
     .tp_clear = LocalCall_clear,
     .tp_repr = LocalCall_repr,
     .tp_as_async = &LocalCall_async,
-    .tp_iternext = LocalCall_iternext,
+    .tp_iternext = call_iternext,
     .tp_methods = LocalCall_methods,
 };
 
@@ -605,27 +627,9 @@ remote_failed(RemoteCall *self)
     if (method->record == NULL) { /* cleared */
         return;
     }
-    long long latency = perf_counter_ns() - self->start;
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *exc = PyErr_GetRaisedException();
-#else
-    PyObject *type, *exc, *traceback;
-    PyErr_Fetch(&type, &exc, &traceback);
-#endif
-    PyObject *ns = PyLong_FromLongLong(latency < 0 ? 0 : latency);
-    if (ns == NULL) {
-        PyErr_WriteUnraisable(method->record);
-    }
-    else {
-        PyObject *args[2] = {ns, Py_True};
-        call_reporting(method->record, PyObject_Vectorcall(method->record, args, 2, NULL));
-        Py_DECREF(ns);
-    }
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(type, exc, traceback);
-#endif
+    SavedError saved = save_error();
+    record_latency(method->record, self->start, Py_True);
+    restore_error(saved);
 }
 
 /* The client's coroutine returned ``reply`` (a new reference, consumed): decode it,
@@ -724,22 +728,6 @@ RemoteCall_am_send(PyObject *op, PyObject *arg, PyObject **result)
         remote_failed(self);
     }
     return status;
-}
-
-static PyObject *
-RemoteCall_iternext(PyObject *op)
-{
-    PyObject *result;
-    PySendResult status = RemoteCall_am_send(op, Py_None, &result);
-    return stop_iteration(status, result);
-}
-
-static PyObject *
-RemoteCall_send(PyObject *op, PyObject *arg)
-{
-    PyObject *result;
-    PySendResult status = RemoteCall_am_send(op, arg, &result);
-    return stop_iteration(status, result);
 }
 
 /* throw() into a call that never started: it raises at once, and never runs. */
@@ -865,7 +853,7 @@ RemoteCall_dealloc(PyObject *op)
 }
 
 static PyMethodDef RemoteCall_methods[] = {
-    {"send", (PyCFunction)RemoteCall_send, METH_O, "Send a value into the call."},
+    {"send", call_send, METH_O, "Send a value into the call."},
     {"throw", (PyCFunction)(void (*)(void))RemoteCall_throw, METH_FASTCALL,
      "Raise an exception inside the call."},
     {"close", RemoteCall_close, METH_NOARGS, "Close the call."},
@@ -888,7 +876,7 @@ static PyTypeObject RemoteCall_Type = {
     .tp_clear = RemoteCall_clear,
     .tp_repr = RemoteCall_repr,
     .tp_as_async = &RemoteCall_async,
-    .tp_iternext = RemoteCall_iternext,
+    .tp_iternext = call_iternext,
     .tp_methods = RemoteCall_methods,
 };
 

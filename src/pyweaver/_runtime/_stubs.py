@@ -328,14 +328,14 @@ def remote_method(
     client_kind = _tracing.SpanKind.CLIENT
     client_call: Callable[..., Awaitable[bytes]] | None = None
 
-    connected: list[Callable[[Callable[..., Awaitable[bytes]]], None]] = []
+    fast: Any = None  # the C method, which takes the calls once connected
 
     async def connect() -> Callable[..., Awaitable[bytes]]:
         nonlocal client_call
         client: CallClient = await placement.client(component)
         client_call = client.call
-        for tell in connected:
-            tell(client_call)
+        if fast is not None:
+            fast.send = client_call
         return client_call
 
     async def call(*args: Any, **kwargs: Any) -> Any:
@@ -381,7 +381,7 @@ def remote_method(
     remote_method_type = _speedups.RemoteMethod
     if remote_method_type is None or not speedups or router is not None:
         return function
-    fast = remote_method_type(
+    c_method = remote_method_type(
         function,
         encode_args,
         decode_result,
@@ -392,9 +392,9 @@ def remote_method(
         retriable,
         method.full_name,
     )
-    _function_like(fast, function, method)
-    connected.append(functools.partial(setattr, fast, "send"))
-    return fast
+    _function_like(c_method, function, method)
+    fast = c_method
+    return c_method
 
 
 def method_handler(component: str, method: MethodSpec, get_impl: GetImpl) -> Handler:

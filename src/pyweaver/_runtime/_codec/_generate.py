@@ -78,24 +78,25 @@ def _direct(shape: Shape, var: str) -> tuple[str, list[str], list[str]] | None:
     return None
 
 
-def _single_reader(shapes: list[Shape]) -> str | None:
-    """The reader (see :func:`_bytes_after` in :mod:`._compile`) of a message holding
-    one ``bytes`` or one ``str`` value, the messages big payloads travel in; None for
-    any other message."""
+def _single_string(shapes: list[Shape]) -> str | None:
+    """``"bytes"`` or ``"text"`` for a message holding one ``bytes`` or one ``str``
+    value, the messages big payloads travel in, which the generated code reads and
+    writes with ``_{kind}_after`` and ``_{kind}_message`` (see :mod:`._compile`); None
+    for any other message."""
     if len(shapes) != 1 or not isinstance(shapes[0], ScalarShape):
         return None
-    readers: dict[tuple[type, ...], str] = {(bytes,): "_bytes_after", (str,): "_text_after"}
-    return readers.get(shapes[0].accepted)
+    kinds: dict[tuple[type, ...], str] = {(bytes,): "bytes", (str,): "text"}
+    return kinds.get(shapes[0].accepted)
 
 
 def _read_directly(body: Source, head: bytes, shapes: list[Shape], result: str) -> None:
     """When the message is ``head`` and then exactly one value of a single ``bytes`` or
     ``str`` shape, return ``result`` (an expression of the value ``s0``) read without
     cbor2; any other bytes fall through to the general decoding that follows."""
-    reader = _single_reader(shapes)
-    if reader is None:
+    kind = _single_string(shapes)
+    if kind is None:
         return
-    body.line(f"s0 = {reader}(data, {head!r})")
+    body.line(f"s0 = _{kind}_after(data, {head!r})")
     body.line("if s0 is not None:")
     with body.indented():
         body.line(f"return {result}")
@@ -108,13 +109,11 @@ def _write_directly(body: Source, head: bytes, shapes: list[Shape], names: list[
     plans = [_direct(shape, name) for shape, name in zip(shapes, names, strict=True)]
     if not plans or any(plan is None for plan in plans):
         return
-    writer = {"_bytes_after": "_bytes_message", "_text_after": "_text_message"}.get(
-        _single_reader(shapes) or ""
-    )
-    if writer is not None:  # one string, the messages big payloads travel in: one call
+    kind = _single_string(shapes)
+    if kind is not None:  # one string, the messages big payloads travel in: one call
         body.line(f"if {plans[0][0]}:")  # type: ignore[index]
         with body.indented():
-            body.line(f"return {writer}({head!r}, {names[0]})")
+            body.line(f"return _{kind}_message({head!r}, {names[0]})")
         return
     guards = [plan[0] for plan in plans if plan is not None]
     body.line(f"if {' and '.join(guards)}:")
