@@ -16,9 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
+from pyweaver.deployers._registry import Registry
+from pyweaver.deployers.multi._status import STATUS, fetch
 from tests.multi.test_deploy_listeners import HELLO, wait_for_listener
 
 pytestmark = pytest.mark.slow
@@ -110,6 +113,10 @@ def test_traces_and_metrics_of_a_deployment(
     assert all(s["labels"]["serviceweaver_node"] for s in reverse)
     merged = json.loads(cli(data_dir, "metrics", "--json", "^process_resident_memory"))
     nodes = {s["labels"]["serviceweaver_node"] for s in merged}
+    # The replicas now: the report taken when the listener came up can list fewer than
+    # have registered since (a group's replicas start and register one by one).
+    (running,) = Registry(data_dir).list("multi")
+    report = anyio.run(fetch, running.status_address, running.id, STATUS)
     replicas = sum(len(g["replicas"]) for g in report["groups"])
     assert len(nodes) == replicas >= 2
     assert all(s["value"] > 1_000_000 for s in merged)
